@@ -1,0 +1,111 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/pgrecycle/pgrecycle/config"
+	"github.com/pgrecycle/pgrecycle/proxy"
+)
+
+// run parses flags, loads the configuration and serves until a signal.
+func run(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("pgrecycle", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", "pgrecycle.toml", "path to the TOML configuration file")
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *showVersion {
+		fmt.Fprintf(stdout, "pgrecycle %s\n", version)
+		return 0
+	}
+	cfg, err := config.Load(*configPath)
+	if err != nil {
+		fmt.Fprintf(stderr, "pgrecycle: %v\n", err)
+		return 1
+	}
+	log, err := newLogger(cfg.Log, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "pgrecycle: log: %v\n", err)
+		return 1
+	}
+	defer func() { _ = log.Sync() }()
+
+	srv, err := proxy.New(proxy.Options{Config: cfg, Logger: log, Version: version})
+	if err != nil {
+		log.Error("cannot start", zap.Error(err))
+		fmt.Fprintf(stderr, "pgrecycle: %v\n", err)
+		return 1
+	}
+	if err := srv.Listen(); err != nil {
+		log.Error("cannot listen", zap.Error(err))
+		fmt.Fprintf(stderr, "pgrecycle: %v\n", err)
+		return 1
+	}
+	srv.Serve()
+	log.Info("pgrecycle started", zap.String("version", version), zap.String("config", cfg.Path),
+		zap.Stringer("addr", addrOrNone{srv}))
+
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	for sig := range sigs {
+		if sig == syscall.SIGHUP {
+			if err := srv.Reload(); err != nil {
+				log.Error("reload refused; keeping the old configuration", zap.Error(err))
+			}
+			continue
+		}
+		log.Info("shutting down", zap.String("signal", sig.String()))
+		done := make(chan struct{})
+		go func() {
+			srv.Shutdown()
+			close(done)
+		}()
+		select {
+		case <-done:
+		case <-sigs:
+			log.Warn("second signal: stopping now")
+			srv.Close()
+		}
+		return 0
+	}
+	return 0
+}
+
+type addrOrNone struct{ srv *proxy.Server }
+
+func (a addrOrNone) String() string {
+	if addr := a.srv.Addr(); addr != nil {
+		return addr.String()
+	}
+	return "none"
+}
+
+// newLogger builds the zap logger the configuration asks for.
+func newLogger(c config.Log, w io.Writer) (*zap.Logger, error) {
+	level, err := zapcore.ParseLevel(c.Level)
+	if err != nil {
+		return nil, err
+	}
+	encCfg := zap.NewProductionEncoderConfig()
+	encCfg.EncodeTime = zapcore.ISO8601TimeEncoder
+	var enc zapcore.Encoder
+	if c.Format == "console" {
+		encCfg.EncodeLevel = zapcore.CapitalLevelEncoder
+		enc = zapcore.NewConsoleEncoder(encCfg)
+	} else {
+		enc = zapcore.NewJSONEncoder(encCfg)
+	}
+	core := zapcore.NewCore(enc, zapcore.AddSync(w), level)
+	return zap.New(core), nil
+}

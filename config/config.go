@@ -1,0 +1,350 @@
+package config
+
+import (
+	"bytes"
+	"maps"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"sort"
+	"strconv"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Config is the whole configuration. See the package documentation for
+// what Load guarantees about it.
+type Config struct {
+	Listen     Listen               `toml:"listen"`
+	Auth       Auth                 `toml:"auth"`
+	Pool       Pool                 `toml:"pool"`
+	Recycle    Recycle              `toml:"recycle"`
+	Parameters map[string]string    `toml:"parameters"`
+	Databases  map[string]*Database `toml:"databases"`
+	Users      map[string]*User     `toml:"users"`
+	Metrics    Metrics              `toml:"metrics"`
+	Log        Log                  `toml:"log"`
+	Path       string               `toml:"-"` // absolute path of the file loaded, "" for Parse
+}
+
+// Listen is the [listen] section: where clients connect.
+type Listen struct {
+	Addr               string   `toml:"addr"`                 // default "127.0.0.1:6432"; "" = no TCP listener (then unix_socket_dir required)
+	UnixSocketDir      string   `toml:"unix_socket_dir"`      // default "" (off); socket file .s.PGSQL.<port>
+	MaxClientConn      int      `toml:"max_client_conn"`      // default 10000
+	ClientLoginTimeout Duration `toml:"client_login_timeout"` // default 60s; 0 = no limit
+	ShutdownTimeout    Duration `toml:"shutdown_timeout"`     // default 30s
+	TCPKeepalive       bool     `toml:"tcp_keepalive"`        // default true (client and server sockets)
+	TCPKeepIdle        Duration `toml:"tcp_keepidle"`         // default 0 = OS default
+	TCPKeepIntvl       Duration `toml:"tcp_keepintvl"`        // default 0 = OS default
+	TCPKeepCnt         int      `toml:"tcp_keepcnt"`          // default 0 = OS default
+	TCPUserTimeout     Duration `toml:"tcp_user_timeout"`     // default 0 = OS default
+}
+
+// DefaultPort is the port of the Unix socket name when listen.addr is "".
+const DefaultPort = 6432
+
+// Port is the port of Addr, or DefaultPort when Addr is empty or has no
+// numeric port (Validate refuses the latter).
+func (l Listen) Port() int {
+	if _, p, err := splitHostPort(l.Addr); err == nil {
+		return p
+	}
+	return DefaultPort
+}
+
+// SocketPath is the Unix socket file clients connect to, following
+// PostgreSQL's naming (DIR/.s.PGSQL.PORT) so that psql -h DIR -p PORT works;
+// "" when unix_socket_dir is off.
+func (l Listen) SocketPath() string {
+	if l.UnixSocketDir == "" {
+		return ""
+	}
+	return filepath.Join(l.UnixSocketDir, ".s.PGSQL."+strconv.Itoa(l.Port()))
+}
+
+// Auth is the [auth] section: how clients authenticate.
+type Auth struct {
+	Type       string   `toml:"type"`        // trust | plain | md5 | scram-sha-256; default "scram-sha-256"
+	File       string   `toml:"file"`        // userlist.txt path, resolved against the config file's directory; required unless type = "trust"
+	AdminUsers []string `toml:"admin_users"` // users allowed on the admin console; default empty
+}
+
+// Pool holds the pooling settings: [pool] and [databases.NAME.pool].
+type Pool struct {
+	Mode                   string   `toml:"mode"`                      // session | transaction; default "transaction"
+	Size                   int      `toml:"size"`                      // backends per (database, user); default 20, >= 1
+	MinIdle                int      `toml:"min_idle"`                  // default 0, <= size
+	MaxDBConnections       int      `toml:"max_db_connections"`        // default 0 = unlimited (per database, all users)
+	QueryWaitTimeout       Duration `toml:"query_wait_timeout"`        // default 120s; 0 = wait forever
+	ServerResetQuery       string   `toml:"server_reset_query"`        // default "DISCARD ALL"; "" = none
+	ServerResetQueryAlways bool     `toml:"server_reset_query_always"` // default false: only in session mode
+	ServerConnectTimeout   Duration `toml:"server_connect_timeout"`    // default 15s, > 0
+	ServerLoginRetry       Duration `toml:"server_login_retry"`        // default 15s, > 0: cap of the reconnect backoff
+	ServerIdleTimeout      Duration `toml:"server_idle_timeout"`       // default 600s; 0 = off
+	ServerCheckQuery       string   `toml:"server_check_query"`        // default "SELECT 1"; "" = no check
+	ServerCheckDelay       Duration `toml:"server_check_delay"`        // default 30s; 0 = check at every reuse
+	ClientIdleTimeout      Duration `toml:"client_idle_timeout"`       // default 0 = off
+	IdleTransactionTimeout Duration `toml:"idle_transaction_timeout"`  // default 0 = off
+	MaxPreparedStatements  int      `toml:"max_prepared_statements"`   // default 200; 0 = disable statement mapping
+	MaxConcurrentConnects  int      `toml:"max_concurrent_connects"`   // default 4, >= 1 (per pool)
+}
+
+// Recycle holds the retirement policies: [recycle] and
+// [databases.NAME.recycle]. A zero limit turns its policy off.
+type Recycle struct {
+	MaxLifetime         Duration `toml:"max_lifetime"`          // default 1h; 0 = off
+	LifetimeJitter      float64  `toml:"lifetime_jitter"`       // default 0.1; 0 <= j < 1
+	MaxQueries          int64    `toml:"max_queries"`           // default 0 = off
+	MaxTransactions     int64    `toml:"max_transactions"`      // default 0 = off
+	MaxMemory           ByteSize `toml:"max_memory"`            // default 0 = off
+	MemoryCheckInterval Duration `toml:"memory_check_interval"` // default 10s; 0 = sample at every release
+	MemorySource        string   `toml:"memory_source"`         // contexts | proc; default "contexts"
+	MaxRetiringShare    float64  `toml:"max_retiring_share"`    // default 0.5; 0 < x <= 1: at most this share of a pool retires at once
+}
+
+// Database is one [databases.NAME] section: a database clients may ask for.
+type Database struct {
+	Name        string            `toml:"-"`           // the section name (what clients use as dbname)
+	Host        string            `toml:"host"`        // required (hostname, IP, or a directory path for a unix socket)
+	Port        int               `toml:"port"`        // default 5432
+	DBName      string            `toml:"dbname"`      // default: section name
+	User        string            `toml:"user"`        // optional: connect as this user instead of the client's
+	Password    string            `toml:"password"`    // optional
+	SSLMode     string            `toml:"sslmode"`     // disable|allow|prefer|require|verify-ca|verify-full; default "prefer"
+	SSLRootCert string            `toml:"sslrootcert"` // optional CA file (or "system"), resolved against the config file's directory
+	Parameters  map[string]string `toml:"parameters"`  // effective after Load: global [parameters] merged with this section's (database wins)
+	Pool        Pool              `toml:"pool"`        // effective after Load: global [pool] with this section's keys on top
+	Recycle     Recycle           `toml:"recycle"`     // effective after Load: global [recycle] with this section's keys on top
+}
+
+// User is one [users.NAME] section: per-user overrides.
+type User struct {
+	Parameters map[string]string `toml:"parameters"` // override database and global parameters for this user
+	Password   string            `toml:"password"`   // optional, used to log in to backends when the auth file has no plain password
+}
+
+// Metrics is the [metrics] section.
+type Metrics struct {
+	Addr string `toml:"addr"` // Prometheus /metrics and /healthz; default "" = off; e.g. "127.0.0.1:9930"
+}
+
+// Log is the [log] section.
+type Log struct {
+	Level  string `toml:"level"`  // debug|info|warn|error; default "info"
+	Format string `toml:"format"` // json|console; default "json"
+}
+
+// Default values that other packages may want to name.
+const (
+	DefaultDatabasePort = 5432
+	DefaultSSLMode      = "prefer"
+	// AdminDatabase is the virtual database of the admin console; no
+	// [databases] section may use the name.
+	AdminDatabase = "pgrecycle"
+)
+
+// Default returns a Config holding every default and no databases. It is
+// not valid as is: auth.file must be set (or auth.type = "trust").
+func Default() *Config {
+	return &Config{
+		Listen: Listen{
+			Addr:               "127.0.0.1:6432",
+			MaxClientConn:      10000,
+			ClientLoginTimeout: Duration(60e9),
+			ShutdownTimeout:    Duration(30e9),
+			TCPKeepalive:       true,
+		},
+		Auth: Auth{
+			Type:       "scram-sha-256",
+			AdminUsers: []string{},
+		},
+		Pool: Pool{
+			Mode:                  "transaction",
+			Size:                  20,
+			QueryWaitTimeout:      Duration(120e9),
+			ServerResetQuery:      "DISCARD ALL",
+			ServerConnectTimeout:  Duration(15e9),
+			ServerLoginRetry:      Duration(15e9),
+			ServerIdleTimeout:     Duration(600e9),
+			ServerCheckQuery:      "SELECT 1",
+			ServerCheckDelay:      Duration(30e9),
+			MaxPreparedStatements: 200,
+			MaxConcurrentConnects: 4,
+		},
+		Recycle: Recycle{
+			MaxLifetime:         Duration(3600e9),
+			LifetimeJitter:      0.1,
+			MemoryCheckInterval: Duration(10e9),
+			MemorySource:        "contexts",
+			MaxRetiringShare:    0.5,
+		},
+		Parameters: map[string]string{},
+		Databases:  map[string]*Database{},
+		Users:      map[string]*User{},
+		Log:        Log{Level: "info", Format: "json"},
+	}
+}
+
+// NewDatabase returns a Database named name that inherits c's global pool,
+// recycle and parameters, as Load would build it from a section holding
+// only host. It is for code (tests, tools) that builds a Config by hand.
+func (c *Config) NewDatabase(name, host string) *Database {
+	return &Database{
+		Name:       name,
+		Host:       host,
+		Port:       DefaultDatabasePort,
+		DBName:     name,
+		SSLMode:    DefaultSSLMode,
+		Parameters: maps.Clone(c.Parameters),
+		Pool:       c.Pool,
+		Recycle:    c.Recycle,
+	}
+}
+
+// StartupParameters returns a new map of the parameters to send in the
+// StartupMessage of a backend for (db, user): global < database < user.
+// Unknown db or user names contribute nothing.
+func (c *Config) StartupParameters(db, user string) map[string]string {
+	out := make(map[string]string, len(c.Parameters))
+	maps.Copy(out, c.Parameters)
+	if d := c.Databases[db]; d != nil {
+		maps.Copy(out, d.Parameters)
+	}
+	if u := c.Users[user]; u != nil {
+		maps.Copy(out, u.Parameters)
+	}
+	return out
+}
+
+// Clone returns a deep copy of c: nothing is shared with c.
+func (c *Config) Clone() *Config {
+	if c == nil {
+		return nil
+	}
+	n := *c
+	n.Auth.AdminUsers = slices.Clone(c.Auth.AdminUsers)
+	n.Parameters = maps.Clone(c.Parameters)
+	if c.Databases != nil {
+		n.Databases = make(map[string]*Database, len(c.Databases))
+		for k, d := range c.Databases {
+			if d == nil {
+				n.Databases[k] = nil
+				continue
+			}
+			dd := *d
+			dd.Parameters = maps.Clone(d.Parameters)
+			n.Databases[k] = &dd
+		}
+	}
+	if c.Users != nil {
+		n.Users = make(map[string]*User, len(c.Users))
+		for k, u := range c.Users {
+			if u == nil {
+				n.Users[k] = nil
+				continue
+			}
+			uu := *u
+			uu.Parameters = maps.Clone(u.Parameters)
+			n.Users[k] = &uu
+		}
+	}
+	return &n
+}
+
+// RedactedPassword replaces passwords in Redacted copies.
+const RedactedPassword = "***"
+
+// Redacted returns a deep copy of c with every non-empty password replaced
+// by RedactedPassword, for SHOW CONFIG and logs. Empty passwords stay empty
+// so the copy still tells which are set.
+func (c *Config) Redacted() *Config {
+	n := c.Clone()
+	if n == nil {
+		return nil
+	}
+	for _, d := range n.Databases {
+		if d != nil && d.Password != "" {
+			d.Password = RedactedPassword
+		}
+	}
+	for _, u := range n.Users {
+		if u != nil && u.Password != "" {
+			u.Password = RedactedPassword
+		}
+	}
+	return n
+}
+
+// TOML encodes c as a TOML document that Parse reads back to an equal
+// Config (databases carry their full effective pool, recycle and
+// parameters). Use c.Redacted().TOML() for anything shown to people.
+func (c *Config) TOML() ([]byte, error) {
+	var b bytes.Buffer
+	if err := toml.NewEncoder(&b).Encode(c); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
+
+// Diff returns the sorted dotted keys whose values differ between a and b,
+// for logging a reload and deciding what to apply. A database or user that
+// exists on one side only appears as "databases.NAME" / "users.NAME";
+// otherwise the keys are leaves ("databases.app.pool.size",
+// "parameters.jit").
+func Diff(a, b *Config) []string {
+	var out []string
+	diffValue(reflect.ValueOf(a).Elem(), reflect.ValueOf(b).Elem(), nil, &out)
+	sort.Strings(out)
+	return out
+}
+
+func diffValue(a, b reflect.Value, path toml.Key, out *[]string) {
+	switch a.Kind() {
+	case reflect.Pointer:
+		if a.IsNil() || b.IsNil() {
+			if a.IsNil() != b.IsNil() {
+				*out = append(*out, path.String())
+			}
+			return
+		}
+		diffValue(a.Elem(), b.Elem(), path, out)
+	case reflect.Struct:
+		t := a.Type()
+		for i := range t.NumField() {
+			name := tomlName(t.Field(i))
+			if name == "" {
+				continue
+			}
+			diffValue(a.Field(i), b.Field(i), append(path[:len(path):len(path)], name), out)
+		}
+	case reflect.Map:
+		keys := map[string]bool{}
+		for _, k := range a.MapKeys() {
+			keys[k.String()] = true
+		}
+		for _, k := range b.MapKeys() {
+			keys[k.String()] = true
+		}
+		for k := range keys {
+			kv := reflect.ValueOf(k)
+			av, bv := a.MapIndex(kv), b.MapIndex(kv)
+			p := append(path[:len(path):len(path)], k)
+			if !av.IsValid() || !bv.IsValid() {
+				*out = append(*out, p.String())
+				continue
+			}
+			diffValue(av, bv, p, out)
+		}
+	case reflect.Slice:
+		// nil and empty lists mean the same in a config file.
+		if a.Len() == 0 && b.Len() == 0 {
+			return
+		}
+		fallthrough
+	default:
+		if !reflect.DeepEqual(a.Interface(), b.Interface()) {
+			*out = append(*out, path.String())
+		}
+	}
+}

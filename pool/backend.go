@@ -1,0 +1,62 @@
+package pool
+
+import (
+	"net"
+	"sync/atomic"
+	"time"
+
+	"github.com/pgrecycle/pgrecycle/wire"
+)
+
+// Backend buffer sizes: backends are few, so each owns its buffers.
+const (
+	backendReadBuf  = 32 << 10
+	backendWriteBuf = 16 << 10
+)
+
+// Backend is one PostgreSQL server connection. While acquired it belongs to
+// one client session; the pool touches it only when idle.
+type Backend struct {
+	ID        uint64
+	Conn      net.Conn
+	R         *wire.Reader
+	W         *wire.Writer
+	PID       uint32
+	SecretKey []byte
+	// Params holds the server's current reported (GUC_REPORT) values.
+	Params map[string]string
+	// ProxySet holds non-reported settings the proxy SET on this backend
+	// for a client (startup parameters such as search_path).
+	ProxySet map[string]string
+	TxStatus byte
+	Created  time.Time
+	// Deadline is when max_lifetime (with jitter) retires it; zero: never.
+	Deadline time.Time
+	LastUsed time.Time
+	// Broken marks a backend that must be closed, never reused.
+	Broken bool
+
+	Queries      atomic.Int64
+	Transactions atomic.Int64
+	// State is read by the admin console: "idle", "active", "opening".
+	InUse atomic.Bool
+
+	pool      *Pool
+	checkedAt time.Time
+}
+
+// Pool returns the pool the backend belongs to.
+func (b *Backend) Pool() *Pool { return b.pool }
+
+// Age is how long the backend has existed.
+func (b *Backend) Age(now time.Time) time.Duration { return now.Sub(b.Created) }
+
+// close sends Terminate when possible and closes the socket.
+func (b *Backend) close(graceful bool) {
+	if graceful && !b.Broken {
+		_ = b.Conn.SetWriteDeadline(time.Now().Add(time.Second))
+		b.W.Reset()
+		_, _ = b.Conn.Write([]byte{wire.MsgTerminate, 0, 0, 0, 4})
+	}
+	_ = b.Conn.Close()
+}

@@ -1,0 +1,287 @@
+package pool
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgrecycle/pgrecycle/wire"
+)
+
+type connectConfig struct {
+	pg      *pgconn.Config
+	network string
+	addr    string
+}
+
+// quoteDSN quotes a keyword/value connection string value.
+func quoteDSN(s string) string {
+	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + "'"
+}
+
+func newConnectConfig(opts Options) (connectConfig, error) {
+	t := opts.Target
+	sslmode := t.SSLMode
+	if sslmode == "" {
+		sslmode = "prefer"
+	}
+	parts := []string{
+		"host=" + quoteDSN(t.Host),
+		"port=" + strconv.Itoa(t.Port),
+		"dbname=" + quoteDSN(t.DBName),
+		"user=" + quoteDSN(opts.User),
+		"sslmode=" + quoteDSN(sslmode),
+	}
+	if opts.Password != "" {
+		parts = append(parts, "password="+quoteDSN(opts.Password))
+	}
+	if t.SSLRootCert != "" {
+		parts = append(parts, "sslrootcert="+quoteDSN(t.SSLRootCert))
+	}
+	cfg, err := pgconn.ParseConfig(strings.Join(parts, " "))
+	if err != nil {
+		return connectConfig{}, fmt.Errorf("database %q: %w", opts.Database, err)
+	}
+	cfg.RuntimeParams = make(map[string]string, len(opts.Params))
+	for k, v := range opts.Params {
+		cfg.RuntimeParams[k] = v
+	}
+	cfg.ConnectTimeout = opts.Pool.ServerConnectTimeout.D()
+	d := dialerFor(opts)
+	cfg.DialFunc = d.DialContext
+	// Never let environment fallbacks (PGPASSFILE, service files) surprise us.
+	cfg.OnNotice = nil
+	cc := connectConfig{pg: cfg}
+	if strings.HasPrefix(t.Host, "/") {
+		cc.network = "unix"
+		cc.addr = fmt.Sprintf("%s/.s.PGSQL.%d", t.Host, t.Port)
+	} else {
+		cc.network = "tcp"
+		cc.addr = net.JoinHostPort(t.Host, strconv.Itoa(t.Port))
+	}
+	return cc, nil
+}
+
+// dialerFor applies the TCP keepalive and user-timeout settings.
+func dialerFor(opts Options) *net.Dialer {
+	l := opts.Listen
+	d := &net.Dialer{Timeout: opts.Pool.ServerConnectTimeout.D()}
+	if !l.TCPKeepalive {
+		d.KeepAlive = -1
+	} else {
+		d.KeepAliveConfig = net.KeepAliveConfig{
+			Enable:   true,
+			Idle:     l.TCPKeepIdle.D(),
+			Interval: l.TCPKeepIntvl.D(),
+			Count:    l.TCPKeepCnt,
+		}
+	}
+	if ut := l.TCPUserTimeout.D(); ut > 0 {
+		d.Control = func(network, address string, c syscall.RawConn) error {
+			return setUserTimeout(c, ut)
+		}
+	}
+	return d
+}
+
+// connect opens and hijacks one backend.
+func (p *Pool) connect(ctx context.Context) (*Backend, error) {
+	p.mu.Lock()
+	cfg := p.connCfg.pg.Copy()
+	p.mu.Unlock()
+	if cfg.ConnectTimeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, cfg.ConnectTimeout)
+		defer cancel()
+	}
+	pc, err := pgconn.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	hj, err := pc.Hijack()
+	if err != nil {
+		_ = pc.Close(ctx)
+		return nil, err
+	}
+	now := time.Now()
+	b := &Backend{
+		Conn:      hj.Conn,
+		R:         wire.NewReader(hj.Conn, backendReadBuf),
+		W:         wire.NewWriter(hj.Conn, backendWriteBuf),
+		PID:       hj.PID,
+		SecretKey: hj.SecretKey,
+		Params:    hj.ParameterStatuses,
+		TxStatus:  hj.TxStatus,
+		Created:   now,
+		LastUsed:  now,
+	}
+	if b.Params == nil {
+		b.Params = make(map[string]string)
+	}
+	if b.TxStatus == 0 {
+		b.TxStatus = 'I'
+	}
+	return b, nil
+}
+
+// isFatalConnectError tells errors that retrying can't fix (bad password,
+// unknown database, rejected parameter) from transient ones (server
+// starting, shutting down, too many connections, network).
+func isFatalConnectError(err error) bool {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return false
+	}
+	switch {
+	case strings.HasPrefix(pgErr.Code, "57P"), strings.HasPrefix(pgErr.Code, "08"),
+		pgErr.Code == "53300", strings.HasPrefix(pgErr.Code, "53"):
+		return false
+	}
+	return true
+}
+
+// runCheck runs server_check_query on an idle backend.
+func runCheck(b *Backend, query string, timeout time.Duration) error {
+	if timeout <= 0 {
+		timeout = 5 * time.Second
+	}
+	_ = b.Conn.SetDeadline(time.Now().Add(timeout))
+	defer func() { _ = b.Conn.SetDeadline(time.Time{}) }()
+	status, err := SimpleQuery(b, query, nil)
+	if err != nil {
+		b.Broken = true
+		return err
+	}
+	if status != 'I' {
+		b.Broken = true
+		return fmt.Errorf("check query left transaction status %q", status)
+	}
+	return nil
+}
+
+// QueryError is an ErrorResponse the server sent to a proxy-issued query.
+type QueryError struct{ Code, Message string }
+
+func (e *QueryError) Error() string { return e.Code + ": " + e.Message }
+
+// SimpleQuery runs a proxy-issued simple query on b and consumes its
+// response up to ReadyForQuery, recording ParameterStatus changes. onRow,
+// when set, sees each DataRow body. It returns the final transaction status.
+func SimpleQuery(b *Backend, sql string, onRow func(body []byte)) (byte, error) {
+	if err := b.W.Append(func(dst []byte) ([]byte, error) {
+		dst = wire.AppendHeader(dst, wire.MsgQuery, len(sql)+1)
+		dst = append(dst, sql...)
+		return append(dst, 0), nil
+	}); err != nil {
+		b.Broken = true
+		return 0, err
+	}
+	if err := b.W.Flush(); err != nil {
+		b.Broken = true
+		return 0, err
+	}
+	var qerr *QueryError
+	for {
+		typ, _, err := b.R.Next()
+		if err != nil {
+			b.Broken = true
+			return 0, err
+		}
+		if !b.R.Fits() {
+			if err := b.R.Skip(); err != nil {
+				b.Broken = true
+				return 0, err
+			}
+			continue
+		}
+		msg, err := b.R.Message()
+		if err != nil {
+			b.Broken = true
+			return 0, err
+		}
+		body := msg[wire.HeaderLen:]
+		switch typ {
+		case wire.MsgReadyForQuery:
+			if len(body) != 1 {
+				b.Broken = true
+				return 0, errors.New("malformed ReadyForQuery")
+			}
+			b.TxStatus = body[0]
+			if qerr != nil {
+				return b.TxStatus, qerr
+			}
+			return b.TxStatus, nil
+		case wire.MsgParameterStatus:
+			if k, v, ok := wire.ParameterStatus(body); ok {
+				b.Params[string(k)] = string(v)
+			}
+		case wire.MsgErrorResponse:
+			code, _ := wire.ErrorCode(body)
+			qerr = &QueryError{Code: string(code), Message: errorMessage(body)}
+			if len(code) >= 2 && (string(code[:2]) == "57" || string(code[:2]) == "08") {
+				b.Broken = true
+			}
+		case 'D':
+			if onRow != nil {
+				onRow(body)
+			}
+		case wire.MsgCopyInResponse:
+			// A check query must not start COPY; abort it.
+			b.Broken = true
+			return 0, errors.New("proxy query started COPY")
+		}
+	}
+}
+
+func errorMessage(body []byte) string {
+	for len(body) > 0 && body[0] != 0 {
+		f := body[0]
+		v, rest, ok := wire.CString(body[1:])
+		if !ok {
+			break
+		}
+		if f == 'M' {
+			return string(v)
+		}
+		body = rest
+	}
+	return ""
+}
+
+// Cancel asks the server to cancel whatever b is running, on a new
+// connection, as the protocol requires.
+func (p *Pool) Cancel(ctx context.Context, b *Backend) error {
+	p.mu.Lock()
+	network, addr := p.connCfg.network, p.connCfg.addr
+	p.mu.Unlock()
+	var d net.Dialer
+	c, err := d.DialContext(ctx, network, addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = c.SetDeadline(dl)
+	}
+	msg := make([]byte, 12, 12+len(b.SecretKey))
+	binary.BigEndian.PutUint32(msg[0:], uint32(12+len(b.SecretKey)))
+	binary.BigEndian.PutUint32(msg[4:], wire.CancelRequestCode)
+	binary.BigEndian.PutUint32(msg[8:], b.PID)
+	msg = append(msg, b.SecretKey...)
+	if _, err := c.Write(msg); err != nil {
+		return err
+	}
+	// The server closes the connection when done; wait briefly for it so
+	// the cancel is delivered before we report success.
+	var one [1]byte
+	_, _ = c.Read(one[:])
+	return nil
+}

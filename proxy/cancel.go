@@ -1,0 +1,89 @@
+package proxy
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/binary"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// cancelKey is the BackendKeyData the proxy hands a client in place of a
+// real backend's, so a cancel can be routed to whichever backend the client
+// uses at that moment.
+type cancelKey struct {
+	pid    uint32
+	secret [4]byte
+}
+
+// cancelRegistry maps proxy-issued keys to live sessions.
+type cancelRegistry struct {
+	mu       sync.Mutex
+	sessions map[uint32]*session
+}
+
+func newCancelRegistry() *cancelRegistry {
+	return &cancelRegistry{sessions: make(map[uint32]*session)}
+}
+
+// register issues a fresh unique key for s.
+func (r *cancelRegistry) register(s *session) cancelKey {
+	var k cancelKey
+	var b [8]byte
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for {
+		_, _ = rand.Read(b[:])
+		k.pid = binary.BigEndian.Uint32(b[:4]) & 0x7fffffff
+		copy(k.secret[:], b[4:])
+		if _, taken := r.sessions[k.pid]; k.pid != 0 && !taken {
+			r.sessions[k.pid] = s
+			return k
+		}
+	}
+}
+
+func (r *cancelRegistry) unregister(k cancelKey) {
+	r.mu.Lock()
+	delete(r.sessions, k.pid)
+	r.mu.Unlock()
+}
+
+// lookup finds the session for a key, comparing secrets in constant time.
+func (r *cancelRegistry) lookup(pid uint32, secret []byte) *session {
+	r.mu.Lock()
+	s := r.sessions[pid]
+	r.mu.Unlock()
+	if s == nil {
+		return nil
+	}
+	if subtle.ConstantTimeCompare(secret, s.key.secret[:]) != 1 {
+		return nil
+	}
+	return s
+}
+
+// handleCancel forwards a client's CancelRequest to the backend its session
+// is using. The session lock is held while the cancel is delivered, so the
+// backend can't be released to another client meanwhile.
+func (srv *Server) handleCancel(pid uint32, secret []byte) {
+	s := srv.cancels.lookup(pid, secret)
+	if s == nil {
+		srv.log.Debug("cancel request for unknown key")
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	b := s.backend
+	if b == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := b.Pool().Cancel(ctx, b); err != nil {
+		s.log.Warn("cancel request failed", zap.Error(err))
+	}
+}

@@ -1,0 +1,414 @@
+package proxy
+
+import (
+	"errors"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/pgrecycle/pgrecycle/pool"
+	"github.com/pgrecycle/pgrecycle/wire"
+)
+
+// resetTimeout bounds the proxy's own cleanup queries on a backend.
+const resetTimeout = 5 * time.Second
+
+// loop reads client messages and forwards them to the attached backend,
+// attaching one at the first message of a transaction.
+func (s *session) loop() error {
+	for {
+		typ, _, err := s.cr.Next()
+		if err != nil {
+			var pe *wire.ProtocolError
+			if errors.As(err, &pe) {
+				s.endCause = pe.Error()
+				s.sendErrorDetached(fatalf(codeProtocolViolation, "%s", pe.Error()))
+			}
+			return err
+		}
+		if typ == wire.MsgTerminate {
+			_ = s.cr.Skip()
+			return nil
+		}
+		b, err := s.attachAndMark(typ)
+		if err != nil {
+			var ce *clientError
+			if errors.As(err, &ce) {
+				if ce.Severity == "FATAL" {
+					s.sendErrorDetached(ce)
+					return errSessionDone
+				}
+				if err := s.failRequest(typ, ce); err != nil {
+					return err
+				}
+				continue
+			}
+			return err
+		}
+		if err := s.forward(b, typ); err != nil {
+			return err
+		}
+	}
+}
+
+// attachAndMark returns the backend for the next client message, acquiring
+// one if none is attached, and records what the message obliges the server
+// to answer, in the same critical section the pump decides releases in.
+func (s *session) attachAndMark(typ byte) (*pool.Backend, error) {
+	s.mu.Lock()
+	if s.backend == nil {
+		s.mu.Unlock()
+		if err := s.attach(); err != nil {
+			return nil, err
+		}
+		s.mu.Lock()
+	}
+	b := s.backend
+	switch typ {
+	case wire.MsgQuery, wire.MsgFunctionCall:
+		s.pending++
+	case wire.MsgSync:
+		s.pending++
+		s.unsynced = false
+	case wire.MsgCopyData, wire.MsgCopyDone, wire.MsgCopyFail:
+		if s.pending == 0 {
+			s.unsynced = true
+		}
+	default:
+		s.unsynced = true
+	}
+	s.mu.Unlock()
+	return b, nil
+}
+
+// attach acquires a backend, aligns its settings with the client's and
+// starts the pump. A backend that turns out dead is replaced.
+func (s *session) attach() error {
+	ctx, cancel := s.waitContext()
+	defer cancel()
+	for attempt := 0; ; attempt++ {
+		b, err := s.pool.Acquire(ctx)
+		if err != nil {
+			return s.acquireError(ctx, err)
+		}
+		if err := s.applyParams(b); err != nil {
+			var qe *pool.QueryError
+			if errors.As(err, &qe) && !b.Broken {
+				s.pool.Release(b)
+				return errorf(qe.Code, "%s", qe.Message)
+			}
+			s.pool.Destroy(b, "error")
+			if attempt < 3 {
+				continue
+			}
+			return fromBackendError("ERROR", err)
+		}
+		b.InUse.Store(true)
+		done := make(chan struct{})
+		s.mu.Lock()
+		s.backend = b
+		s.pending = 0
+		s.unsynced = false
+		s.stopping = false
+		s.pumpDone = done
+		s.sw.w = b.W
+		s.sw.err = nil
+		s.mu.Unlock()
+		go s.pump(b, done)
+		return nil
+	}
+}
+
+// forward copies the current client message to the backend, streaming it
+// if it is larger than the buffer, and flushes when the client has nothing
+// more buffered: one write per batch.
+func (s *session) forward(b *pool.Backend, typ byte) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if typ == wire.MsgQuery || typ == wire.MsgExecute {
+		b.Queries.Add(1)
+		s.queries.Add(1)
+	}
+	if s.cr.Fits() {
+		msg, err := s.cr.Message()
+		if err != nil {
+			return err
+		}
+		_, _ = s.sw.Write(msg)
+	} else if err := s.cr.Stream(&s.sw); err != nil {
+		return err
+	}
+	if s.cr.Buffered() == 0 && s.sw.err == nil {
+		if err := b.W.Flush(); err != nil {
+			s.sw.err = err
+		}
+	}
+	if s.sw.err != nil {
+		// The pump sees the dead socket and reports to the client.
+		b.Broken = true
+		_ = b.Conn.Close()
+	}
+	return nil
+}
+
+// pump forwards the backend's messages to the client until the backend is
+// released, fails, or the session stops it.
+func (s *session) pump(b *pool.Backend, done chan struct{}) {
+	defer close(done)
+	var fatal *clientError
+	for {
+		if b.R.Buffered() == 0 {
+			_ = s.cw.Flush()
+		}
+		typ, _, err := b.R.Next()
+		if err != nil {
+			s.backendFailed(b, err, fatal)
+			return
+		}
+		if !b.R.Fits() {
+			if err := b.R.Stream(s.cw); err != nil {
+				s.backendFailed(b, err, fatal)
+				return
+			}
+			continue
+		}
+		msg, err := b.R.Message()
+		if err != nil {
+			s.backendFailed(b, err, fatal)
+			return
+		}
+		switch typ {
+		case wire.MsgReadyForQuery:
+			if len(msg) != wire.HeaderLen+1 {
+				s.backendFailed(b, errors.New("malformed ReadyForQuery"), fatal)
+				return
+			}
+			status := msg[wire.HeaderLen]
+			b.TxStatus = status
+			if status == 'I' {
+				b.Transactions.Add(1)
+				s.transactions.Add(1)
+			}
+			_, _ = s.cw.Write(msg)
+			s.mu.Lock()
+			if s.pending > 0 {
+				s.pending--
+			}
+			release := s.txMode && s.pending == 0 && !s.unsynced && status == 'I' && !s.stopping
+			s.mu.Unlock()
+			if release && b.R.Buffered() == 0 && s.tryRelease(b) {
+				return
+			}
+			continue
+		case wire.MsgParameterStatus:
+			if k, v, ok := wire.ParameterStatus(msg[wire.HeaderLen:]); ok {
+				name, value := string(k), string(v)
+				b.Params[name] = value
+				if _, tracked := s.want[name]; tracked || canonicalTracked(name) != "" {
+					s.mu.Lock()
+					s.want[name] = value
+					s.mu.Unlock()
+				}
+			}
+		case wire.MsgErrorResponse:
+			code, severity := wire.ErrorCode(msg[wire.HeaderLen:])
+			if string(severity) == "FATAL" || string(severity) == "PANIC" {
+				// The server is about to close this connection. In
+				// transaction pooling the client's session survives: it
+				// is told with an ERROR after the close is seen.
+				b.Broken = true
+				if s.txMode {
+					fatal = &clientError{Severity: "ERROR", Code: codeConnectionFailure,
+						Message: "pgrecycle: server connection lost: " + string(code) + " " + errorMessageOf(msg[wire.HeaderLen:])}
+					continue
+				}
+			}
+		}
+		_, _ = s.cw.Write(msg)
+	}
+}
+
+// tryRelease hands the backend back after the client got its
+// ReadyForQuery, unless the client sent more meanwhile.
+func (s *session) tryRelease(b *pool.Backend) bool {
+	_ = s.cw.Flush()
+	s.mu.Lock()
+	if s.pending != 0 || s.unsynced || s.stopping || s.backend != b {
+		s.mu.Unlock()
+		return false
+	}
+	s.backend = nil
+	s.mu.Unlock()
+	// Wait out a client-side write that may still be finishing on b.
+	s.wmu.Lock()
+	s.wmu.Unlock()
+	s.pool.Release(b)
+	return true
+}
+
+// backendFailed handles a backend lost under a client: the backend is
+// closed; in transaction pooling the client gets an ERROR (class 08) and a
+// ReadyForQuery for each request it is owed, and keeps its session; in
+// session pooling the session ends.
+func (s *session) backendFailed(b *pool.Backend, err error, fatal *clientError) {
+	s.mu.Lock()
+	if s.stopping {
+		s.mu.Unlock()
+		return
+	}
+	s.mu.Unlock()
+	b.Broken = true
+	if fatal == nil {
+		fatal = &clientError{Severity: "ERROR", Code: codeConnectionFailure,
+			Message: "pgrecycle: server connection lost: " + err.Error()}
+	}
+	s.log.Warn("backend connection lost", zap.Uint32("pid", b.PID), zap.Error(err))
+	if !s.txMode {
+		fatal.Severity = "FATAL"
+		s.cw.Reset()
+		_ = s.sendError(fatal)
+		s.mu.Lock()
+		s.backend = nil
+		s.mu.Unlock()
+		s.wmu.Lock()
+		s.wmu.Unlock()
+		s.pool.Destroy(b, "error")
+		s.endCause = "backend lost"
+		_ = s.conn.Close()
+		return
+	}
+	sent, errSent := 0, false
+	for {
+		s.mu.Lock()
+		owed := s.pending
+		if owed <= sent || s.stopping {
+			s.backend = nil
+			s.pending = 0
+			s.unsynced = false
+			s.mu.Unlock()
+			break
+		}
+		s.mu.Unlock()
+		if !errSent {
+			_ = s.cw.Append(func(dst []byte) ([]byte, error) { return appendError(dst, fatal) })
+			errSent = true
+		}
+		for ; sent < owed; sent++ {
+			_ = s.cw.Append(func(dst []byte) ([]byte, error) { return appendReady(dst, 'I'), nil })
+		}
+		_ = s.cw.Flush()
+	}
+	s.wmu.Lock()
+	s.wmu.Unlock()
+	s.pool.Destroy(b, "error")
+}
+
+// finish detaches the backend when the client goes away: a clean backend
+// is reset (session pooling) or rolled back and returned; anything else is
+// closed.
+func (s *session) finish() {
+	s.mu.Lock()
+	b := s.backend
+	if b == nil {
+		s.mu.Unlock()
+		return
+	}
+	s.stopping = true
+	done := s.pumpDone
+	s.mu.Unlock()
+	// Interrupt the pump's read and any write to a client that left.
+	past := time.Unix(1, 0)
+	_ = b.Conn.SetReadDeadline(past)
+	_ = s.conn.SetWriteDeadline(past)
+	<-done
+	_ = b.Conn.SetReadDeadline(time.Time{})
+	s.mu.Lock()
+	b = s.backend
+	s.backend = nil
+	clean := s.pending == 0 && !s.unsynced
+	s.mu.Unlock()
+	if b == nil {
+		return
+	}
+	s.wmu.Lock()
+	s.wmu.Unlock()
+	if !clean || b.Broken || b.R.Buffered() > 0 || b.W.Buffered() > 0 {
+		s.pool.Destroy(b, "client-gone")
+		return
+	}
+	_ = b.Conn.SetDeadline(time.Now().Add(resetTimeout))
+	ok := true
+	if b.TxStatus != 'I' {
+		if st, err := pool.SimpleQuery(b, "ROLLBACK", nil); err != nil || st != 'I' {
+			ok = false
+		}
+	}
+	opts := s.pool.Options().Pool
+	if ok && opts.ServerResetQuery != "" && (!s.txMode || opts.ServerResetQueryAlways) {
+		if st, err := pool.SimpleQuery(b, opts.ServerResetQuery, nil); err != nil || st != 'I' {
+			ok = false
+		} else {
+			b.ProxySet = nil
+		}
+	}
+	_ = b.Conn.SetDeadline(time.Time{})
+	if !ok || b.Broken {
+		s.pool.Destroy(b, "client-gone")
+		return
+	}
+	s.pool.Release(b)
+}
+
+// failRequest answers a request that got no backend: ErrorResponse, the
+// rest of the extended-protocol batch skipped up to Sync, ReadyForQuery.
+func (s *session) failRequest(typ byte, ce *clientError) error {
+	if err := s.cr.Skip(); err != nil {
+		return err
+	}
+	if err := s.sendError(ce); err != nil {
+		return err
+	}
+	s.log.Info("request failed", zap.String("code", ce.Code), zap.String("message", ce.Message))
+	for typ != wire.MsgQuery && typ != wire.MsgSync && typ != wire.MsgFunctionCall {
+		var err error
+		typ, _, err = s.cr.Next()
+		if err != nil {
+			return err
+		}
+		if typ == wire.MsgTerminate {
+			return errSessionDone
+		}
+		if err := s.cr.Skip(); err != nil {
+			return err
+		}
+	}
+	if err := s.cw.Append(func(dst []byte) ([]byte, error) { return appendReady(dst, 'I'), nil }); err != nil {
+		return err
+	}
+	return s.cw.Flush()
+}
+
+// sendErrorDetached reports an error when no pump owns the client writer.
+func (s *session) sendErrorDetached(ce *clientError) {
+	s.mu.Lock()
+	attached := s.backend != nil
+	s.mu.Unlock()
+	if !attached {
+		_ = s.sendError(ce)
+	}
+}
+
+func errorMessageOf(body []byte) string {
+	for len(body) > 0 && body[0] != 0 {
+		f := body[0]
+		v, rest, ok := wire.CString(body[1:])
+		if !ok {
+			break
+		}
+		if f == 'M' {
+			return string(v)
+		}
+		body = rest
+	}
+	return ""
+}

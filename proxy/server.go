@@ -1,0 +1,326 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/pgrecycle/pgrecycle/config"
+	"github.com/pgrecycle/pgrecycle/pool"
+	"github.com/pgrecycle/pgrecycle/proxy/auth"
+	"github.com/pgrecycle/pgrecycle/wire"
+)
+
+// clientBufSize is the size of buffers lent to active client connections.
+const clientBufSize = 16 << 10
+
+// Version is set by the command at build time and reported to clients.
+type Options struct {
+	Config  *config.Config
+	Logger  *zap.Logger
+	Version string
+}
+
+type poolKey struct{ database, user string }
+
+// Server is the proxy: listeners, sessions and pools.
+type Server struct {
+	log     *zap.Logger
+	version string
+	bufs    *wire.BufferPool
+	cancels *cancelRegistry
+
+	cfg   atomic.Pointer[config.Config]
+	users atomic.Pointer[auth.UserList]
+
+	mu        sync.Mutex
+	pools     map[poolKey]*pool.Pool
+	listeners []net.Listener
+	sessions  map[*session]struct{}
+	closing   bool
+
+	clients atomic.Int64
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // accept loops, sessions, ticker
+}
+
+// New validates what it can (auth file) and returns an unstarted Server.
+func New(opts Options) (*Server, error) {
+	if opts.Logger == nil {
+		opts.Logger = zap.NewNop()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Server{
+		log:      opts.Logger,
+		version:  opts.Version,
+		bufs:     wire.NewBufferPool(clientBufSize),
+		cancels:  newCancelRegistry(),
+		pools:    make(map[poolKey]*pool.Pool),
+		sessions: make(map[*session]struct{}),
+		ctx:      ctx,
+		cancel:   cancel,
+	}
+	if err := s.setConfig(opts.Config); err != nil {
+		cancel()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Server) setConfig(cfg *config.Config) error {
+	users := auth.UserList{}
+	if cfg.Auth.File != "" {
+		u, err := auth.LoadUserList(cfg.Auth.File)
+		if err != nil {
+			return fmt.Errorf("auth.file: %w", err)
+		}
+		users = u
+	}
+	s.cfg.Store(cfg)
+	s.users.Store(&users)
+	return nil
+}
+
+// Config returns the configuration in effect.
+func (s *Server) Config() *config.Config { return s.cfg.Load() }
+
+// Listen opens the configured listeners. Use Addr to learn a port chosen
+// by the system.
+func (s *Server) Listen() error {
+	cfg := s.Config()
+	lc := net.ListenConfig{KeepAliveConfig: keepaliveConfig(cfg.Listen)}
+	if cfg.Listen.Addr != "" {
+		ln, err := lc.Listen(s.ctx, "tcp", cfg.Listen.Addr)
+		if err != nil {
+			return fmt.Errorf("listen.addr: %w", err)
+		}
+		s.listeners = append(s.listeners, ln)
+	}
+	if path := cfg.Listen.SocketPath(); path != "" {
+		if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSocket != 0 {
+			_ = os.Remove(path) // stale socket of a previous run
+		}
+		ln, err := lc.Listen(s.ctx, "unix", path)
+		if err != nil {
+			s.closeListeners()
+			return fmt.Errorf("listen.unix_socket_dir: %w", err)
+		}
+		_ = os.Chmod(path, 0o777)
+		s.listeners = append(s.listeners, ln)
+	}
+	if len(s.listeners) == 0 {
+		return errors.New("nothing to listen on: set listen.addr or listen.unix_socket_dir")
+	}
+	return nil
+}
+
+func keepaliveConfig(l config.Listen) net.KeepAliveConfig {
+	if !l.TCPKeepalive {
+		return net.KeepAliveConfig{Enable: false, Idle: -1, Interval: -1, Count: -1}
+	}
+	return net.KeepAliveConfig{Enable: true, Idle: l.TCPKeepIdle.D(), Interval: l.TCPKeepIntvl.D(), Count: l.TCPKeepCnt}
+}
+
+// Addr returns the TCP listener's address (nil without one).
+func (s *Server) Addr() net.Addr {
+	for _, ln := range s.listeners {
+		if ln.Addr().Network() == "tcp" {
+			return ln.Addr()
+		}
+	}
+	return nil
+}
+
+// Serve runs the accept loops and the pool ticker until Close.
+func (s *Server) Serve() {
+	for _, ln := range s.listeners {
+		s.wg.Add(1)
+		go s.acceptLoop(ln)
+	}
+	s.wg.Add(1)
+	go s.tickLoop()
+}
+
+// acceptLoop accepts clients, backing off on temporary errors (fd
+// exhaustion) instead of spinning, as net/http does.
+func (s *Server) acceptLoop(ln net.Listener) {
+	defer s.wg.Done()
+	var delay time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if s.ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			if delay == 0 {
+				delay = 5 * time.Millisecond
+			} else if delay *= 2; delay > time.Second {
+				delay = time.Second
+			}
+			s.log.Warn("accept failed, backing off", zap.Error(err), zap.Duration("delay", delay))
+			select {
+			case <-time.After(delay):
+			case <-s.ctx.Done():
+				return
+			}
+			continue
+		}
+		delay = 0
+		if tc, ok := c.(*net.TCPConn); ok {
+			_ = tc.SetNoDelay(true)
+			if ut := s.Config().Listen.TCPUserTimeout.D(); ut > 0 {
+				if rc, err := tc.SyscallConn(); err == nil {
+					_ = rc.Control(func(fd uintptr) {
+						_ = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_TCP, 0x12, int(ut.Milliseconds()))
+					})
+				}
+			}
+		}
+		sess := newSession(s, c)
+		s.mu.Lock()
+		if s.closing {
+			s.mu.Unlock()
+			_ = c.Close()
+			return
+		}
+		s.sessions[sess] = struct{}{}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go func() {
+			defer s.wg.Done()
+			sess.run()
+			s.mu.Lock()
+			delete(s.sessions, sess)
+			s.mu.Unlock()
+		}()
+	}
+}
+
+// tickLoop drives pool housekeeping: idle timeouts and lifetimes.
+func (s *Server) tickLoop() {
+	defer s.wg.Done()
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case now := <-t.C:
+			for _, p := range s.poolList() {
+				p.Tick(now)
+			}
+		}
+	}
+}
+
+func (s *Server) poolList() []*pool.Pool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*pool.Pool, 0, len(s.pools))
+	for _, p := range s.pools {
+		out = append(out, p)
+	}
+	return out
+}
+
+// poolFor returns (creating on first use) the pool for a database and
+// backend user.
+func (s *Server) poolFor(db *config.Database, user, password string) (*pool.Pool, error) {
+	key := poolKey{db.Name, user}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if p, ok := s.pools[key]; ok {
+		return p, nil
+	}
+	if s.closing {
+		return nil, pool.ErrClosed
+	}
+	cfg := s.Config()
+	p, err := pool.New(pool.Options{
+		Database: db.Name,
+		User:     user,
+		Password: password,
+		Target:   *db,
+		Params:   cfg.StartupParameters(db.Name, user),
+		Pool:     db.Pool,
+		Recycle:  db.Recycle,
+		Listen:   cfg.Listen,
+		Logger:   s.log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.pools[key] = p
+	return p, nil
+}
+
+func (s *Server) closeListeners() {
+	for _, ln := range s.listeners {
+		_ = ln.Close()
+	}
+}
+
+// Close stops accepting, disconnects every client, closes every pool and
+// waits for all goroutines.
+func (s *Server) Close() {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		s.wg.Wait()
+		return
+	}
+	s.closing = true
+	s.mu.Unlock()
+	s.cancel()
+	s.closeListeners()
+	s.mu.Lock()
+	for sess := range s.sessions {
+		sess.kill()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+	for _, p := range s.poolList() {
+		p.Close()
+	}
+}
+
+// Reload re-reads the configuration file. Until the operability work lands
+// it only swaps settings read per login (auth file, databases).
+func (s *Server) Reload() error {
+	cur := s.Config()
+	if cur.Path == "" {
+		return errors.New("no configuration file to reload")
+	}
+	cfg, err := config.Load(cur.Path)
+	if err != nil {
+		return err
+	}
+	return s.setConfig(cfg)
+}
+
+// Shutdown stops accepting clients, waits up to listen.shutdown_timeout for
+// sessions to end on their own, then closes everything.
+func (s *Server) Shutdown() {
+	s.closeListeners()
+	deadline := time.Now().Add(s.Config().Listen.ShutdownTimeout.D())
+	for time.Now().Before(deadline) {
+		s.mu.Lock()
+		n := len(s.sessions)
+		s.mu.Unlock()
+		if n == 0 {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	s.Close()
+}

@@ -1,0 +1,489 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+	"go.uber.org/zap"
+
+	"github.com/pgrecycle/pgrecycle/config"
+	"github.com/pgrecycle/pgrecycle/pool"
+	"github.com/pgrecycle/pgrecycle/proxy/auth"
+	"github.com/pgrecycle/pgrecycle/wire"
+)
+
+// errSessionDone ends a session without further reporting.
+var errSessionDone = errors.New("session done")
+
+// session is one client connection.
+type session struct {
+	srv     *Server
+	conn    net.Conn
+	cr      *wire.Reader
+	cw      *wire.Writer
+	log     *zap.Logger
+	started time.Time
+
+	db       *config.Database
+	user     string
+	appName  string
+	txMode   bool
+	pool     *pool.Pool
+	key      cancelKey
+	counted  bool // holds a max_client_conn slot
+	want     map[string]string
+	extra    map[string]string
+	admin    bool
+	endCause string
+
+	// mu guards the attachment: which backend, how many ReadyForQuery are
+	// owed to the client, and whether an extended-protocol batch is open.
+	mu       sync.Mutex
+	backend  *pool.Backend
+	pending  int
+	unsynced bool
+	stopping bool
+	pumpDone chan struct{}
+	// wmu is held while the client goroutine writes to the backend, so the
+	// pump can't release a backend mid-write.
+	wmu sync.Mutex
+	sw  serverWriter
+
+	queries      atomic.Int64
+	transactions atomic.Int64
+}
+
+// serverWriter writes to the attached backend and remembers the first
+// error, so a dead backend doesn't look like a dead client while a large
+// client message is streamed.
+type serverWriter struct {
+	w   *wire.Writer
+	err error
+}
+
+func (sw *serverWriter) Write(p []byte) (int, error) {
+	if sw.err != nil {
+		return len(p), nil
+	}
+	if _, err := sw.w.Write(p); err != nil {
+		sw.err = err
+	}
+	return len(p), nil
+}
+
+func newSession(srv *Server, c net.Conn) *session {
+	return &session{
+		srv:     srv,
+		conn:    c,
+		cr:      wire.NewPooledReader(c, srv.bufs),
+		cw:      wire.NewPooledWriter(c, srv.bufs),
+		log:     srv.log.With(zap.String("client", c.RemoteAddr().String())),
+		started: time.Now(),
+	}
+}
+
+// kill disconnects the client (server shutdown); run then cleans up.
+func (s *session) kill() { _ = s.conn.Close() }
+
+func (s *session) run() {
+	defer func() {
+		s.cw.Reset()
+		s.cr.Release()
+		_ = s.conn.Close()
+		if s.counted {
+			s.srv.clients.Add(-1)
+		}
+	}()
+	if err := s.startup(); err != nil {
+		if err != errSessionDone {
+			s.log.Debug("client startup failed", zap.Error(err))
+		}
+		return
+	}
+	defer s.srv.cancels.unregister(s.key)
+	var err error
+	if s.admin {
+		err = s.adminLoop()
+	} else {
+		err = s.loop()
+		s.finish()
+	}
+	cause := "client closed"
+	if s.endCause != "" {
+		cause = s.endCause
+	} else if err != nil && err != errSessionDone {
+		cause = err.Error()
+	}
+	s.log.Info("session ended",
+		zap.Duration("duration", time.Since(s.started)),
+		zap.Int64("queries", s.queries.Load()),
+		zap.Int64("transactions", s.transactions.Load()),
+		zap.String("cause", cause))
+}
+
+// sendError writes an ErrorResponse to the client and flushes.
+func (s *session) sendError(e *clientError) error {
+	if err := s.cw.Append(func(dst []byte) ([]byte, error) { return appendError(dst, e) }); err != nil {
+		return err
+	}
+	return s.cw.Flush()
+}
+
+// Send and Receive let the auth package drive the client during login.
+func (s *session) Send(msg pgproto3.BackendMessage) error {
+	if err := s.cw.Append(msg.Encode); err != nil {
+		return err
+	}
+	return s.cw.Flush()
+}
+
+func (s *session) Receive() (byte, []byte, error) {
+	typ, n, err := s.cr.Next()
+	if err != nil {
+		return 0, nil, err
+	}
+	if n > 64<<10 || !s.cr.Fits() {
+		return 0, nil, &wire.ProtocolError{Msg: "authentication message too large"}
+	}
+	msg, err := s.cr.Message()
+	if err != nil {
+		return 0, nil, err
+	}
+	return typ, msg[wire.HeaderLen:], nil
+}
+
+// startup negotiates the protocol, authenticates the client, picks its
+// pool and sends the server parameters, key and ReadyForQuery.
+func (s *session) startup() error {
+	cfg := s.srv.Config()
+	if d := cfg.Listen.ClientLoginTimeout.D(); d > 0 {
+		_ = s.conn.SetDeadline(time.Now().Add(d))
+	}
+	var params []wire.Param
+	var version uint32
+	for {
+		body, err := s.cr.StartupPacket(wire.MaxStartupLen)
+		if err != nil {
+			var pe *wire.ProtocolError
+			if errors.As(err, &pe) {
+				_ = s.sendError(fatalf(codeProtocolViolation, "%s", pe.Error()))
+			}
+			return err
+		}
+		v, ps, err := wire.ParseStartup(body)
+		if err != nil {
+			_ = s.sendError(fatalf(codeProtocolViolation, "%s", err.Error()))
+			return err
+		}
+		switch v {
+		case wire.SSLRequestCode, wire.GSSENCRequestCode:
+			if s.cr.Buffered() > 0 {
+				// Bytes after an encryption request before our answer could
+				// be injected by a man in the middle: refuse them.
+				_ = s.sendError(fatalf(codeProtocolViolation, "unexpected data after encryption request"))
+				return errSessionDone
+			}
+			if _, err := s.conn.Write([]byte{'N'}); err != nil {
+				return err
+			}
+			continue
+		case wire.CancelRequestCode:
+			pid, key, err := wire.ParseCancel(body)
+			if err == nil {
+				s.srv.handleCancel(pid, key)
+			}
+			return errSessionDone
+		}
+		if wire.ProtocolMajor(v) != 3 {
+			_ = s.sendError(fatalf(codeFeatureNotSupported,
+				"unsupported frontend protocol %d.%d: pgrecycle supports 3.0", wire.ProtocolMajor(v), wire.ProtocolMinor(v)))
+			return errSessionDone
+		}
+		version, params = v, ps
+		break
+	}
+
+	if n := s.srv.clients.Add(1); cfg.Listen.MaxClientConn > 0 && n > int64(cfg.Listen.MaxClientConn) {
+		s.srv.clients.Add(-1)
+		_ = s.sendError(fatalf(codeTooManyConnections, "no more connections allowed (max_client_conn = %d)", cfg.Listen.MaxClientConn))
+		return errSessionDone
+	}
+	s.counted = true
+
+	var database, options string
+	var unrecognized []string
+	client := make(map[string]string)
+	for _, p := range params {
+		switch {
+		case p.Name == "user":
+			s.user = p.Value
+		case p.Name == "database":
+			database = p.Value
+		case p.Name == "options":
+			options = p.Value
+		case p.Name == "replication":
+			if p.Value != "false" && p.Value != "off" && p.Value != "0" && p.Value != "no" {
+				_ = s.sendError(fatalf(codeFeatureNotSupported, "pgrecycle does not support replication connections"))
+				return errSessionDone
+			}
+		case strings.HasPrefix(p.Name, "_pq_."):
+			unrecognized = append(unrecognized, p.Name)
+		default:
+			client[p.Name] = p.Value
+		}
+	}
+	if s.user == "" {
+		_ = s.sendError(fatalf(codeInvalidAuthSpec, "no PostgreSQL user name specified in startup packet"))
+		return errSessionDone
+	}
+	if database == "" {
+		database = s.user
+	}
+	if options != "" {
+		opts, err := parseOptions(options)
+		if err != nil {
+			_ = s.sendError(fatalf(codeFeatureNotSupported, "%s", err.Error()))
+			return errSessionDone
+		}
+		for k, v := range opts {
+			client[k] = v
+		}
+	}
+	s.log = s.log.With(zap.String("user", s.user), zap.String("database", database))
+	if wire.ProtocolMinor(version) > 0 || len(unrecognized) > 0 {
+		msg := &pgproto3.NegotiateProtocolVersion{NewestMinorProtocol: 0, UnrecognizedOptions: unrecognized}
+		if err := s.cw.Append(msg.Encode); err != nil {
+			return err
+		}
+	}
+
+	s.admin = database == config.AdminDatabase
+	var db *config.Database
+	if !s.admin {
+		db = cfg.Databases[database]
+		if db == nil {
+			_ = s.sendError(fatalf(codeUnknownDatabase, "database %q does not exist in pgrecycle's configuration", database))
+			s.log.Info("login refused: unknown database")
+			return errSessionDone
+		}
+	}
+
+	res, err := s.authenticate(cfg)
+	if err != nil {
+		return err
+	}
+	if s.admin {
+		return s.adminStartup(cfg)
+	}
+	s.db = db
+	s.txMode = db.Pool.Mode == "transaction"
+	if err := s.Send(&pgproto3.AuthenticationOk{}); err != nil {
+		return err
+	}
+
+	backendUser, password := s.backendCredentials(cfg, db, res)
+	p, err := s.srv.poolFor(db, backendUser, password)
+	if err != nil {
+		_ = s.sendError(fatalf(codeConnectionFailure, "%s", err.Error()))
+		return errSessionDone
+	}
+	s.pool = p
+	if err := s.loginParams(db, client); err != nil {
+		var ce *clientError
+		if errors.As(err, &ce) {
+			ce.Severity = "FATAL"
+			_ = s.sendError(ce)
+			s.log.Info("login refused", zap.String("code", ce.Code), zap.String("message", ce.Message))
+			return errSessionDone
+		}
+		return err
+	}
+	s.key = s.srv.cancels.register(s)
+	if err := s.sendWelcome(); err != nil {
+		s.srv.cancels.unregister(s.key)
+		return err
+	}
+	_ = s.conn.SetDeadline(time.Time{})
+	s.log.Debug("client logged in")
+	return nil
+}
+
+// authenticate runs the configured method against the auth file.
+func (s *session) authenticate(cfg *config.Config) (auth.Result, error) {
+	users := *s.srv.users.Load()
+	secret, found := users[s.user]
+	method := cfg.Auth.Type
+	res, err := auth.Authenticate(s, method, s.user, secret, found)
+	if err != nil {
+		var ae *auth.Error
+		if errors.As(err, &ae) {
+			_ = s.sendError(&clientError{Severity: "FATAL", Code: ae.Code, Message: ae.Message})
+			s.log.Warn("authentication failed", zap.String("method", method), zap.String("code", ae.Code))
+			return res, errSessionDone
+		}
+		return res, err
+	}
+	return res, nil
+}
+
+// backendCredentials decides whom the backend connection logs in as.
+func (s *session) backendCredentials(cfg *config.Config, db *config.Database, res auth.Result) (string, string) {
+	if db.User != "" {
+		return db.User, db.Password
+	}
+	if u := cfg.Users[s.user]; u != nil && u.Password != "" {
+		return s.user, u.Password
+	}
+	users := *s.srv.users.Load()
+	if sec, ok := users[s.user]; ok && sec.Kind == auth.KindPlain {
+		return s.user, sec.Plain
+	}
+	return s.user, res.Password
+}
+
+// loginParams fixes the client's view of the tracked parameters and checks
+// its other startup settings on a backend, so a bad value fails the login
+// as it would on PostgreSQL.
+func (s *session) loginParams(db *config.Database, client map[string]string) error {
+	ctx, cancel := s.waitContext()
+	defer cancel()
+	params, err := s.pool.ServerParams(ctx)
+	if err != nil {
+		return s.acquireError(ctx, err)
+	}
+	s.want = make(map[string]string, len(trackedParams))
+	for _, k := range trackedParams {
+		if v, ok := params[k]; ok {
+			s.want[k] = v
+		}
+	}
+	var given []string
+	for name, v := range client {
+		if k := canonicalTracked(name); k != "" {
+			s.want[k] = v
+			given = append(given, k)
+			if k == "application_name" {
+				s.appName = v
+			}
+			continue
+		}
+		if !validParamName(name) {
+			return fatalf("42704", "unrecognized configuration parameter %q", name)
+		}
+		if s.extra == nil {
+			s.extra = make(map[string]string)
+		}
+		s.extra[name] = v
+	}
+	needsCheck := len(s.extra) > 0
+	for _, k := range given {
+		if k != "application_name" && s.want[k] != params[k] {
+			needsCheck = true
+		}
+	}
+	if !needsCheck {
+		return nil
+	}
+	b, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return s.acquireError(ctx, err)
+	}
+	if err := s.applyParams(b); err != nil {
+		s.releaseOrDestroy(b)
+		var qe *pool.QueryError
+		if errors.As(err, &qe) {
+			return fatalf(qe.Code, "%s", qe.Message)
+		}
+		return fromBackendError("FATAL", err)
+	}
+	for _, k := range given {
+		if v, ok := b.Params[k]; ok {
+			s.want[k] = v // the server's canonical spelling
+		}
+	}
+	s.pool.Release(b)
+	return nil
+}
+
+// sendWelcome sends AuthenticationOk's followers: ParameterStatus,
+// BackendKeyData and ReadyForQuery.
+func (s *session) sendWelcome() error {
+	params, err := s.pool.ServerParams(context.Background())
+	if err != nil {
+		return err
+	}
+	for k, v := range params {
+		if w, ok := s.want[k]; ok {
+			v = w
+		}
+		if err := s.cw.Append((&pgproto3.ParameterStatus{Name: k, Value: v}).Encode); err != nil {
+			return err
+		}
+	}
+	if err := s.cw.Append((&pgproto3.BackendKeyData{ProcessID: s.key.pid, SecretKey: s.key.secret[:]}).Encode); err != nil {
+		return err
+	}
+	if err := s.cw.Append(func(dst []byte) ([]byte, error) { return appendReady(dst, 'I'), nil }); err != nil {
+		return err
+	}
+	return s.cw.Flush()
+}
+
+// waitContext bounds a wait for a backend by query_wait_timeout.
+func (s *session) waitContext() (context.Context, context.CancelFunc) {
+	if d := s.pool.Options().Pool.QueryWaitTimeout.D(); d > 0 {
+		return context.WithTimeout(s.srv.ctx, d)
+	}
+	return context.WithCancel(s.srv.ctx)
+}
+
+// acquireError explains a failed wait for a backend.
+func (s *session) acquireError(ctx context.Context, err error) error {
+	switch {
+	case errors.Is(err, pool.ErrClosed) || s.srv.ctx.Err() != nil:
+		return fatalf(codeAdminShutdown, "pgrecycle is shutting down")
+	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil:
+		return errorf(codeQueryCanceled,
+			"pgrecycle: no server connection available within query_wait_timeout (%s)", s.pool.Options().Pool.QueryWaitTimeout.D())
+	}
+	return fromBackendError("ERROR", err)
+}
+
+// applyParams brings a backend's settings to this client's.
+func (s *session) applyParams(b *pool.Backend) error {
+	sql := paramSQL(s.want, s.extra, b.Params, b.ProxySet)
+	if sql == "" {
+		return nil
+	}
+	status, err := pool.SimpleQuery(b, sql, nil)
+	if err != nil {
+		return err
+	}
+	if status != 'I' {
+		b.Broken = true
+		return errors.New("parameter setup left a transaction open")
+	}
+	if len(s.extra) == 0 {
+		b.ProxySet = nil
+	} else {
+		b.ProxySet = make(map[string]string, len(s.extra))
+		for k, v := range s.extra {
+			b.ProxySet[k] = v
+		}
+	}
+	return nil
+}
+
+func (s *session) releaseOrDestroy(b *pool.Backend) {
+	if b.Broken {
+		s.pool.Destroy(b, "error")
+		return
+	}
+	s.pool.Release(b)
+}
