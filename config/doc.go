@@ -19,14 +19,16 @@
 //     case-insensitively, and one spelling per name keeps the precedence
 //     global < database < user well defined). Values may be written as TOML
 //     strings, integers, floats or booleans; they are kept in their string
-//     form, booleans as "on"/"off".
+//     form, booleans as "on"/"off". A nested table names a dotted
+//     setting: `myext.limit = 1` is the parameter "myext.limit".
 //   - A Config is a value: treat it as read-only once loaded and share it
 //     freely between goroutines. A reload loads a new Config; Diff tells what
 //     changed. Clone gives a private copy to modify; Redacted gives a copy fit
 //     for logs and SHOW CONFIG.
 //   - Every problem is refused, never silently ignored: unknown keys (at any
 //     depth), wrong types, bad units, out-of-range values. Errors are *Error
-//     values naming the full dotted key (and the line, when known); several
+//     values naming the full dotted key and the line (of the key, or of its
+//     section when the value is inherited or missing); several
 //     problems are joined with errors.Join, one per line, so a user fixes
 //     them all in one pass.
 //

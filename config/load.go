@@ -227,24 +227,35 @@ func (p *parser) primitive(key toml.Key, prim toml.Primitive, dst any) {
 }
 
 // params converts a parameters table to strings under lower-case names.
+// A nested table names a dotted parameter: TOML reads `myext.limit = 1` as
+// a table myext holding limit, while the user meant the PostgreSQL setting
+// "myext.limit".
 func (p *parser) params(path toml.Key, raw rawParams) map[string]string {
 	out := make(map[string]string, len(raw))
 	first := map[string]string{}
-	for _, name := range slices.Sorted(maps.Keys(raw)) {
-		key := sub(path, name)
-		lower := strings.ToLower(name)
-		if prev, dup := first[lower]; dup {
-			p.errs = append(p.errs, keyError(key, "same parameter as %q (names are case-insensitive)", prev))
-			continue
+	var walk func(key toml.Key, prefix string, m map[string]any)
+	walk = func(key toml.Key, prefix string, m map[string]any) {
+		for _, name := range slices.Sorted(maps.Keys(m)) {
+			k, full := sub(key, name), prefix+name
+			if nested, ok := m[name].(map[string]any); ok {
+				walk(k, full+".", nested)
+				continue
+			}
+			lower := strings.ToLower(full)
+			if prev, dup := first[lower]; dup {
+				p.errs = append(p.errs, keyError(k, "same parameter as %q (names are case-insensitive)", prev))
+				continue
+			}
+			first[lower] = full
+			v, err := paramString(m[name])
+			if err != nil {
+				p.errs = append(p.errs, keyError(k, "%v", err))
+				continue
+			}
+			out[lower] = v
 		}
-		first[lower] = name
-		v, err := paramString(raw[name])
-		if err != nil {
-			p.errs = append(p.errs, keyError(key, "%v", err))
-			continue
-		}
-		out[lower] = v
 	}
+	walk(path, "", raw)
 	return out
 }
 
@@ -314,8 +325,10 @@ outer:
 // those without a line last.
 func (p *parser) result() error {
 	for _, e := range p.errs {
-		if e.Line == 0 && e.path != nil {
-			e.Line = lineOf(p.text, e.path)
+		// A key that is not in the file (a required one, or a value
+		// inherited from a default) points at its section instead.
+		for k := e.path; e.Line == 0 && len(k) > 0; k = k[:len(k)-1] {
+			e.Line = lineOf(p.text, k)
 		}
 	}
 	sort.SliceStable(p.errs, func(i, j int) bool {
@@ -526,40 +539,49 @@ func schemaLeaves() []toml.Key {
 // suggest names the known sibling closest to a misspelled key, or "".
 func suggest(k toml.Key) string {
 	parent, last := k[:len(k)-1], k[len(k)-1]
-	best, bestDist := "", 3 // more than two edits away is not a typo
+	best, bestDist := "", math.MaxInt
 	for _, n := range schemaChildren(parent) {
 		if strings.EqualFold(n, last) {
-			best = n
+			best, bestDist = n, 0
 			break
 		}
 		if d := editDistance(n, last); d < bestDist {
 			best, bestDist = n, d
 		}
 	}
-	if best == "" {
+	// Two edits turn a short word into an unrelated one ("foo", "pool"):
+	// suggest only what is plausibly a typo.
+	if best == "" || bestDist > 2 || bestDist == 2 && len(last) < 5 {
 		return ""
 	}
 	return sub(parent, best).String()
 }
 
+// editDistance is the optimal string alignment distance: insertions,
+// deletions, substitutions and transpositions of adjacent bytes ("hots")
+// cost one each.
 func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
+	d := make([][]int, len(a)+1)
+	for i := range d {
+		d[i] = make([]int, len(b)+1)
+		d[i][0] = i
+	}
+	for j := range d[0] {
+		d[0][j] = j
 	}
 	for i := 1; i <= len(a); i++ {
-		cur[0] = i
 		for j := 1; j <= len(b); j++ {
 			cost := 1
 			if a[i-1] == b[j-1] {
 				cost = 0
 			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
+			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
+				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
+			}
 		}
-		prev, cur = cur, prev
 	}
-	return prev[len(b)]
+	return d[len(a)][len(b)]
 }
 
 // Finding a key's line: the decoder knows every key's position but only
@@ -757,6 +779,13 @@ func check(c *Config, defined func(toml.Key) bool) []*Error {
 			errs = append(errs, keyError(sub(base, p.key), "%s", p.msg))
 		}
 	}
+	// A dotted parameter name is named as the nested TOML key users most
+	// likely wrote (parameters.myext.limit), which also finds its line.
+	addParams := func(base toml.Key, ps []problem) {
+		for _, p := range ps {
+			errs = append(errs, keyError(sub(base, strings.Split(p.key, ".")...), "%s", p.msg))
+		}
+	}
 	addOne := func(key toml.Key, format string, args ...any) {
 		errs = append(errs, keyError(key, format, args...))
 	}
@@ -798,7 +827,7 @@ func check(c *Config, defined func(toml.Key) bool) []*Error {
 	globalPool, globalRecycle := poolProblems(c.Pool), recycleProblems(c.Recycle)
 	add(toml.Key{"pool"}, globalPool)
 	add(toml.Key{"recycle"}, globalRecycle)
-	add(toml.Key{"parameters"}, paramProblems(c.Parameters, nil))
+	addParams(toml.Key{"parameters"}, paramProblems(c.Parameters, nil))
 
 	// A database inherits the global sections; a problem it inherits was
 	// reported there already, unless the database's own section repeats it.
@@ -837,7 +866,7 @@ func check(c *Config, defined func(toml.Key) bool) []*Error {
 		add(base, enum("sslmode", d.SSLMode, "disable", "allow", "prefer", "require", "verify-ca", "verify-full"))
 		add(sub(base, "pool"), inherited(sub(base, "pool"), globalPool, poolProblems(d.Pool)))
 		add(sub(base, "recycle"), inherited(sub(base, "recycle"), globalRecycle, recycleProblems(d.Recycle)))
-		add(sub(base, "parameters"), paramProblems(d.Parameters, func(n, v string) bool {
+		addParams(sub(base, "parameters"), paramProblems(d.Parameters, func(n, v string) bool {
 			g, ok := c.Parameters[n]
 			return ok && g == v
 		}))
@@ -853,7 +882,7 @@ func check(c *Config, defined func(toml.Key) bool) []*Error {
 		case name == "":
 			addOne(base, "user name must not be empty")
 		}
-		add(sub(base, "parameters"), paramProblems(u.Parameters, nil))
+		addParams(sub(base, "parameters"), paramProblems(u.Parameters, nil))
 	}
 
 	if c.Metrics.Addr != "" {

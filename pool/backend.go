@@ -28,6 +28,9 @@ type Backend struct {
 	// ProxySet holds non-reported settings the proxy SET on this backend
 	// for a client (startup parameters such as search_path).
 	ProxySet map[string]string
+	// Statements are the proxy-named prepared statements on this backend
+	// (transaction pooling), shared by clients with identical statements.
+	Statements StatementSet
 	TxStatus byte
 	Created  time.Time
 	// Deadline is when max_lifetime (with jitter) retires it; zero: never.

@@ -17,7 +17,7 @@ const resetTimeout = 5 * time.Second
 // attaching one at the first message of a transaction.
 func (s *session) loop() error {
 	for {
-		typ, _, err := s.cr.Next()
+		typ, bodyLen, err := s.cr.Next()
 		if err != nil {
 			var pe *wire.ProtocolError
 			if errors.As(err, &pe) {
@@ -45,7 +45,7 @@ func (s *session) loop() error {
 			}
 			return err
 		}
-		if err := s.forward(b, typ); err != nil {
+		if err := s.forward(b, typ, bodyLen); err != nil {
 			return err
 		}
 	}
@@ -111,6 +111,7 @@ func (s *session) attach() error {
 		s.unsynced = false
 		s.stopping = false
 		s.pumpDone = done
+		s.clearQueue()
 		s.sw.w = b.W
 		s.sw.err = nil
 		s.mu.Unlock()
@@ -122,21 +123,30 @@ func (s *session) attach() error {
 // forward copies the current client message to the backend, streaming it
 // if it is larger than the buffer, and flushes when the client has nothing
 // more buffered: one write per batch.
-func (s *session) forward(b *pool.Backend, typ byte) error {
+func (s *session) forward(b *pool.Backend, typ byte, bodyLen int) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	if typ == wire.MsgQuery || typ == wire.MsgExecute {
 		b.Queries.Add(1)
 		s.queries.Add(1)
 	}
-	if s.cr.Fits() {
-		msg, err := s.cr.Message()
-		if err != nil {
+	handled := false
+	if s.mapStmt {
+		var err error
+		if handled, err = s.forwardMapped(b, typ, bodyLen); err != nil {
 			return err
 		}
-		_, _ = s.sw.Write(msg)
-	} else if err := s.cr.Stream(&s.sw); err != nil {
-		return err
+	}
+	if !handled {
+		if s.cr.Fits() {
+			msg, err := s.cr.Message()
+			if err != nil {
+				return err
+			}
+			_, _ = s.sw.Write(msg)
+		} else if err := s.cr.Stream(&s.sw); err != nil {
+			return err
+		}
 	}
 	if s.cr.Buffered() == 0 && s.sw.err == nil {
 		if err := b.W.Flush(); err != nil {
@@ -177,6 +187,18 @@ func (s *session) pump(b *pool.Backend, done chan struct{}) {
 			s.backendFailed(b, err, fatal)
 			return
 		}
+		if s.mapStmt && typ != wire.MsgReadyForQuery {
+			switch r, tag := s.track(b, typ, msg[wire.HeaderLen:]); r {
+			case replySwallow:
+				continue
+			case replyAsParseComplete:
+				_, _ = s.cw.Write(parseCompleteMsg[:])
+				continue
+			case replyAsCommandComplete:
+				_ = s.cw.Append(func(dst []byte) ([]byte, error) { return appendCommandComplete(dst, tag), nil })
+				continue
+			}
+		}
 		switch typ {
 		case wire.MsgReadyForQuery:
 			if len(msg) != wire.HeaderLen+1 {
@@ -193,6 +215,9 @@ func (s *session) pump(b *pool.Backend, done chan struct{}) {
 			s.mu.Lock()
 			if s.pending > 0 {
 				s.pending--
+			}
+			if s.mapStmt {
+				s.completeThroughSync(b)
 			}
 			release := s.txMode && s.pending == 0 && !s.unsynced && status == 'I' && !s.stopping
 			s.mu.Unlock()
@@ -285,6 +310,7 @@ func (s *session) backendFailed(b *pool.Backend, err error, fatal *clientError) 
 			s.backend = nil
 			s.pending = 0
 			s.unsynced = false
+			s.clearQueue()
 			s.mu.Unlock()
 			break
 		}
@@ -349,6 +375,7 @@ func (s *session) finish() {
 			ok = false
 		} else {
 			b.ProxySet = nil
+			b.Statements.Clear()
 		}
 	}
 	_ = b.Conn.SetDeadline(time.Time{})

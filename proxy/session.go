@@ -54,6 +54,12 @@ type session struct {
 	// pump can't release a backend mid-write.
 	wmu sync.Mutex
 	sw  serverWriter
+	// Transaction pooling only: the replies owed for forwarded messages,
+	// and the client's named statements (both guarded by mu).
+	reqs    []request
+	reqHead int
+	stmts   map[string]*clientStmt
+	mapStmt bool // map named statements (transaction mode, max_prepared_statements > 0)
 
 	queries      atomic.Int64
 	transactions atomic.Int64
@@ -283,6 +289,7 @@ func (s *session) startup() error {
 	}
 	s.db = db
 	s.txMode = db.Pool.Mode == "transaction"
+	s.mapStmt = s.txMode && db.Pool.MaxPreparedStatements > 0
 	if err := s.Send(&pgproto3.AuthenticationOk{}); err != nil {
 		return err
 	}

@@ -35,6 +35,11 @@ cleanup() {
 	local rc=$?
 	trap - EXIT INT TERM
 	if [ -n "$proxy_pid" ] && kill -0 "$proxy_pid" 2>/dev/null; then
+		# Ctrl-C reached pgrecycle too (same process group): give its
+		# graceful shutdown a moment before insisting.
+		if $interrupted; then
+			for _ in $(seq 30); do kill -0 "$proxy_pid" 2>/dev/null || break; sleep 0.1; done
+		fi
 		kill -TERM "$proxy_pid" 2>/dev/null || true
 		for _ in $(seq 50); do kill -0 "$proxy_pid" 2>/dev/null || break; sleep 0.1; done
 		kill -KILL "$proxy_pid" 2>/dev/null || true
@@ -52,8 +57,11 @@ cleanup() {
 	rm -rf "$work"
 	exit "$rc"
 }
+interrupted=false
+keeping=false
 trap cleanup EXIT
-trap 'exit 130' INT
+# Ctrl-C is how DEMO_KEEP=1 is meant to end: that is a success.
+trap 'interrupted=true; if $keeping; then exit 0; else exit 130; fi' INT
 trap 'exit 143' TERM
 
 # PostgreSQL refuses to run as root: run server programs as postgres then,
@@ -243,6 +251,7 @@ if [ "${DEMO_KEEP:-}" = 1 ]; then
 	echo "  postgres://postgres@127.0.0.1:$proxy_port/demo?sslmode=disable"
 	echo "  admin console: psql \"host=127.0.0.1 port=$proxy_port dbname=pgrecycle user=postgres\""
 	echo "  logs: $work/pgrecycle.log"
+	keeping=true
 	# Exits via the INT trap, which runs the cleanup; or if pgrecycle dies.
 	wait "$proxy_pid" || die "pgrecycle exited"
 fi

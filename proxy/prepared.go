@@ -1,0 +1,512 @@
+package proxy
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"strings"
+
+	"github.com/pgrecycle/pgrecycle/pool"
+	"github.com/pgrecycle/pgrecycle/wire"
+)
+
+// Named prepared statements in transaction pooling.
+//
+// A client's named statements must exist on whichever backend it runs on.
+// The proxy remembers each client's Parse (name → query and parameter
+// types) and names statements on backends after a hash of their text and
+// types, so clients preparing the same statement share one server-side
+// statement per backend. Before a Bind or Describe that refers to a client
+// statement the backend lacks, the proxy sends the Parse first and swallows
+// its ParseComplete.
+//
+// Replies are matched to requests with a queue of what each forwarded
+// message is owed. Where the client must see a reply the server won't
+// send (a Parse of a statement the backend already has, a Close of a
+// shared statement, DEALLOCATE), the proxy sends the server a cheap
+// message that answers in the same place (a Close of a statement that
+// doesn't exist, an empty query) and rewrites that answer, so ordering and
+// the skip-to-Sync-after-error rule stay PostgreSQL's own.
+
+// noopStatement is never prepared: closing it is a no-op that still gets a
+// CloseComplete from the server.
+const noopStatement = "pgrecycle_noop"
+
+// clientStmt is a named statement as one client defined it.
+type clientStmt struct {
+	server string
+	tail   []byte // Parse body after the name: query, parameter count, types
+}
+
+// reqKind is what a forwarded message is owed by the server.
+type reqKind uint8
+
+const (
+	reqParse           reqKind = iota // client's Parse: ParseComplete forwarded
+	reqParseHidden                    // proxy's Parse: ParseComplete swallowed
+	reqParseViaClose                  // already prepared: CloseComplete shown as ParseComplete
+	reqBind                           // BindComplete
+	reqDescribe                       // RowDescription or NoData
+	reqExecute                        // CommandComplete, EmptyQuery or PortalSuspended
+	reqClose                          // CloseComplete forwarded
+	reqCloseHidden                    // eviction: CloseComplete swallowed
+	reqSync                           // ReadyForQuery
+	reqQuery                          // ReadyForQuery (after any number of results)
+	reqQueryDeallocate                // DEALLOCATE sent as an empty query
+)
+
+type request struct {
+	kind   reqKind
+	client string // client statement name, for reqParse*
+	server string // backend statement name, for reqParse*
+	tag    string // CommandComplete tag to show, for reqQueryDeallocate
+}
+
+// serverStmtName names a statement on backends after its text and types.
+func serverStmtName(tail []byte) string {
+	sum := sha256.Sum256(tail)
+	return "pgrecycle_" + hex.EncodeToString(sum[:12])
+}
+
+// push and pop manage the reply queue; callers hold s.mu.
+func (s *session) push(r request) { s.reqs = append(s.reqs, r) }
+
+func (s *session) head() *request {
+	if s.reqHead == len(s.reqs) {
+		return nil
+	}
+	return &s.reqs[s.reqHead]
+}
+
+func (s *session) pop() request {
+	r := s.reqs[s.reqHead]
+	s.reqs[s.reqHead] = request{}
+	s.reqHead++
+	if s.reqHead == len(s.reqs) {
+		s.reqs = s.reqs[:0]
+		s.reqHead = 0
+	}
+	return r
+}
+
+func (s *session) clearQueue() {
+	for s.head() != nil {
+		s.pop()
+	}
+}
+
+// forgetFailedParse undoes the bookkeeping of a Parse the server did not
+// execute (it failed, or was skipped after an earlier error).
+func (s *session) forgetFailedParse(b *pool.Backend, r request) {
+	switch r.kind {
+	case reqParse, reqParseHidden:
+		if r.server != "" {
+			b.Statements.Remove(r.server)
+		}
+	case reqParseViaClose:
+	default:
+		return
+	}
+	if r.client != "" {
+		if cs := s.stmts[r.client]; cs != nil && cs.server == r.server {
+			delete(s.stmts, r.client)
+		}
+	}
+}
+
+// reply is what the pump does with a server message in transaction mode.
+type reply uint8
+
+const (
+	replyForward reply = iota
+	replySwallow
+	replyAsParseComplete
+	replyAsCommandComplete
+)
+
+// track matches a server message against the reply queue. body is nil for
+// a message too large to buffer (only DataRow-like messages are).
+func (s *session) track(b *pool.Backend, typ byte, body []byte) (reply, string) {
+	switch typ {
+	case '1', '2', '3', 'T', 'n', 'C', 'I', 's', 'E':
+	default:
+		return replyForward, ""
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	h := s.head()
+	if typ == 'C' && body != nil && isDiscardAllTag(body) {
+		b.Statements.Clear()
+		b.ProxySet = nil
+	}
+	if h == nil {
+		return replyForward, ""
+	}
+	switch typ {
+	case '1':
+		switch h.kind {
+		case reqParse:
+			s.pop()
+		case reqParseHidden:
+			s.pop()
+			return replySwallow, ""
+		}
+	case '2':
+		if h.kind == reqBind {
+			s.pop()
+		}
+	case '3':
+		switch h.kind {
+		case reqClose:
+			s.pop()
+		case reqCloseHidden:
+			s.pop()
+			return replySwallow, ""
+		case reqParseViaClose:
+			s.pop()
+			return replyAsParseComplete, ""
+		}
+	case 'T', 'n':
+		if h.kind == reqDescribe {
+			s.pop()
+		}
+	case 'C', 's':
+		if h.kind == reqExecute {
+			s.pop()
+		}
+	case 'I':
+		switch h.kind {
+		case reqExecute:
+			s.pop()
+		case reqQueryDeallocate:
+			return replyAsCommandComplete, h.tag
+		}
+	case 'E':
+		switch h.kind {
+		case reqQuery, reqQueryDeallocate, reqSync:
+			// ReadyForQuery follows and completes it.
+		default:
+			// The server skips everything up to the next Sync.
+			s.forgetFailedParse(b, s.pop())
+			for h := s.head(); h != nil && h.kind != reqSync && h.kind != reqQuery && h.kind != reqQueryDeallocate; h = s.head() {
+				s.forgetFailedParse(b, s.pop())
+			}
+		}
+	}
+	return replyForward, ""
+}
+
+// completeThroughSync pops the request a ReadyForQuery answers, and any
+// left unanswered before it. Callers hold s.mu.
+func (s *session) completeThroughSync(b *pool.Backend) {
+	for h := s.head(); h != nil; h = s.head() {
+		r := s.pop()
+		if r.kind == reqSync || r.kind == reqQuery || r.kind == reqQueryDeallocate {
+			return
+		}
+		s.forgetFailedParse(b, r)
+	}
+}
+
+// isDiscardAllTag recognises the CommandComplete of DISCARD ALL and
+// DEALLOCATE ALL, after which the backend holds no prepared statements.
+func isDiscardAllTag(body []byte) bool {
+	return string(body) == "DISCARD ALL\x00" || string(body) == "DEALLOCATE ALL\x00"
+}
+
+// forwardMapped forwards one client message in transaction pooling,
+// rewriting statement names and recording what the server owes. It returns
+// false when the message needs no mapping and should be forwarded raw
+// after the request was recorded.
+func (s *session) forwardMapped(b *pool.Backend, typ byte, bodyLen int) (handled bool, err error) {
+	switch typ {
+	case wire.MsgParse:
+		return true, s.mapParse(b)
+	case wire.MsgBind:
+		return s.mapBind(b, bodyLen)
+	case wire.MsgDescribe, wire.MsgClose:
+		return s.mapDescribeClose(b, typ)
+	case wire.MsgQuery:
+		return s.mapQuery(b, bodyLen)
+	}
+	var r request
+	switch typ {
+	case wire.MsgExecute:
+		r.kind = reqExecute
+	case wire.MsgSync:
+		r.kind = reqSync
+	case wire.MsgFunctionCall:
+		r.kind = reqQuery
+	default:
+		return false, nil // Flush, COPY data: no reply of their own
+	}
+	s.mu.Lock()
+	s.push(r)
+	s.mu.Unlock()
+	return false, nil
+}
+
+// mapParse handles a Parse: unnamed ones pass through; named ones are
+// recorded for the client and prepared on the backend under the shared
+// name unless it is already there.
+func (s *session) mapParse(b *pool.Backend) error {
+	msg, err := s.cr.ReadAll()
+	if err != nil {
+		return err
+	}
+	name, tail, ok := wire.CString(msg[wire.HeaderLen:])
+	if !ok || len(name) == 0 {
+		s.mu.Lock()
+		s.push(request{kind: reqParse})
+		s.mu.Unlock()
+		_, _ = s.sw.Write(msg)
+		return nil
+	}
+	client := string(name)
+	stmt := &clientStmt{tail: append([]byte(nil), tail...)}
+	stmt.server = serverStmtName(stmt.tail)
+	max := s.pool.Options().Pool.MaxPreparedStatements
+
+	s.mu.Lock()
+	if s.stmts == nil {
+		s.stmts = make(map[string]*clientStmt)
+	}
+	s.stmts[client] = stmt
+	if b.Statements.Has(stmt.server) {
+		s.push(request{kind: reqParseViaClose, client: client, server: stmt.server})
+		s.mu.Unlock()
+		s.writeClose(noopStatement)
+		return nil
+	}
+	evicted := b.Statements.Add(stmt.server, max)
+	if evicted != "" {
+		s.push(request{kind: reqCloseHidden})
+	}
+	s.push(request{kind: reqParse, client: client, server: stmt.server})
+	s.mu.Unlock()
+	if evicted != "" {
+		s.writeClose(evicted)
+	}
+	s.writeParse(stmt.server, stmt.tail)
+	return nil
+}
+
+// ensurePrepared makes the backend hold cs before a message that uses it.
+// Callers hold s.mu; the returned writes must be done after unlocking, in
+// order: close evicted (if any), then parse (if needed).
+func (s *session) ensurePrepared(b *pool.Backend, cs *clientStmt) (evicted string, parse bool) {
+	if b.Statements.Has(cs.server) {
+		return "", false
+	}
+	evicted = b.Statements.Add(cs.server, s.pool.Options().Pool.MaxPreparedStatements)
+	if evicted != "" {
+		s.push(request{kind: reqCloseHidden})
+	}
+	s.push(request{kind: reqParseHidden, server: cs.server})
+	return evicted, true
+}
+
+func (s *session) writeEnsure(cs *clientStmt, evicted string, parse bool) {
+	if evicted != "" {
+		s.writeClose(evicted)
+	}
+	if parse {
+		s.writeParse(cs.server, cs.tail)
+	}
+}
+
+// mapBind rewrites the statement name of a Bind, streaming its (possibly
+// large) parameter values untouched.
+func (s *session) mapBind(b *pool.Backend, bodyLen int) (bool, error) {
+	peek, err := s.cr.Peek(wire.HeaderLen + 2*64 + 2)
+	if err != nil && err != wire.ErrTooLarge {
+		return false, err
+	}
+	var portal, name []byte
+	ok := err == nil
+	if ok {
+		var rest []byte
+		portal, rest, ok = wire.CString(peek[wire.HeaderLen:])
+		if ok {
+			name, _, ok = wire.CString(rest)
+		}
+	}
+	s.mu.Lock()
+	var cs *clientStmt
+	if ok && len(name) > 0 {
+		cs = s.stmts[string(name)]
+	}
+	if cs == nil {
+		s.push(request{kind: reqBind})
+		s.mu.Unlock()
+		return false, nil
+	}
+	evicted, parse := s.ensurePrepared(b, cs)
+	s.push(request{kind: reqBind})
+	s.mu.Unlock()
+	s.writeEnsure(cs, evicted, parse)
+
+	newLen := bodyLen - len(name) + len(cs.server)
+	_ = s.sw.w.WriteHeader(wire.MsgBind, newLen)
+	_, _ = s.sw.Write(portal)
+	_, _ = s.sw.Write([]byte{0})
+	_, _ = s.sw.Write([]byte(cs.server))
+	_, _ = s.sw.Write([]byte{0})
+	if err := s.cr.Consume(wire.HeaderLen + len(portal) + 1 + len(name) + 1); err != nil {
+		return true, err
+	}
+	return true, s.cr.Stream(&s.sw)
+}
+
+// mapDescribeClose rewrites Describe of a client statement, and turns a
+// Close of one into a no-op the server still answers: other clients may
+// share the backend's statement.
+func (s *session) mapDescribeClose(b *pool.Backend, typ byte) (bool, error) {
+	msg, err := s.cr.ReadAll()
+	if err != nil {
+		return true, err
+	}
+	body := msg[wire.HeaderLen:]
+	kind := reqDescribe
+	if typ == wire.MsgClose {
+		kind = reqClose
+	}
+	var name []byte
+	ok := len(body) >= 2 && body[0] == 'S'
+	if ok {
+		name, _, ok = wire.CString(body[1:])
+	}
+	if !ok || len(name) == 0 {
+		s.mu.Lock()
+		s.push(request{kind: kind})
+		s.mu.Unlock()
+		_, _ = s.sw.Write(msg)
+		return true, nil
+	}
+	s.mu.Lock()
+	cs := s.stmts[string(name)]
+	if typ == wire.MsgClose {
+		delete(s.stmts, string(name))
+		s.push(request{kind: reqClose})
+		s.mu.Unlock()
+		s.writeClose(noopStatement)
+		return true, nil
+	}
+	if cs == nil {
+		s.push(request{kind: reqDescribe})
+		s.mu.Unlock()
+		_, _ = s.sw.Write(msg)
+		return true, nil
+	}
+	evicted, parse := s.ensurePrepared(b, cs)
+	s.push(request{kind: reqDescribe})
+	s.mu.Unlock()
+	s.writeEnsure(cs, evicted, parse)
+	_ = s.sw.w.WriteHeader(wire.MsgDescribe, 1+len(cs.server)+1)
+	_, _ = s.sw.Write([]byte{'S'})
+	_, _ = s.sw.Write([]byte(cs.server))
+	_, _ = s.sw.Write([]byte{0})
+	return true, nil
+}
+
+// mapQuery catches DEALLOCATE and DISCARD ALL sent as SQL: they act on
+// the client's own statements, not on the shared ones of the backend.
+func (s *session) mapQuery(b *pool.Backend, bodyLen int) (bool, error) {
+	if bodyLen > 256 {
+		s.mu.Lock()
+		s.push(request{kind: reqQuery})
+		s.mu.Unlock()
+		return false, nil
+	}
+	peek, err := s.cr.Peek(wire.HeaderLen + bodyLen)
+	if err != nil {
+		return false, err
+	}
+	target, all, isDealloc, isDiscard := parseStatementReset(peek[wire.HeaderLen:])
+	s.mu.Lock()
+	switch {
+	case isDealloc:
+		tag := "DEALLOCATE"
+		if all {
+			tag = "DEALLOCATE ALL"
+			s.stmts = nil
+		} else {
+			delete(s.stmts, target)
+		}
+		s.push(request{kind: reqQueryDeallocate, tag: tag})
+		s.mu.Unlock()
+		if err := s.cr.Skip(); err != nil {
+			return true, err
+		}
+		_ = s.sw.w.WriteHeader(wire.MsgQuery, 1)
+		_, _ = s.sw.Write([]byte{0})
+		return true, nil
+	case isDiscard:
+		s.stmts = nil
+	}
+	s.push(request{kind: reqQuery})
+	s.mu.Unlock()
+	return false, nil
+}
+
+// parseStatementReset recognises a whole query that is DEALLOCATE
+// [PREPARE] {name | ALL} or DISCARD ALL.
+func parseStatementReset(body []byte) (name string, all, dealloc, discard bool) {
+	q := strings.TrimRight(string(body), "\x00")
+	q = strings.TrimSpace(q)
+	q = strings.TrimSpace(strings.TrimSuffix(q, ";"))
+	if len(q) < 10 {
+		return "", false, false, false
+	}
+	fields := strings.Fields(q)
+	switch {
+	case len(fields) == 2 && strings.EqualFold(fields[0], "discard") && strings.EqualFold(fields[1], "all"):
+		return "", false, false, true
+	case len(fields) >= 2 && strings.EqualFold(fields[0], "deallocate"):
+		rest := fields[1:]
+		if len(rest) == 2 && strings.EqualFold(rest[0], "prepare") {
+			rest = rest[1:]
+		}
+		if len(rest) != 1 {
+			return "", false, false, false
+		}
+		n := rest[0]
+		if strings.EqualFold(n, "all") {
+			return "", true, true, false
+		}
+		if len(n) >= 2 && n[0] == '"' && n[len(n)-1] == '"' {
+			n = strings.ReplaceAll(n[1:len(n)-1], `""`, `"`)
+		} else {
+			n = strings.ToLower(n)
+		}
+		return n, false, true, false
+	}
+	return "", false, false, false
+}
+
+// writeParse writes a Parse of a backend-named statement.
+func (s *session) writeParse(server string, tail []byte) {
+	_ = s.sw.w.WriteHeader(wire.MsgParse, len(server)+1+len(tail))
+	_, _ = s.sw.Write([]byte(server))
+	_, _ = s.sw.Write([]byte{0})
+	_, _ = s.sw.Write(tail)
+}
+
+// writeClose writes a Close of a backend statement.
+func (s *session) writeClose(server string) {
+	_ = s.sw.w.WriteHeader(wire.MsgClose, 1+len(server)+1)
+	_, _ = s.sw.Write([]byte{'S'})
+	_, _ = s.sw.Write([]byte(server))
+	_, _ = s.sw.Write([]byte{0})
+}
+
+// parseCompleteMsg and commandComplete are the rewritten replies.
+var parseCompleteMsg = [...]byte{'1', 0, 0, 0, 4}
+
+func appendCommandComplete(dst []byte, tag string) []byte {
+	dst = wire.AppendHeader(dst, wire.MsgCommandComplete, len(tag)+1)
+	dst = append(dst, tag...)
+	return append(dst, 0)
+}
+
+var _ = binary.BigEndian
