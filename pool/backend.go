@@ -31,8 +31,8 @@ type Backend struct {
 	// Statements are the proxy-named prepared statements on this backend
 	// (transaction pooling), shared by clients with identical statements.
 	Statements StatementSet
-	TxStatus byte
-	Created  time.Time
+	TxStatus   byte
+	Created    time.Time
 	// Deadline is when max_lifetime (with jitter) retires it; zero: never.
 	Deadline time.Time
 	LastUsed time.Time
