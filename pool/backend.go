@@ -44,6 +44,14 @@ type Backend struct {
 	// State is read by the admin console: "idle", "active", "opening".
 	InUse atomic.Bool
 
+	// RetireRequested makes the next release retire the backend (admin
+	// RECYCLE, reload with changed startup parameters).
+	RetireRequested atomic.Bool
+	RetireReason    atomic.Value // string: reason for RetireRequested
+
+	memBytes atomic.Int64
+	memAt    atomic.Int64 // unix nanoseconds of the last sample
+
 	pool      *Pool
 	checkedAt time.Time
 }

@@ -65,6 +65,9 @@ type Pool struct {
 	nextID   uint64
 	retired  map[string]int64
 	connErrs int64
+	// memSource is the effective memory source: the configured one until
+	// it proves unavailable, then a fallback or "off".
+	memSource string
 
 	ctx    context.Context // cancelled by Close; bounds connects
 	cancel context.CancelFunc
@@ -79,13 +82,14 @@ func New(opts Options) (*Pool, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Pool{
-		log:     opts.Logger.With(zap.String("database", opts.Database), zap.String("user", opts.User)),
-		opts:    opts,
-		connCfg: cc,
-		all:     make(map[*Backend]struct{}),
-		retired: make(map[string]int64),
-		ctx:     ctx,
-		cancel:  cancel,
+		log:       opts.Logger.With(zap.String("database", opts.Database), zap.String("user", opts.User)),
+		opts:      opts,
+		connCfg:   cc,
+		all:       make(map[*Backend]struct{}),
+		retired:   make(map[string]int64),
+		memSource: memSourceFor(opts.Recycle),
+		ctx:       ctx,
+		cancel:    cancel,
 	}, nil
 }
 
@@ -112,7 +116,11 @@ func (p *Pool) Acquire(ctx context.Context) (*Backend, error) {
 			b.InUse.Store(true)
 			p.mu.Unlock()
 			if reason := p.checkIdle(b); reason != "" {
-				p.destroy(b, reason, true)
+				if reason == "lifetime" {
+					p.retire(b, reason, zap.Duration("age", time.Since(b.Created)))
+				} else {
+					p.destroy(b, reason, reason != "closed")
+				}
 				continue
 			}
 			return b, nil
@@ -176,26 +184,81 @@ func (p *Pool) checkIdle(b *Backend) string {
 	return ""
 }
 
-// Release returns a backend after use. Only a clean backend is kept.
+// Release returns a backend after use. Only a clean backend is kept; one
+// due for retirement is closed and replaced in the background.
 func (p *Pool) Release(b *Backend) {
 	b.InUse.Store(false)
 	if b.Broken || b.TxStatus != 'I' || b.R.Buffered() > 0 || b.W.Buffered() > 0 {
 		p.destroy(b, "error", false)
 		return
 	}
-	if reason := p.retireReason(b); reason != "" {
-		p.destroy(b, reason, true)
+	if reason, value := p.retireReason(b, time.Now()); reason != "" {
+		p.retire(b, reason, value...)
 		return
 	}
-	b.LastUsed = time.Now()
+	now := time.Now()
+	b.LastUsed = now
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
 		p.destroy(b, "shutdown", true)
 		return
 	}
+	// Sample memory only when nobody waits: a waiter gets the backend now
+	// and the background tick samples it later.
+	if len(p.waiters) == 0 {
+		p.mu.Unlock()
+		if p.memoryDue(b, now) {
+			if retired := p.checkMemory(b); retired {
+				return
+			}
+		}
+		p.mu.Lock()
+		if p.closed {
+			p.mu.Unlock()
+			p.destroy(b, "shutdown", true)
+			return
+		}
+	}
 	p.handOffLocked(b)
 	p.mu.Unlock()
+}
+
+// checkMemory samples b and retires it when over max_memory; it reports
+// whether b is gone.
+func (p *Pool) checkMemory(b *Backend) bool {
+	n, ok := p.sampleMemory(b)
+	if b.Broken {
+		p.destroy(b, "error", false)
+		return true
+	}
+	p.mu.Lock()
+	limit := int64(p.opts.Recycle.MaxMemory)
+	p.mu.Unlock()
+	if ok && limit > 0 && n > limit {
+		p.retire(b, "memory", zap.Int64("memory_bytes", n), zap.Int64("max_memory", limit))
+		return true
+	}
+	return false
+}
+
+// retire closes a backend for a recycling reason and opens its replacement
+// ahead of demand, so clients don't wait for a new connection.
+func (p *Pool) retire(b *Backend, reason string, value ...zap.Field) {
+	p.destroy(b, reason, true, value...)
+	p.mu.Lock()
+	p.replaceLocked()
+	p.mu.Unlock()
+}
+
+// replaceLocked opens one backend in the background if the pool has room.
+func (p *Pool) replaceLocked() {
+	if p.closed || len(p.all)+p.opening >= p.opts.Pool.Size || p.opening >= max(1, p.opts.Pool.MaxConcurrentConnects) {
+		return
+	}
+	p.opening++
+	p.wg.Add(1)
+	go p.open()
 }
 
 // handOffLocked gives b to the longest waiter, or parks it idle.
@@ -212,21 +275,43 @@ func (p *Pool) handOffLocked(b *Backend) {
 	p.idle = append(p.idle, b)
 }
 
-// retireReason applies the recycling policies at release.
-func (p *Pool) retireReason(b *Backend) string {
+// retireReason applies the recycling policies at release. Age and count
+// retirements are postponed while a share of the pool is already being
+// replaced (max_retiring_share), so a pool created at once doesn't
+// reconnect at once; memory is a hard limit and never waits.
+func (p *Pool) retireReason(b *Backend, now time.Time) (string, []zap.Field) {
+	if b.RetireRequested.Load() {
+		reason, _ := b.RetireReason.Load().(string)
+		if reason == "" {
+			reason = "admin"
+		}
+		return reason, nil
+	}
 	p.mu.Lock()
 	rc := p.opts.Recycle
+	size := p.opts.Pool.Size
+	busy := p.opening
 	p.mu.Unlock()
-	if !b.Deadline.IsZero() && time.Now().After(b.Deadline) {
-		return "lifetime"
+	var reason string
+	var value []zap.Field
+	switch {
+	case !b.Deadline.IsZero() && now.After(b.Deadline):
+		reason, value = "lifetime", []zap.Field{zap.Duration("age", now.Sub(b.Created))}
+	case rc.MaxQueries > 0 && b.Queries.Load() >= rc.MaxQueries:
+		reason, value = "queries", []zap.Field{zap.Int64("queries", b.Queries.Load())}
+	case rc.MaxTransactions > 0 && b.Transactions.Load() >= rc.MaxTransactions:
+		reason, value = "transactions", []zap.Field{zap.Int64("transactions", b.Transactions.Load())}
+	default:
+		return "", nil
 	}
-	if rc.MaxQueries > 0 && b.Queries.Load() >= rc.MaxQueries {
-		return "queries"
+	share := rc.MaxRetiringShare
+	if share <= 0 {
+		share = 0.5
 	}
-	if rc.MaxTransactions > 0 && b.Transactions.Load() >= rc.MaxTransactions {
-		return "transactions"
+	if limit := max(1, int(share*float64(size))); busy >= limit {
+		return "", nil
 	}
-	return ""
+	return reason, value
 }
 
 // Destroy closes a backend the caller holds (for example one whose client
@@ -236,16 +321,20 @@ func (p *Pool) Destroy(b *Backend, reason string) {
 	p.destroy(b, reason, !b.Broken)
 }
 
-func (p *Pool) destroy(b *Backend, reason string, graceful bool) {
+func (p *Pool) destroy(b *Backend, reason string, graceful bool, value ...zap.Field) {
 	b.close(graceful)
 	p.mu.Lock()
 	delete(p.all, b)
 	p.retired[reason]++
 	p.spawnOpenersLocked()
 	p.mu.Unlock()
-	p.log.Info("backend closed", zap.Uint32("pid", b.PID), zap.String("reason", reason),
+	fields := append([]zap.Field{zap.Uint32("pid", b.PID), zap.String("reason", reason),
 		zap.Duration("age", time.Since(b.Created)), zap.Int64("queries", b.Queries.Load()),
-		zap.Int64("transactions", b.Transactions.Load()))
+		zap.Int64("transactions", b.Transactions.Load())}, value...)
+	if mem, at := b.Memory(); !at.IsZero() {
+		fields = append(fields, zap.Int64("last_memory_bytes", mem))
+	}
+	p.log.Info("backend retired", fields...)
 }
 
 // spawnOpenersLocked starts connects for waiters that no backend will serve.
@@ -380,20 +469,31 @@ func (p *Pool) Stats() Stats {
 	return s
 }
 
-// Tick retires idle backends past their deadline or idle timeout. The
+// Tick retires idle backends past their deadline or idle timeout, samples
+// the memory of idle backends that are due, and keeps min_idle warm. The
 // proxy calls it periodically.
 func (p *Pool) Tick(now time.Time) {
 	p.mu.Lock()
 	idleTimeout := p.opts.Pool.ServerIdleTimeout.D()
-	var victims []*Backend
+	minIdle := p.opts.Pool.MinIdle
+	var victims, probe []*Backend
 	var reasons []string
 	kept := p.idle[:0]
 	for _, b := range p.idle {
 		switch {
-		case !b.Deadline.IsZero() && now.After(b.Deadline):
+		case b.RetireRequested.Load():
+			r, _ := b.RetireReason.Load().(string)
+			if r == "" {
+				r = "admin"
+			}
+			victims, reasons = append(victims, b), append(reasons, r)
+		case !b.Deadline.IsZero() && now.After(b.Deadline) && p.opening < max(1, int(p.retiringShare()*float64(p.opts.Pool.Size))):
 			victims, reasons = append(victims, b), append(reasons, "lifetime")
-		case idleTimeout > 0 && now.Sub(b.LastUsed) > idleTimeout:
+		case idleTimeout > 0 && now.Sub(b.LastUsed) > idleTimeout && len(p.all)-len(victims) > minIdle:
 			victims, reasons = append(victims, b), append(reasons, "idle")
+		case p.opts.Recycle.MaxMemory > 0 && p.memSource != memOff && memorySampleDue(b, now, p.opts.Recycle.MemoryCheckInterval.D()):
+			probe = append(probe, b)
+			b.InUse.Store(true)
 		default:
 			kept = append(kept, b)
 		}
@@ -404,8 +504,54 @@ func (p *Pool) Tick(now time.Time) {
 	p.idle = kept
 	p.mu.Unlock()
 	for i, b := range victims {
-		p.destroy(b, reasons[i], true)
+		if reasons[i] == "idle" {
+			p.destroy(b, reasons[i], true)
+		} else {
+			p.retire(b, reasons[i])
+		}
 	}
+	for _, b := range probe {
+		b.InUse.Store(false)
+		if p.checkMemory(b) {
+			continue
+		}
+		p.mu.Lock()
+		if p.closed {
+			p.mu.Unlock()
+			p.destroy(b, "shutdown", true)
+			continue
+		}
+		p.handOffLocked(b)
+		p.mu.Unlock()
+	}
+	p.mu.Lock()
+	for len(p.idle)+p.opening < minIdle && len(p.all)+p.opening < p.opts.Pool.Size && !p.closed {
+		before := p.opening
+		p.replaceLocked()
+		if p.opening == before {
+			break
+		}
+	}
+	p.mu.Unlock()
+}
+
+func (p *Pool) retiringShare() float64 {
+	if s := p.opts.Recycle.MaxRetiringShare; s > 0 {
+		return s
+	}
+	return 0.5
+}
+
+func memorySampleDue(b *Backend, now time.Time, interval time.Duration) bool {
+	_, at := b.Memory()
+	return at.IsZero() || now.Sub(at) >= interval
+}
+
+func memSourceFor(rc config.Recycle) string {
+	if rc.MemorySource == memProc {
+		return memProc
+	}
+	return memContexts
 }
 
 // Close closes idle backends, fails waiters and waits for connects to end.

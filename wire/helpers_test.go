@@ -36,6 +36,17 @@ func pattern(n int, seed uint32) []byte {
 	return b
 }
 
+// splitMessages cuts well-formed framed bytes into messages.
+func splitMessages(b []byte) [][]byte {
+	var out [][]byte
+	for len(b) > 0 {
+		n := 1 + int(binary.BigEndian.Uint32(b[1:5]))
+		out = append(out, b[:n])
+		b = b[n:]
+	}
+	return out
+}
+
 func concat(parts ...[]byte) []byte {
 	var out []byte
 	for _, p := range parts {

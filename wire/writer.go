@@ -71,6 +71,12 @@ func (w *Writer) Append(encode func(dst []byte) ([]byte, error)) error {
 
 // WriteHeader buffers a message header of the given type and body length.
 func (w *Writer) WriteHeader(typ byte, bodyLen int) error {
+	w.grab()
+	if cap(w.buf)-len(w.buf) >= HeaderLen {
+		// In place: a local array passed to Write would escape (1 alloc).
+		w.buf = AppendHeader(w.buf, typ, bodyLen)
+		return nil
+	}
 	var h [HeaderLen]byte
 	h[0] = typ
 	binary.BigEndian.PutUint32(h[1:], uint32(bodyLen+4))
