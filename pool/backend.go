@@ -41,6 +41,9 @@ type Backend struct {
 
 	Queries      atomic.Int64
 	Transactions atomic.Int64
+	// QueriesAtTx is Queries at the last transaction end: a ReadyForQuery
+	// 'I' with no query since (a Parse/Describe round trip) ends none.
+	QueriesAtTx int64
 	// State is read by the admin console: "idle", "active", "opening".
 	InUse atomic.Bool
 

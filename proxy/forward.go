@@ -207,7 +207,8 @@ func (s *session) pump(b *pool.Backend, done chan struct{}) {
 			}
 			status := msg[wire.HeaderLen]
 			b.TxStatus = status
-			if status == 'I' {
+			if q := b.Queries.Load(); status == 'I' && q != b.QueriesAtTx {
+				b.QueriesAtTx = q
 				b.Transactions.Add(1)
 				s.transactions.Add(1)
 			}
