@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -55,6 +56,7 @@ type Pool struct {
 
 	mu       sync.Mutex
 	opts     Options
+	snapshot atomic.Pointer[Options] // lock-free read of opts for sessions
 	connCfg  connectConfig
 	idle     []*Backend // LIFO: the most recently used is reused first
 	all      map[*Backend]struct{}
@@ -81,7 +83,7 @@ func New(opts Options) (*Pool, error) {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Pool{
+	p := &Pool{
 		log:       opts.Logger.With(zap.String("database", opts.Database), zap.String("user", opts.User)),
 		opts:      opts,
 		connCfg:   cc,
@@ -90,14 +92,57 @@ func New(opts Options) (*Pool, error) {
 		memSource: memSourceFor(opts.Recycle),
 		ctx:       ctx,
 		cancel:    cancel,
-	}, nil
+	}
+	snap := opts
+	p.snapshot.Store(&snap)
+	return p, nil
 }
 
-// Options returns the pool's current options.
-func (p *Pool) Options() Options {
+// Options returns the pool's current options; the snapshot must not be
+// modified.
+func (p *Pool) Options() *Options { return p.snapshot.Load() }
+
+// Update applies reloaded options. Pool sizes, timeouts and recycling
+// apply at once; when the connection target or startup parameters changed,
+// every backend retires at its next release (idle ones at the next tick).
+func (p *Pool) Update(opts Options) error {
+	cc, err := newConnectConfig(opts)
+	if err != nil {
+		return err
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.opts
+	old := p.opts
+	p.opts = opts
+	p.connCfg = cc
+	snap := opts
+	p.snapshot.Store(&snap)
+	if p.memSource == memOff || old.Recycle.MemorySource != opts.Recycle.MemorySource {
+		p.memSource = memSourceFor(opts.Recycle)
+	}
+	if !sameTarget(old, opts) {
+		for b := range p.all {
+			b.RetireReason.Store("reload")
+			b.RetireRequested.Store(true)
+		}
+	}
+	p.spawnOpenersLocked()
+	return nil
+}
+
+func sameTarget(a, b Options) bool {
+	if a.User != b.User || a.Password != b.Password || a.Target.Host != b.Target.Host ||
+		a.Target.Port != b.Target.Port || a.Target.DBName != b.Target.DBName ||
+		a.Target.SSLMode != b.Target.SSLMode || a.Target.SSLRootCert != b.Target.SSLRootCert ||
+		len(a.Params) != len(b.Params) {
+		return false
+	}
+	for k, v := range a.Params {
+		if w, ok := b.Params[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
 }
 
 // Acquire returns an idle backend, waiting in FIFO order for one to be

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"errors"
+	"net"
 	"time"
 
 	"go.uber.org/zap"
@@ -17,8 +18,17 @@ const resetTimeout = 5 * time.Second
 // attaching one at the first message of a transaction.
 func (s *session) loop() error {
 	for {
+		if s.cr.Buffered() == 0 {
+			s.armIdleDeadline()
+		}
 		typ, bodyLen, err := s.cr.Next()
 		if err != nil {
+			if isTimeout(err) && s.cr.Buffered() == 0 {
+				if done, err := s.onIdleDeadline(); done {
+					return err
+				}
+				continue
+			}
 			var pe *wire.ProtocolError
 			if errors.As(err, &pe) {
 				s.endCause = pe.Error()
@@ -84,6 +94,9 @@ func (s *session) attachAndMark(typ byte) (*pool.Backend, error) {
 // attach acquires a backend, aligns its settings with the client's and
 // starts the pump. A backend that turns out dead is replaced.
 func (s *session) attach() error {
+	if s.srv.draining.Load() {
+		return fatalf(codeAdminShutdown, "pgrecycle is shutting down")
+	}
 	ctx, cancel := s.waitContext()
 	defer cancel()
 	for attempt := 0; ; attempt++ {
@@ -111,6 +124,7 @@ func (s *session) attach() error {
 		s.unsynced = false
 		s.stopping = false
 		s.pumpDone = done
+		s.txStatus = 'I'
 		s.clearQueue()
 		s.sw.w = b.W
 		s.sw.err = nil
@@ -220,8 +234,13 @@ func (s *session) pump(b *pool.Backend, done chan struct{}) {
 			if s.mapStmt {
 				s.completeThroughSync(b)
 			}
+			s.txStatus = status
 			release := s.txMode && s.pending == 0 && !s.unsynced && status == 'I' && !s.stopping
+			idle := s.pending == 0 && !s.unsynced
 			s.mu.Unlock()
+			if idle && s.srv.draining.Load() {
+				s.poke() // let the client goroutine end the session
+			}
 			if release && b.R.Buffered() == 0 && s.tryRelease(b) {
 				return
 			}
@@ -269,6 +288,9 @@ func (s *session) tryRelease(b *pool.Backend) bool {
 	s.wmu.Lock()
 	s.wmu.Unlock()
 	s.pool.Release(b)
+	if s.srv.draining.Load() {
+		s.poke()
+	}
 	return true
 }
 
@@ -439,4 +461,71 @@ func errorMessageOf(body []byte) string {
 		body = rest
 	}
 	return ""
+}
+
+// armIdleDeadline sets the read deadline for the wait that is about to
+// start: client_idle_timeout outside a transaction,
+// idle_transaction_timeout inside one, none otherwise.
+func (s *session) armIdleDeadline() {
+	opts := s.pool.Options().Pool
+	s.mu.Lock()
+	attached := s.backend != nil
+	inTx := attached && s.pending == 0 && !s.unsynced && s.txStatus != 'I' && s.txStatus != 0
+	idleSession := attached && !s.txMode && s.pending == 0 && !s.unsynced && s.txStatus == 'I'
+	s.mu.Unlock()
+	var limit time.Duration
+	switch {
+	case inTx:
+		limit = opts.IdleTransactionTimeout.D()
+	case !attached || idleSession:
+		limit = opts.ClientIdleTimeout.D()
+	}
+	if s.srv.draining.Load() && (!attached || idleSession) {
+		limit = time.Nanosecond
+	}
+	s.idleSince = time.Now()
+	s.idleLimit = limit
+	if limit > 0 {
+		_ = s.conn.SetReadDeadline(s.idleSince.Add(limit))
+		s.armed = true
+	} else if s.armed {
+		_ = s.conn.SetReadDeadline(time.Time{})
+		s.armed = false
+	}
+}
+
+// onIdleDeadline decides what a read deadline means: shutdown, an idle
+// timeout, or a poke to re-evaluate. done reports that the session ends.
+func (s *session) onIdleDeadline() (done bool, err error) {
+	s.mu.Lock()
+	attached := s.backend != nil
+	inTx := attached && s.pending == 0 && !s.unsynced && s.txStatus != 'I'
+	idleSession := attached && !s.txMode && s.pending == 0 && !s.unsynced && s.txStatus == 'I'
+	s.mu.Unlock()
+	_ = s.conn.SetReadDeadline(time.Time{})
+	s.armed = false
+	expired := s.idleLimit > 0 && time.Since(s.idleSince) >= s.idleLimit
+	var ce *clientError
+	switch {
+	case s.srv.draining.Load() && (!attached || idleSession):
+		ce = fatalf(codeAdminShutdown, "terminating connection: pgrecycle is shutting down")
+		s.endCause = "shutdown"
+	case expired && inTx:
+		ce = fatalf("25P03", "terminating connection due to idle-in-transaction timeout (idle_transaction_timeout = %s)", s.idleLimit)
+		s.endCause = "idle_transaction_timeout"
+	case expired && (!attached || idleSession):
+		ce = fatalf("57P05", "terminating connection due to idle timeout (client_idle_timeout = %s)", s.idleLimit)
+		s.endCause = "client_idle_timeout"
+	default:
+		return false, nil
+	}
+	s.finish() // detach: rolls back an open transaction, frees the writer
+	_ = s.conn.SetWriteDeadline(time.Now().Add(time.Second))
+	_ = s.sendError(ce)
+	return true, errSessionDone
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }

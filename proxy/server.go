@@ -48,6 +48,9 @@ type Server struct {
 	closing   bool
 
 	clients atomic.Int64
+	// draining is set by Shutdown: no new transactions, idle clients are
+	// told and closed, the rest finish first.
+	draining atomic.Bool
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -305,13 +308,41 @@ func (s *Server) Reload() error {
 	if err != nil {
 		return err
 	}
-	return s.setConfig(cfg)
+	if err := s.setConfig(cfg); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for key, p := range s.pools {
+		db := cfg.Databases[key.database]
+		if db == nil {
+			continue // removed: its clients finish, new logins get 3D000
+		}
+		old := p.Options()
+		opts := *old
+		opts.Target = *db
+		opts.Params = cfg.StartupParameters(db.Name, key.user)
+		opts.Pool = db.Pool
+		opts.Recycle = db.Recycle
+		opts.Listen = cfg.Listen
+		if db.User != "" {
+			opts.User, opts.Password = db.User, db.Password
+		}
+		if err := p.Update(opts); err != nil {
+			s.log.Error("reload: pool not updated", zap.Stringer("pool", p), zap.Error(err))
+		}
+	}
+	s.log.Info("configuration reloaded", zap.String("config", cfg.Path), zap.Strings("changed", config.Diff(cur, cfg)))
+	return nil
 }
 
-// Shutdown stops accepting clients, waits up to listen.shutdown_timeout for
-// sessions to end on their own, then closes everything.
+// Shutdown stops accepting clients and drains: idle clients are told
+// (57P01) and closed, clients in a transaction finish it first; after
+// listen.shutdown_timeout everything left is closed.
 func (s *Server) Shutdown() {
+	s.draining.Store(true)
 	s.closeListeners()
+	s.pokeSessions()
 	deadline := time.Now().Add(s.Config().Listen.ShutdownTimeout.D())
 	for time.Now().Before(deadline) {
 		s.mu.Lock()
@@ -320,7 +351,20 @@ func (s *Server) Shutdown() {
 		if n == 0 {
 			break
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond)
 	}
 	s.Close()
+}
+
+// Draining reports whether Shutdown has begun.
+func (s *Server) Draining() bool { return s.draining.Load() }
+
+// pokeSessions wakes every session blocked reading its client so it can
+// notice a state change (draining).
+func (s *Server) pokeSessions() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for sess := range s.sessions {
+		sess.poke()
+	}
 }

@@ -63,7 +63,19 @@ type session struct {
 
 	queries      atomic.Int64
 	transactions atomic.Int64
+
+	// txStatus is the transaction status of the attached backend at its
+	// last ReadyForQuery (guarded by mu).
+	txStatus byte
+	// idleSince and idleLimit describe the read deadline armed while the
+	// client is idle (client goroutine only).
+	idleSince time.Time
+	idleLimit time.Duration
+	armed     bool
 }
+
+// poke wakes the client goroutine if it is blocked reading the client.
+func (s *session) poke() { _ = s.conn.SetReadDeadline(time.Now()) }
 
 // serverWriter writes to the attached backend and remembers the first
 // error, so a dead backend doesn't look like a dead client while a large
