@@ -20,8 +20,10 @@ func (s *session) loop() error {
 	for {
 		if s.cr.Buffered() == 0 {
 			s.armIdleDeadline()
+			s.interruptible = true
 		}
 		typ, bodyLen, err := s.cr.Next()
+		s.interruptible = false
 		if err != nil {
 			if isTimeout(err) && s.cr.Buffered() == 0 {
 				if done, err := s.onIdleDeadline(); done {
@@ -238,8 +240,11 @@ func (s *session) pump(b *pool.Backend, done chan struct{}) {
 			release := s.txMode && s.pending == 0 && !s.unsynced && status == 'I' && !s.stopping
 			idle := s.pending == 0 && !s.unsynced
 			s.mu.Unlock()
-			if idle && s.srv.draining.Load() {
-				s.poke() // let the client goroutine end the session
+			if idle && (s.srv.draining.Load() || (status != 'I' && s.pool.Options().Pool.IdleTransactionTimeout > 0) ||
+				(status == 'I' && !s.txMode && s.pool.Options().Pool.ClientIdleTimeout > 0)) {
+				// The client goroutine armed its read deadline before this
+				// state was known: let it re-arm (or end the session).
+				s.poke()
 			}
 			if release && b.R.Buffered() == 0 && s.tryRelease(b) {
 				return
@@ -288,7 +293,7 @@ func (s *session) tryRelease(b *pool.Backend) bool {
 	s.wmu.Lock()
 	s.wmu.Unlock()
 	s.pool.Release(b)
-	if s.srv.draining.Load() {
+	if s.srv.draining.Load() || s.pool.Options().Pool.ClientIdleTimeout > 0 {
 		s.poke()
 	}
 	return true

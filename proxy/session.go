@@ -72,6 +72,30 @@ type session struct {
 	idleSince time.Time
 	idleLimit time.Duration
 	armed     bool
+	// interruptible is true only while the client goroutine waits for the
+	// first byte of a message: a read deadline (timeout or poke) may end
+	// that wait, never a half-read message.
+	interruptible bool
+	loggedIn      bool
+}
+
+// clientReader reads from the client, retrying reads that a deadline cut
+// short in the middle of a message.
+type clientReader struct{ s *session }
+
+func (r clientReader) Read(p []byte) (int, error) {
+	for {
+		n, err := r.s.conn.Read(p)
+		if n > 0 {
+			r.s.interruptible = false
+		}
+		if err != nil && n == 0 && r.s.loggedIn && !r.s.interruptible && isTimeout(err) {
+			_ = r.s.conn.SetReadDeadline(time.Time{})
+			r.s.armed = false
+			continue
+		}
+		return n, err
+	}
 }
 
 // poke wakes the client goroutine if it is blocked reading the client.
@@ -96,14 +120,15 @@ func (sw *serverWriter) Write(p []byte) (int, error) {
 }
 
 func newSession(srv *Server, c net.Conn) *session {
-	return &session{
+	s := &session{
 		srv:     srv,
 		conn:    c,
-		cr:      wire.NewPooledReader(c, srv.bufs),
 		cw:      wire.NewPooledWriter(c, srv.bufs),
 		log:     srv.log.With(zap.String("client", c.RemoteAddr().String())),
 		started: time.Now(),
 	}
+	s.cr = wire.NewPooledReader(clientReader{s}, srv.bufs)
+	return s
 }
 
 // kill disconnects the client (server shutdown); run then cleans up.
@@ -329,6 +354,7 @@ func (s *session) startup() error {
 		return err
 	}
 	_ = s.conn.SetDeadline(time.Time{})
+	s.loggedIn = true // from now on only idle waits may be cut by deadlines
 	s.log.Debug("client logged in")
 	return nil
 }

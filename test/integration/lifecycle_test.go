@@ -1,0 +1,195 @@
+package integration
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+func pgCode(err error) string {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return pe.Code
+	}
+	return ""
+}
+
+func TestClientIdleTimeout(t *testing.T) {
+	leakCheck(t)
+	e := startProxy(t, proxyOpts{dbExtra: "[databases.app.pool]\nclient_idle_timeout = \"700ms\"\n"})
+	ctx := testCtx(t)
+	c := e.connect(ctx)
+	if _, err := c.Exec(ctx, "SELECT 1"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	_, err := c.Exec(ctx, "SELECT 1")
+	if err == nil {
+		t.Fatal("idle client was not disconnected after client_idle_timeout")
+	}
+	if code := pgCode(err); code != "57P05" && !strings.Contains(err.Error(), "client_idle_timeout") {
+		t.Fatalf("error does not say client_idle_timeout: %v", err)
+	}
+}
+
+func TestIdleTransactionTimeout(t *testing.T) {
+	leakCheck(t)
+	e := startProxy(t, proxyOpts{size: 1, dbExtra: "[databases.app.pool]\nidle_transaction_timeout = \"700ms\"\n"})
+	ctx := testCtx(t)
+	d := e.direct(ctx)
+	if _, err := d.Exec(ctx, "CREATE TABLE IF NOT EXISTS idle_tx (id int primary key)"); err != nil {
+		t.Fatal(err)
+	}
+	c := e.connect(ctx)
+	tx, err := c.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "INSERT INTO idle_tx VALUES (1)"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	_, err = tx.Exec(ctx, "SELECT 1")
+	if err == nil {
+		t.Fatal("transaction idle past idle_transaction_timeout still usable")
+	}
+	if pgCode(err) != "25P03" && !strings.Contains(err.Error(), "idle_transaction_timeout") {
+		t.Fatalf("error does not name idle_transaction_timeout: %v", err)
+	}
+	var n int
+	if err := d.QueryRow(ctx, "SELECT count(*) FROM idle_tx WHERE id = 1").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Fatal("the abandoned transaction was committed")
+	}
+	// The backend was rolled back and serves the next client.
+	c2 := e.connect(ctx)
+	var st string
+	if err := c2.QueryRow(ctx, "SELECT coalesce(txid_current_if_assigned()::text, 'none')").Scan(&st); err != nil {
+		t.Fatal(err)
+	}
+	if st != "none" {
+		t.Fatalf("next client inherited a transaction: %s", st)
+	}
+}
+
+func TestShutdownDrains(t *testing.T) {
+	leakCheck(t)
+	e := startProxy(t, proxyOpts{size: 2})
+	ctx := testCtx(t)
+	d := e.direct(ctx)
+	if _, err := d.Exec(ctx, "CREATE TABLE IF NOT EXISTS drained (id int primary key)"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Exec(ctx, "DELETE FROM drained"); err != nil {
+		t.Fatal(err)
+	}
+	idle := e.connect(ctx)
+	busy := e.connect(ctx)
+	if _, err := idle.Exec(ctx, "SELECT 1"); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := busy.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "INSERT INTO drained VALUES (7)"); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		e.srv.Shutdown()
+		close(done)
+	}()
+	time.Sleep(300 * time.Millisecond)
+	// New connections are refused.
+	if c, err := pgx.Connect(ctx, e.dsn("postgres", "x", "app")); err == nil {
+		c.Close(ctx)
+		t.Fatal("a new client was accepted while draining")
+	}
+	// The idle client was told and closed.
+	if _, err := idle.Exec(ctx, "SELECT 1"); err == nil {
+		t.Fatal("idle client still served while draining")
+	}
+	// The client in a transaction finishes it.
+	if _, err := tx.Exec(ctx, "INSERT INTO drained VALUES (8)"); err != nil {
+		t.Fatalf("transaction interrupted by shutdown: %v", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatalf("commit during shutdown: %v", err)
+	}
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Shutdown did not return after the last transaction ended")
+	}
+	var n int
+	if err := d.QueryRow(ctx, "SELECT count(*) FROM drained").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 2 {
+		t.Fatalf("%d rows committed, want 2", n)
+	}
+}
+
+func TestReloadAppliesWithoutDroppingClients(t *testing.T) {
+	leakCheck(t)
+	e := startProxy(t, proxyOpts{size: 1, dbExtra: "[databases.app.parameters]\nwork_mem = \"5MB\"\n"})
+	ctx := testCtx(t)
+	c := e.connect(ctx, "default_query_exec_mode=simple_protocol")
+	var wm string
+	if err := c.QueryRow(ctx, "SHOW work_mem").Scan(&wm); err != nil || wm != "5MB" {
+		t.Fatalf("work_mem = %q, %v", wm, err)
+	}
+	before := backendPID(ctx, t, c)
+	path := filepath.Join(e.dir, "pgrecycle.toml")
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A broken file is refused and the old configuration kept.
+	if err := os.WriteFile(path, []byte(string(raw)+"\n[pool]\nsise = 3\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.srv.Reload(); err == nil {
+		t.Fatal("a broken configuration was accepted")
+	}
+	if err := c.QueryRow(ctx, "SHOW work_mem").Scan(&wm); err != nil || wm != "5MB" {
+		t.Fatalf("after refused reload: work_mem = %q, %v", wm, err)
+	}
+	updated := strings.Replace(string(raw), `work_mem = "5MB"`, `work_mem = "6MB"`, 1)
+	if err := os.WriteFile(path, []byte(updated), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.srv.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	// The same client keeps its session; its next transaction runs on a
+	// backend opened with the new parameters.
+	if err := c.QueryRow(ctx, "SHOW work_mem").Scan(&wm); err != nil {
+		t.Fatalf("client dropped by reload: %v", err)
+	}
+	if wm != "6MB" {
+		// The first query after reload may still use the old backend
+		// (retired at its release); the next must not.
+		if err := c.QueryRow(ctx, "SHOW work_mem").Scan(&wm); err != nil || wm != "6MB" {
+			t.Fatalf("work_mem after reload = %q, %v", wm, err)
+		}
+	}
+	if after := backendPID(ctx, t, c); after == before {
+		t.Fatal("backend with old startup parameters was not retired")
+	}
+	if e.retirements()["reload"] < 1 {
+		t.Fatalf("retirements = %v, want reload", e.retirements())
+	}
+}
+
+var _ = context.Background
