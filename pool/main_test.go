@@ -8,7 +8,6 @@ import (
 	"net"
 	"os"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -324,6 +323,7 @@ func (g *gateProxy) handle(c net.Conn) {
 	defer g.wg.Done()
 	defer g.untrack(c)
 	if n := g.dropNext.Load(); n > 0 && g.dropNext.CompareAndSwap(n, n-1) {
+		println("DROP", n, c.RemoteAddr().String(), time.Now().Format("05.000000"))
 		return
 	}
 	g.mu.Lock()
@@ -339,6 +339,7 @@ func (g *gateProxy) handle(c net.Conn) {
 			return
 		}
 	}
+	println("FWD", c.RemoteAddr().String(), time.Now().Format("05.000000"))
 	s, err := net.Dial("tcp", g.target)
 	if err != nil {
 		return
@@ -358,5 +359,3 @@ func (g *gateProxy) handle(c net.Conn) {
 	_ = c.Close()
 	wg.Wait()
 }
-
-func contains(s, sub string) bool { return strings.Contains(s, sub) }

@@ -28,6 +28,9 @@ type Options struct {
 	Recycle  config.Recycle
 	Listen   config.Listen // TCP keepalive settings for backend sockets
 	Logger   *zap.Logger
+	// DBLimit, shared by the pools of one database, enforces
+	// max_db_connections; nil means no limit.
+	DBLimit *DBLimiter
 }
 
 type result struct {
@@ -95,6 +98,9 @@ func New(opts Options) (*Pool, error) {
 	}
 	snap := opts
 	p.snapshot.Store(&snap)
+	if opts.DBLimit != nil {
+		opts.DBLimit.register(p)
+	}
 	return p, nil
 }
 
@@ -301,6 +307,9 @@ func (p *Pool) replaceLocked() {
 	if p.closed || len(p.all)+p.opening >= p.opts.Pool.Size || p.opening >= max(1, p.opts.Pool.MaxConcurrentConnects) {
 		return
 	}
+	if !p.opts.DBLimit.take() {
+		return
+	}
 	p.opening++
 	p.wg.Add(1)
 	go p.open()
@@ -369,6 +378,9 @@ func (p *Pool) Destroy(b *Backend, reason string) {
 func (p *Pool) destroy(b *Backend, reason string, graceful bool, value ...zap.Field) {
 	b.close(graceful)
 	p.mu.Lock()
+	if _, ok := p.all[b]; ok {
+		defer p.opts.DBLimit.give(p)
+	}
 	delete(p.all, b)
 	p.retired[reason]++
 	p.spawnOpenersLocked()
@@ -392,6 +404,16 @@ func (p *Pool) spawnOpenersLocked() {
 		limit = 1
 	}
 	for len(p.waiters) > p.opening && len(p.all)+p.opening < p.opts.Pool.Size && p.opening < limit {
+		if !p.opts.DBLimit.take() {
+			// max_db_connections reached: make room from another pool's
+			// idle backends; a freed slot wakes this pool.
+			p.wg.Add(1)
+			go func() {
+				defer p.wg.Done()
+				p.opts.DBLimit.reclaim(p)
+			}()
+			return
+		}
 		p.opening++
 		p.wg.Add(1)
 		go p.open()
@@ -411,6 +433,7 @@ func (p *Pool) open() {
 			p.connErrs++
 			if p.closed || len(p.waiters) == 0 {
 				p.mu.Unlock()
+				p.opts.DBLimit.give(p)
 				return
 			}
 			if isFatalConnectError(err) {
@@ -420,6 +443,7 @@ func (p *Pool) open() {
 				}
 				p.waiters = nil
 				p.mu.Unlock()
+				p.opts.DBLimit.give(p)
 				return
 			}
 			p.opening++
@@ -433,6 +457,7 @@ func (p *Pool) open() {
 				p.mu.Lock()
 				p.opening--
 				p.mu.Unlock()
+				p.opts.DBLimit.give(p)
 				return
 			}
 			backoff *= 2
@@ -444,6 +469,7 @@ func (p *Pool) open() {
 		if p.closed {
 			p.mu.Unlock()
 			b.close(true)
+			p.opts.DBLimit.give(p)
 			return
 		}
 		p.nextID++

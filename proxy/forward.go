@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"time"
 
@@ -38,9 +39,20 @@ func (s *session) loop() error {
 			}
 			return err
 		}
-		if typ == wire.MsgTerminate {
+		switch typ {
+		case wire.MsgTerminate:
 			_ = s.cr.Skip()
 			return nil
+		case wire.MsgQuery, wire.MsgParse, wire.MsgBind, wire.MsgDescribe, wire.MsgExecute, wire.MsgSync,
+			wire.MsgFlush, wire.MsgClose, wire.MsgFunctionCall, wire.MsgCopyData, wire.MsgCopyDone, wire.MsgCopyFail:
+		default:
+			// What PostgreSQL does too; forwarding it would only get the
+			// backend killed.
+			s.endCause = fmt.Sprintf("invalid frontend message type %d", typ)
+			s.finish()
+			_ = s.conn.SetWriteDeadline(time.Now().Add(time.Second))
+			_ = s.sendError(fatalf(codeProtocolViolation, "invalid frontend message type %d", typ))
+			return errSessionDone
 		}
 		b, err := s.attachAndMark(typ)
 		if err != nil {

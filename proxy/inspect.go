@@ -22,8 +22,6 @@ import (
 // opsState is the Server's operability state. initOps prepares it.
 type opsState struct {
 	started time.Time
-	// draining is set when a graceful shutdown begins: /healthz says 503.
-	draining atomic.Bool
 
 	// mu guards the totals of ended sessions and the pause set. Lock order:
 	// Server.cancels.mu before mu.
@@ -41,9 +39,8 @@ type opsState struct {
 
 	metrics *metricsState
 
-	// The admin SHUTDOWN goroutine, and whether it has started.
+	// shutdownStarted is set when the admin SHUTDOWN goroutine starts.
 	shutdownStarted atomic.Bool
-	shutdownWG      sync.WaitGroup
 
 	closeOnce sync.Once
 	done      chan struct{} // closed when Close has finished
@@ -502,10 +499,6 @@ func (srv *Server) startShutdown() {
 	if !srv.ops.shutdownStarted.CompareAndSwap(false, true) {
 		return
 	}
-	srv.ops.draining.Store(true)
-	srv.ops.shutdownWG.Add(1)
-	go func() {
-		defer srv.ops.shutdownWG.Done()
-		srv.Shutdown()
-	}()
+	srv.draining.Store(true) // /healthz turns 503 at once
+	go srv.Shutdown()
 }

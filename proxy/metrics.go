@@ -168,7 +168,7 @@ func (srv *Server) healthz(w http.ResponseWriter, _ *http.Request) {
 	srv.mu.Unlock()
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
-	if closing || srv.ops.draining.Load() {
+	if closing || srv.draining.Load() {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		_, _ = w.Write([]byte("shutting down\n"))
 		return

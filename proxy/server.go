@@ -43,6 +43,7 @@ type Server struct {
 
 	mu        sync.Mutex
 	pools     map[poolKey]*pool.Pool
+	limiters  map[string]*pool.DBLimiter // max_db_connections, per database
 	listeners []net.Listener
 	sessions  map[*session]struct{}
 	closing   bool
@@ -51,6 +52,7 @@ type Server struct {
 	// draining is set by Shutdown: no new transactions, idle clients are
 	// told and closed, the rest finish first.
 	draining atomic.Bool
+	ops      opsState // admin console, metrics (inspect.go, metrics.go)
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -69,10 +71,12 @@ func New(opts Options) (*Server, error) {
 		bufs:     wire.NewBufferPool(clientBufSize),
 		cancels:  newCancelRegistry(),
 		pools:    make(map[poolKey]*pool.Pool),
+		limiters: make(map[string]*pool.DBLimiter),
 		sessions: make(map[*session]struct{}),
 		ctx:      ctx,
 		cancel:   cancel,
 	}
+	s.initOps()
 	if err := s.setConfig(opts.Config); err != nil {
 		cancel()
 		return nil, err
@@ -124,6 +128,10 @@ func (s *Server) Listen() error {
 	if len(s.listeners) == 0 {
 		return errors.New("nothing to listen on: set listen.addr or listen.unix_socket_dir")
 	}
+	if err := s.listenMetrics(); err != nil {
+		s.closeListeners()
+		return err
+	}
 	return nil
 }
 
@@ -152,6 +160,7 @@ func (s *Server) Serve() {
 	}
 	s.wg.Add(1)
 	go s.tickLoop()
+	s.serveMetrics()
 }
 
 // acceptLoop accepts clients, backing off on temporary errors (fd
@@ -189,7 +198,7 @@ func (s *Server) acceptLoop(ln net.Listener) {
 				}
 			}
 		}
-		sess := newSession(s, c)
+		sess := newSession(s, s.countBytes(c))
 		s.mu.Lock()
 		if s.closing {
 			s.mu.Unlock()
@@ -249,7 +258,13 @@ func (s *Server) poolFor(db *config.Database, user, password string) (*pool.Pool
 		return nil, pool.ErrClosed
 	}
 	cfg := s.Config()
+	lim := s.limiters[db.Name]
+	if lim == nil {
+		lim = pool.NewDBLimiter(db.Pool.MaxDBConnections)
+		s.limiters[db.Name] = lim
+	}
 	p, err := pool.New(pool.Options{
+		DBLimit:  lim,
 		Database: db.Name,
 		User:     user,
 		Password: password,
@@ -280,6 +295,7 @@ func (s *Server) Close() {
 	if s.closing {
 		s.mu.Unlock()
 		s.wg.Wait()
+		<-s.ops.done // the first Close has finished
 		return
 	}
 	s.closing = true
@@ -295,6 +311,7 @@ func (s *Server) Close() {
 	for _, p := range s.poolList() {
 		p.Close()
 	}
+	s.closeOps()
 }
 
 // Reload re-reads the configuration file. Until the operability work lands
@@ -313,6 +330,11 @@ func (s *Server) Reload() error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	for name, lim := range s.limiters {
+		if db := cfg.Databases[name]; db != nil {
+			lim.SetMax(db.Pool.MaxDBConnections)
+		}
+	}
 	for key, p := range s.pools {
 		db := cfg.Databases[key.database]
 		if db == nil {

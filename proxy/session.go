@@ -63,6 +63,7 @@ type session struct {
 
 	queries      atomic.Int64
 	transactions atomic.Int64
+	waitingSince atomic.Int64 // unix ns while waiting for a backend (beginWait)
 
 	// txStatus is the transaction status of the attached backend at its
 	// last ReadyForQuery (guarded by mu).
@@ -149,7 +150,7 @@ func (s *session) run() {
 		}
 		return
 	}
-	defer s.srv.cancels.unregister(s.key)
+	defer s.srv.sessionEnded(s)
 	var err error
 	if s.admin {
 		err = s.adminLoop()

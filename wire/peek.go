@@ -41,7 +41,8 @@ func (r *Reader) ReadAll() ([]byte, error) {
 	if r.Fits() {
 		return r.Message()
 	}
-	out := make([]byte, 0, HeaderLen+r.bodyLen)
+	// Grow with the data that actually arrives, not the declared length.
+	out := make([]byte, 0, min(HeaderLen+r.bodyLen, 64<<10))
 	w := appendWriter{&out}
 	if err := r.Stream(w); err != nil {
 		return nil, err

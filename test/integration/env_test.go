@@ -40,13 +40,17 @@ type proxyOpts struct {
 	extra    string // more TOML, appended
 	dbExtra  string // more keys in [databases.app]
 	dbUser   string // connect backends as this user ("" = postgres)
+	pg       *pgtest.Server // a dedicated PostgreSQL (default: the shared one)
 }
 
 // startProxy writes a TOML config, loads it the way the binary does and
 // serves it on a free port.
 func startProxy(t *testing.T, o proxyOpts) *env {
 	t.Helper()
-	pg := pgtest.Shared(t)
+	pg := o.pg
+	if pg == nil {
+		pg = pgtest.Shared(t)
+	}
 	if o.mode == "" {
 		o.mode = "transaction"
 	}

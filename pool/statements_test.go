@@ -1,0 +1,110 @@
+package pool
+
+import (
+	"slices"
+	"strconv"
+	"testing"
+)
+
+// names lists the set from most to least recently used.
+func names(s *StatementSet) []string {
+	var out []string
+	for e := s.order.Front(); e != nil; e = e.Next() {
+		out = append(out, e.Value.(string))
+	}
+	return out
+}
+
+func TestStatementSetZeroValue(t *testing.T) {
+	var s StatementSet
+	if s.Len() != 0 || s.Has("a") {
+		t.Fatal("zero StatementSet is not empty")
+	}
+	s.Remove("a") // no panic on a nil map
+	s.Clear()
+	if got := s.Add("a", 2); got != "" {
+		t.Fatalf("Add on empty set evicted %q", got)
+	}
+	if !s.Has("a") || s.Len() != 1 {
+		t.Fatal("Add did not record the statement")
+	}
+}
+
+func TestStatementSetLRUEviction(t *testing.T) {
+	var s StatementSet
+	for _, n := range []string{"a", "b", "c"} {
+		if ev := s.Add(n, 3); ev != "" {
+			t.Fatalf("Add(%q) evicted %q below the limit", n, ev)
+		}
+	}
+	if got, want := names(&s), []string{"c", "b", "a"}; !slices.Equal(got, want) {
+		t.Fatalf("order %v, want %v", got, want)
+	}
+	// Beyond max: the least recently used goes.
+	if ev := s.Add("d", 3); ev != "a" {
+		t.Fatalf("Add(d) evicted %q, want a", ev)
+	}
+	if s.Has("a") || s.Len() != 3 {
+		t.Fatalf("a still present or wrong Len %d", s.Len())
+	}
+	// Has refreshes recency: b becomes the most recent, c the oldest.
+	if !s.Has("b") {
+		t.Fatal("Has(b) = false")
+	}
+	if got, want := names(&s), []string{"b", "d", "c"}; !slices.Equal(got, want) {
+		t.Fatalf("order after Has(b) %v, want %v", got, want)
+	}
+	if ev := s.Add("e", 3); ev != "c" {
+		t.Fatalf("Add(e) evicted %q, want c (b was refreshed by Has)", ev)
+	}
+	// Re-adding an existing name refreshes it and evicts nothing.
+	if ev := s.Add("d", 3); ev != "" {
+		t.Fatalf("re-Add(d) evicted %q", ev)
+	}
+	if got, want := names(&s), []string{"d", "e", "b"}; !slices.Equal(got, want) {
+		t.Fatalf("order after re-Add(d) %v, want %v", got, want)
+	}
+}
+
+func TestStatementSetUnbounded(t *testing.T) {
+	var s StatementSet
+	for i := range 1000 {
+		if ev := s.Add("s"+strconv.Itoa(i), 0); ev != "" {
+			t.Fatalf("max 0 evicted %q", ev)
+		}
+	}
+	if s.Len() != 1000 {
+		t.Fatalf("Len %d, want 1000", s.Len())
+	}
+}
+
+func TestStatementSetRemoveClear(t *testing.T) {
+	var s StatementSet
+	s.Add("a", 10)
+	s.Add("b", 10)
+	s.Add("c", 10)
+	s.Remove("b")
+	s.Remove("nope")
+	if s.Has("b") || s.Len() != 2 {
+		t.Fatalf("Remove(b): Has=%v Len=%d", s.Has("b"), s.Len())
+	}
+	if got, want := names(&s), []string{"c", "a"}; !slices.Equal(got, want) {
+		t.Fatalf("order %v, want %v", got, want)
+	}
+	// Removed entries are not evicted later.
+	if ev := s.Add("d", 2); ev != "a" {
+		t.Fatalf("Add(d, 2) evicted %q, want a", ev)
+	}
+	s.Clear()
+	if s.Len() != 0 || s.Has("c") || s.Has("d") || s.order.Len() != 0 {
+		t.Fatalf("Clear left Len=%d order=%d", s.Len(), s.order.Len())
+	}
+	// Usable after Clear.
+	s.Add("x", 1)
+	if ev := s.Add("y", 1); ev != "x" {
+		t.Fatalf("after Clear, Add(y, 1) evicted %q, want x", ev)
+	}
+	if got, want := names(&s), []string{"y"}; !slices.Equal(got, want) {
+		t.Fatalf("order %v, want %v", got, want)
+	}
+}

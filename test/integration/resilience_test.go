@@ -1,0 +1,229 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgrecycle/pgrecycle/test/pgtest"
+)
+
+// TestRideThroughRestart: clients that were not in a transaction stay
+// connected across a database restart and their next query succeeds.
+func TestRideThroughRestart(t *testing.T) {
+	leakCheck(t)
+	pg := pgtest.Require(t)
+	e := startProxy(t, proxyOpts{pg: pg, size: 3})
+	ctx := testCtx(t)
+	var clients []*pgx.Conn
+	for i := 0; i < 5; i++ {
+		c := e.connect(ctx)
+		if _, err := c.Exec(ctx, "SELECT 1"); err != nil {
+			t.Fatal(err)
+		}
+		clients = append(clients, c)
+	}
+	for _, mode := range []string{"fast", "immediate"} {
+		if err := pg.Restart(mode); err != nil {
+			t.Fatal(err)
+		}
+		for i, c := range clients {
+			var n int
+			if err := c.QueryRow(ctx, "SELECT $1::int", i).Scan(&n); err != nil {
+				t.Fatalf("after restart -m %s, client %d: %v", mode, i, err)
+			}
+			if n != i {
+				t.Fatalf("client %d got %d", i, n)
+			}
+		}
+	}
+}
+
+// TestBackendKilledByOOM: kill -9 of one backend makes PostgreSQL restart
+// every backend. Idle clients keep working; the client whose transaction
+// died gets a class 08 error and keeps its session.
+func TestBackendKilledByOOM(t *testing.T) {
+	leakCheck(t)
+	pg := pgtest.Require(t)
+	e := startProxy(t, proxyOpts{pg: pg, size: 3})
+	ctx := testCtx(t)
+	idle := e.connect(ctx)
+	if _, err := idle.Exec(ctx, "SELECT 1"); err != nil {
+		t.Fatal(err)
+	}
+	victim := e.connect(ctx)
+	tx, err := victim.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pid int
+	if err := tx.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&pid); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_, err = tx.Exec(ctx, "SELECT 1")
+	if err == nil {
+		t.Fatal("query in a killed backend's transaction succeeded")
+	}
+	if code := pgCode(err); !strings.HasPrefix(code, "08") {
+		t.Fatalf("lost transaction reported as %q (%v), want class 08", code, err)
+	}
+	_ = tx.Rollback(ctx)
+	// The same client session goes on.
+	var n int
+	if err := victim.QueryRow(ctx, "SELECT 2").Scan(&n); err != nil || n != 2 {
+		t.Fatalf("session lost after its backend was killed: %v", err)
+	}
+	if err := idle.QueryRow(ctx, "SELECT 3").Scan(&n); err != nil || n != 3 {
+		t.Fatalf("idle client failed after the crash restart: %v", err)
+	}
+}
+
+func TestMaxDBConnections(t *testing.T) {
+	leakCheck(t)
+	ctx := testCtx(t)
+	pg := pgtest.Shared(t)
+	for _, u := range []string{"dbl_a", "dbl_b"} {
+		_ = pg.Exec(ctx, "DROP ROLE IF EXISTS "+u)
+		if err := pg.CreateRole(ctx, u, u+"-pw", false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e := startProxy(t, proxyOpts{size: 5, authType: "md5", dbUser: "-",
+		users:   map[string]string{"dbl_a": "dbl_a-pw", "dbl_b": "dbl_b-pw"},
+		dbExtra: "[databases.app.pool]\nmax_db_connections = 2\nquery_wait_timeout = \"1s\"\n"})
+	var held []pgx.Tx
+	for i := 0; i < 2; i++ {
+		c, err := pgx.Connect(ctx, e.dsn("dbl_a", "dbl_a-pw", "app"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close(context.Background())
+		tx, err := c.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tx.Exec(ctx, "SELECT 1"); err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, tx)
+	}
+	// Logging in needs a backend of dbl_b's own pool: over the database's
+	// limit it waits and fails with query_wait_timeout.
+	_, err := pgx.Connect(ctx, e.dsn("dbl_b", "dbl_b-pw", "app"))
+	if err == nil || !strings.Contains(err.Error(), "query_wait_timeout") {
+		t.Fatalf("third backend over max_db_connections = 2: %v", err)
+	}
+	for _, tx := range held {
+		if err := tx.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The idle backends of dbl_a's pool make room for dbl_b.
+	c, err := pgx.Connect(ctx, e.dsn("dbl_b", "dbl_b-pw", "app"))
+	if err != nil {
+		t.Fatalf("after the other pool went idle: %v", err)
+	}
+	defer c.Close(context.Background())
+	var who string
+	if err := c.QueryRow(ctx, "SELECT current_user").Scan(&who); err != nil || who != "dbl_b" {
+		t.Fatalf("current_user = %q, %v", who, err)
+	}
+}
+
+func TestInvalidMessageTypeClosesOnlyThatClient(t *testing.T) {
+	leakCheck(t)
+	e := startProxy(t, proxyOpts{})
+	ctx := testCtx(t)
+	other := e.connect(ctx)
+	c := e.connect(ctx)
+	raw := c.PgConn().Conn()
+	if _, err := raw.Write([]byte{'z', 0, 0, 0, 4}); err != nil {
+		t.Fatal(err)
+	}
+	_ = raw.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 512)
+	n, _ := raw.Read(buf)
+	if n == 0 || buf[0] != 'E' || !strings.Contains(string(buf[:n]), "08P01") {
+		t.Fatalf("no 08P01 ErrorResponse for an invalid message type: %q", buf[:n])
+	}
+	var x int
+	if err := other.QueryRow(ctx, "SELECT 5").Scan(&x); err != nil || x != 5 {
+		t.Fatalf("other client affected: %v", err)
+	}
+}
+
+func openFDs(t *testing.T) int {
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skip("no /proc/self/fd")
+	}
+	return len(entries)
+}
+
+// TestNoLeaksAfterManyCycles: after 10,000 connect/query/disconnect
+// cycles, goroutines (leakCheck), file descriptors and backends are back
+// at their baseline.
+func TestNoLeaksAfterManyCycles(t *testing.T) {
+	leakCheck(t)
+	e := startProxy(t, proxyOpts{size: 4})
+	ctx := testCtx(t)
+	cfg, err := pgx.ParseConfig(e.dsn("postgres", "x", "app"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cycles := 10000
+	if testing.Short() {
+		cycles = 1000
+	}
+	warm := func() error {
+		c, err := pgx.ConnectConfig(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		defer c.Close(ctx)
+		_, err = c.Exec(ctx, "SELECT 1")
+		return err
+	}
+	if err := warm(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	baseFDs := openFDs(t)
+	const workers = 8
+	err = parallel(workers, func(w int) error {
+		for i := w; i < cycles; i += workers {
+			c, err := net.DialTimeout("tcp", fmt.Sprintf("%s:%d", e.host, e.port), 5*time.Second)
+			if err != nil {
+				return err
+			}
+			c.Close()
+			if err := warm(); err != nil {
+				return fmt.Errorf("cycle %d: %w", i, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for openFDs(t) > baseFDs+4 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if fds := openFDs(t); fds > baseFDs+4 {
+		t.Fatalf("file descriptors: %d after, %d before", fds, baseFDs)
+	}
+	if n := e.backendCount(ctx); n > 4+1 {
+		t.Fatalf("%d backends open, pool size is 4", n)
+	}
+}
