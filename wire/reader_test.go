@@ -675,3 +675,76 @@ func TestReaderPgproto3(t *testing.T) {
 		t.Fatalf("Bind: %+v, %v", b, err)
 	}
 }
+
+func TestReaderPeekConsume(t *testing.T) {
+	bind := encode(t, &pgproto3.Bind{DestinationPortal: "", PreparedStatement: "stmt1", Parameters: [][]byte{pattern(3000, 1)}})
+	for _, fr := range framers {
+		for _, rm := range readModes {
+			t.Run(fr.name+"/"+rm.name, func(t *testing.T) {
+				r := fr.new(rm.wrap(concat(bind, frame('S', nil))))
+				if _, _, err := r.Next(); err != nil {
+					t.Fatal(err)
+				}
+				want := min(16, r.capacity())
+				peek, err := r.Peek(16)
+				if err != nil || !bytes.Equal(peek, bind[:want]) {
+					t.Fatalf("Peek = %q, %v", peek, err)
+				}
+				// Peek again: same bytes, nothing consumed.
+				if again, err := r.Peek(16); err != nil || !bytes.Equal(again, bind[:want]) {
+					t.Fatalf("second Peek = %q, %v", again, err)
+				}
+				if err := r.Consume(r.Buffered() + 1); err == nil {
+					t.Fatal("Consume beyond the buffered (peeked) data succeeded")
+				}
+				if err := r.Consume(HeaderLen); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := r.Peek(1); err != ErrNoMessage {
+					t.Fatalf("Peek after Consume: %v", err)
+				}
+				var buf bytes.Buffer
+				if err := r.Stream(&buf); err != nil || !bytes.Equal(buf.Bytes(), bind[HeaderLen:]) {
+					t.Fatalf("Stream after Consume: %v, equal=%v", err, bytes.Equal(buf.Bytes(), bind[HeaderLen:]))
+				}
+				typ, _, err := r.Next()
+				if err != nil || typ != 'S' {
+					t.Fatalf("Next = %q, %v", typ, err)
+				}
+				// Peek past the message is capped at the message.
+				if p, err := r.Peek(100); err != nil || !bytes.Equal(p, frame('S', nil)) {
+					t.Fatalf("Peek(100) of Sync = %q, %v", p, err)
+				}
+				if err := r.Consume(HeaderLen); err != nil {
+					t.Fatal(err)
+				}
+				if _, _, err := r.Next(); err != io.EOF {
+					t.Fatalf("Next at end: %v", err)
+				}
+			})
+		}
+	}
+}
+
+func TestReaderReadAll(t *testing.T) {
+	msgs := [][]byte{frame('P', pattern(100, 1)), frame('P', pattern(100000, 2)), frame('S', nil)}
+	for _, fr := range framers {
+		for _, rm := range readModes {
+			t.Run(fr.name+"/"+rm.name, func(t *testing.T) {
+				r := fr.new(rm.wrap(concat(msgs...)))
+				for i, want := range msgs {
+					if _, _, err := r.Next(); err != nil {
+						t.Fatal(err)
+					}
+					m, err := r.ReadAll()
+					if err != nil || !bytes.Equal(m, want) {
+						t.Fatalf("ReadAll %d: %v, equal=%v", i, err, bytes.Equal(m, want))
+					}
+				}
+				if _, _, err := r.Next(); err != io.EOF {
+					t.Fatalf("Next at end: %v", err)
+				}
+			})
+		}
+	}
+}

@@ -37,9 +37,9 @@ type proxyOpts struct {
 	size     int    // pool.size, default 5
 	authType string // default trust
 	users    map[string]string
-	extra    string // more TOML, appended
-	dbExtra  string // more keys in [databases.app]
-	dbUser   string // connect backends as this user ("" = postgres)
+	extra    string         // more TOML, appended
+	dbExtra  string         // more keys in [databases.app]
+	dbUser   string         // connect backends as this user ("" = postgres)
 	pg       *pgtest.Server // a dedicated PostgreSQL (default: the shared one)
 }
 

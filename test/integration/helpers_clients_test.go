@@ -299,6 +299,17 @@ func (w *countingWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// directConn opens a direct superuser connection to the shared server.
+func directConn(ctx context.Context, t *testing.T) *pgx.Conn {
+	t.Helper()
+	c, err := pgx.Connect(ctx, pgtest.Shared(t).SuperDSN())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close(context.Background()) })
+	return c
+}
+
 // dropTable drops a table through a direct connection when the test ends.
 func dropTable(t *testing.T, e *env, name string) {
 	t.Cleanup(func() {
