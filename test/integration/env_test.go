@@ -33,14 +33,16 @@ type env struct {
 
 // proxyOpts describe the proxy a test wants.
 type proxyOpts struct {
-	mode     string // transaction (default) | session
-	size     int    // pool.size, default 5
-	authType string // default trust
-	users    map[string]string
-	extra    string         // more TOML, appended
-	dbExtra  string         // more keys in [databases.app]
-	dbUser   string         // connect backends as this user ("" = postgres)
-	pg       *pgtest.Server // a dedicated PostgreSQL (default: the shared one)
+	mode        string // transaction (default) | session
+	size        int    // pool.size, default 5
+	authType    string // default trust
+	users       map[string]string
+	extra       string         // more TOML, appended
+	dbExtra     string         // more keys in [databases.app]
+	dbUser      string         // connect backends as this user ("" = postgres)
+	pg          *pgtest.Server // a dedicated PostgreSQL (default: the shared one)
+	listenExtra string         // more keys in [listen]
+	addr        string         // listen.addr (default 127.0.0.1:0)
 }
 
 // startProxy writes a TOML config, loads it the way the binary does and
@@ -56,6 +58,9 @@ func startProxy(t *testing.T, o proxyOpts) *env {
 	}
 	if o.size == 0 {
 		o.size = 5
+	}
+	if o.addr == "" {
+		o.addr = "127.0.0.1:0"
 	}
 	if o.authType == "" {
 		o.authType = "trust"
@@ -81,9 +86,10 @@ func startProxy(t *testing.T, o proxyOpts) *env {
 	}
 	toml := fmt.Sprintf(`
 [listen]
-addr = "127.0.0.1:0"
+addr = %q
 client_login_timeout = "10s"
 shutdown_timeout = "2s"
+%s
 
 [auth]
 type = %q
@@ -111,7 +117,7 @@ sslmode = "disable"
 [log]
 level = "debug"
 %s
-`, o.authType, authLine(authFile), o.mode, o.size, pg.Host, pg.Port, dbAuth, o.dbExtra, o.extra)
+`, o.addr, o.listenExtra, o.authType, authLine(authFile), o.mode, o.size, pg.Host, pg.Port, dbAuth, o.dbExtra, o.extra)
 	path := filepath.Join(dir, "pgrecycle.toml")
 	if err := os.WriteFile(path, []byte(toml), 0o600); err != nil {
 		t.Fatal(err)
