@@ -22,6 +22,7 @@ type Config struct {
 	Parameters map[string]string    `toml:"parameters"`
 	Databases  map[string]*Database `toml:"databases"`
 	Users      map[string]*User     `toml:"users"`
+	TLS        TLS                  `toml:"tls"`
 	Metrics    Metrics              `toml:"metrics"`
 	Log        Log                  `toml:"log"`
 	Path       string               `toml:"-"` // absolute path of the file loaded, "" for Parse
@@ -124,6 +125,14 @@ type User struct {
 	Password   string            `toml:"password"`   // optional, used to log in to backends when the auth file has no plain password
 }
 
+// TLS is the [tls] section: encryption toward clients. Server-side TLS is
+// per database (sslmode, sslrootcert).
+type TLS struct {
+	Mode     string `toml:"mode"`      // disable | allow | require; default "disable"
+	CertFile string `toml:"cert_file"` // PEM certificate chain; required unless mode = "disable"
+	KeyFile  string `toml:"key_file"`  // PEM private key; required unless mode = "disable"
+}
+
 // Metrics is the [metrics] section.
 type Metrics struct {
 	Addr string `toml:"addr"` // Prometheus /metrics and /healthz; default "" = off; e.g. "127.0.0.1:9930"
@@ -182,6 +191,7 @@ func Default() *Config {
 		Parameters: map[string]string{},
 		Databases:  map[string]*Database{},
 		Users:      map[string]*User{},
+		TLS:        TLS{Mode: "disable"},
 		Log:        Log{Level: "info", Format: "json"},
 	}
 }

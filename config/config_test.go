@@ -81,6 +81,7 @@ func TestDefaults(t *testing.T) {
 		Parameters: map[string]string{},
 		Databases:  map[string]*Database{},
 		Users:      map[string]*User{},
+		TLS:        TLS{Mode: "disable"},
 		Log:        Log{Level: "info", Format: "json"},
 	}
 	if !reflect.DeepEqual(d, want) {
@@ -246,6 +247,7 @@ func TestFullFileRoundTrip(t *testing.T) {
 			Password:   "alice-pw",
 			Parameters: map[string]string{"work_mem": "128MB"},
 		}},
+		TLS:     TLS{Mode: "disable"},
 		Metrics: Metrics{Addr: "127.0.0.1:9930"},
 		Log:     Log{Level: "debug", Format: "console"},
 	}

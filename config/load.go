@@ -352,6 +352,8 @@ func resolvePaths(c *Config, baseDir string) {
 		return filepath.Join(baseDir, p)
 	}
 	c.Auth.File = abs(c.Auth.File)
+	c.TLS.CertFile = abs(c.TLS.CertFile)
+	c.TLS.KeyFile = abs(c.TLS.KeyFile)
 	c.Listen.UnixSocketDir = abs(c.Listen.UnixSocketDir)
 	for _, d := range c.Databases {
 		// "system" asks libpq-compatible clients for the system CA store.
@@ -885,6 +887,15 @@ func check(c *Config, defined func(toml.Key) bool) []*Error {
 		addParams(sub(base, "parameters"), paramProblems(u.Parameters, nil))
 	}
 
+	add(toml.Key{"tls"}, enum("mode", c.TLS.Mode, "disable", "allow", "require"))
+	if c.TLS.Mode != "disable" {
+		if c.TLS.CertFile == "" {
+			addOne(toml.Key{"tls", "cert_file"}, "required unless tls.mode = \"disable\"")
+		}
+		if c.TLS.KeyFile == "" {
+			addOne(toml.Key{"tls", "key_file"}, "required unless tls.mode = \"disable\"")
+		}
+	}
 	if c.Metrics.Addr != "" {
 		add(toml.Key{"metrics"}, addrProblems("addr", c.Metrics.Addr))
 	}

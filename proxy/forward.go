@@ -339,7 +339,7 @@ func (s *session) backendFailed(b *pool.Backend, err error, fatal *clientError) 
 		s.wmu.Unlock()
 		s.pool.Destroy(b, "error")
 		s.endCause = "backend lost"
-		_ = s.conn.Close()
+		_ = s.raw.Close()
 		return
 	}
 	sent, errSent := 0, false
@@ -383,9 +383,10 @@ func (s *session) finish() {
 	done := s.pumpDone
 	s.mu.Unlock()
 	// Interrupt the pump's read and any write to a client that left.
-	past := time.Unix(1, 0)
-	_ = b.Conn.SetReadDeadline(past)
-	_ = s.conn.SetWriteDeadline(past)
+	_ = b.Conn.SetReadDeadline(time.Unix(1, 0))
+	// A pump blocked writing to a client that stopped reading gets a
+	// moment, not forever (an expired deadline would also break TLS).
+	_ = s.raw.SetWriteDeadline(time.Now().Add(500 * time.Millisecond))
 	<-done
 	_ = b.Conn.SetReadDeadline(time.Time{})
 	s.mu.Lock()

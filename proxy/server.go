@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -38,8 +39,9 @@ type Server struct {
 	bufs    *wire.BufferPool
 	cancels *cancelRegistry
 
-	cfg   atomic.Pointer[config.Config]
-	users atomic.Pointer[auth.UserList]
+	cfg       atomic.Pointer[config.Config]
+	tlsConfig atomic.Pointer[tls.Config] // nil: no TLS toward clients
+	users     atomic.Pointer[auth.UserList]
 
 	mu        sync.Mutex
 	pools     map[poolKey]*pool.Pool
@@ -93,8 +95,13 @@ func (s *Server) setConfig(cfg *config.Config) error {
 		}
 		users = u
 	}
+	tc, err := loadTLS(cfg.TLS, s.log)
+	if err != nil {
+		return err
+	}
 	s.cfg.Store(cfg)
 	s.users.Store(&users)
+	s.tlsConfig.Store(tc)
 	return nil
 }
 

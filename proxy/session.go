@@ -24,7 +24,8 @@ var errSessionDone = errors.New("session done")
 // session is one client connection.
 type session struct {
 	srv     *Server
-	conn    net.Conn
+	conn    net.Conn // the client stream (TLS once negotiated); client goroutine only
+	raw     net.Conn // the accepted socket: safe to close or poke from anywhere
 	cr      *wire.Reader
 	cw      *wire.Writer
 	log     *zap.Logger
@@ -78,6 +79,7 @@ type session struct {
 	// that wait, never a half-read message.
 	interruptible bool
 	loggedIn      bool
+	tls           bool // the client connection is encrypted
 }
 
 // clientReader reads from the client, retrying reads that a deadline cut
@@ -100,7 +102,7 @@ func (r clientReader) Read(p []byte) (int, error) {
 }
 
 // poke wakes the client goroutine if it is blocked reading the client.
-func (s *session) poke() { _ = s.conn.SetReadDeadline(time.Now()) }
+func (s *session) poke() { _ = s.raw.SetReadDeadline(time.Now()) }
 
 // serverWriter writes to the attached backend and remembers the first
 // error, so a dead backend doesn't look like a dead client while a large
@@ -124,16 +126,21 @@ func newSession(srv *Server, c net.Conn) *session {
 	s := &session{
 		srv:     srv,
 		conn:    c,
-		cw:      wire.NewPooledWriter(c, srv.bufs),
+		raw:     c,
 		log:     srv.log.With(zap.String("client", c.RemoteAddr().String())),
 		started: time.Now(),
 	}
 	s.cr = wire.NewPooledReader(clientReader{s}, srv.bufs)
+	s.cw = s.newClientWriter()
 	return s
 }
 
+func (s *session) newClientWriter() *wire.Writer {
+	return wire.NewPooledWriter(s.conn, s.srv.bufs)
+}
+
 // kill disconnects the client (server shutdown); run then cleans up.
-func (s *session) kill() { _ = s.conn.Close() }
+func (s *session) kill() { _ = s.raw.Close() }
 
 func (s *session) run() {
 	defer func() {
@@ -211,7 +218,21 @@ func (s *session) startup() error {
 	}
 	var params []wire.Param
 	var version uint32
-	for {
+	tlsCfg := s.srv.tlsConfig.Load()
+	for first := true; ; first = false {
+		if first && tlsCfg != nil && !isUnix(s.conn) {
+			b, err := s.cr.PeekBytes(1)
+			if err != nil {
+				return err
+			}
+			if b[0] == tlsHandshakeByte {
+				raw := &prefixConn{Conn: s.conn, prefix: s.cr.TakeBuffered()}
+				if err := s.startTLS(tlsCfg, raw, true); err != nil {
+					return err
+				}
+				continue
+			}
+		}
 		body, err := s.cr.StartupPacket(wire.MaxStartupLen)
 		if err != nil {
 			var pe *wire.ProtocolError
@@ -233,6 +254,15 @@ func (s *session) startup() error {
 				_ = s.sendError(fatalf(codeProtocolViolation, "unexpected data after encryption request"))
 				return errSessionDone
 			}
+			if v == wire.SSLRequestCode && tlsCfg != nil && !s.tls && !isUnix(s.conn) {
+				if _, err := s.conn.Write([]byte{'S'}); err != nil {
+					return err
+				}
+				if err := s.startTLS(tlsCfg, s.conn, false); err != nil {
+					return err
+				}
+				continue
+			}
 			if _, err := s.conn.Write([]byte{'N'}); err != nil {
 				return err
 			}
@@ -253,6 +283,11 @@ func (s *session) startup() error {
 		break
 	}
 
+	if cfg.TLS.Mode == "require" && !s.tls && !isUnix(s.conn) {
+		_ = s.sendError(fatalf(codeInvalidAuthSpec, "pgrecycle requires TLS for TCP connections (tls.mode = require): connect with sslmode=require"))
+		s.log.Info("login refused: TLS required")
+		return errSessionDone
+	}
 	if n := s.srv.clients.Add(1); cfg.Listen.MaxClientConn > 0 && n > int64(cfg.Listen.MaxClientConn) {
 		s.srv.clients.Add(-1)
 		_ = s.sendError(fatalf(codeTooManyConnections, "no more connections allowed (max_client_conn = %d)", cfg.Listen.MaxClientConn))

@@ -56,3 +56,25 @@ func (w appendWriter) Write(p []byte) (int, error) {
 	*w.b = append(*w.b, p...)
 	return len(p), nil
 }
+
+// PeekBytes returns the next n buffered bytes, reading as needed, without
+// consuming them; for the startup phase (e.g. to recognise a TLS
+// ClientHello) where there is no current message.
+func (r *Reader) PeekBytes(n int) ([]byte, error) {
+	if r.hasMsg {
+		return nil, ErrNoMessage
+	}
+	if err := r.ensure(n); err != nil {
+		return nil, err
+	}
+	return r.buf[r.r : r.r+n], nil
+}
+
+// TakeBuffered returns a copy of everything buffered and empties the
+// buffer, so another reader (a TLS layer) can start with those bytes.
+func (r *Reader) TakeBuffered() []byte {
+	out := append([]byte(nil), r.buf[r.r:r.w]...)
+	r.r, r.w = 0, 0
+	r.release()
+	return out
+}

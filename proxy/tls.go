@@ -1,0 +1,80 @@
+package proxy
+
+import (
+	"crypto/tls"
+	"fmt"
+	"net"
+	"os"
+
+	"go.uber.org/zap"
+
+	"github.com/pgrecycle/pgrecycle/config"
+)
+
+// tlsHandshakeByte starts a TLS record (ClientHello): a client using
+// direct TLS (PostgreSQL 17's sslnegotiation=direct) sends it first.
+const tlsHandshakeByte = 0x16
+
+// alpnPostgreSQL is the ALPN protocol PostgreSQL requires for direct TLS.
+const alpnPostgreSQL = "postgresql"
+
+// loadTLS builds the client-facing TLS configuration; nil when disabled.
+func loadTLS(c config.TLS, log *zap.Logger) (*tls.Config, error) {
+	if c.Mode == "" || c.Mode == "disable" {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("tls: %w", err)
+	}
+	if fi, err := os.Stat(c.KeyFile); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		log.Warn("tls.key_file is readable by other users; chmod 600 it", zap.String("file", c.KeyFile))
+	}
+	return &tls.Config{
+		Certificates: []tls.Certificate{cert},
+		MinVersion:   tls.VersionTLS12,
+		NextProtos:   []string{alpnPostgreSQL},
+	}, nil
+}
+
+// prefixConn replays bytes already read from a connection before reading
+// more from it, so a TLS handshake can start with a buffered ClientHello.
+type prefixConn struct {
+	net.Conn
+	prefix []byte
+}
+
+func (c *prefixConn) Read(p []byte) (int, error) {
+	if len(c.prefix) > 0 {
+		n := copy(p, c.prefix)
+		c.prefix = c.prefix[n:]
+		return n, nil
+	}
+	return c.Conn.Read(p)
+}
+
+// isUnix reports whether the client came over the unix socket, where TLS
+// does not apply.
+func isUnix(c net.Conn) bool {
+	_, ok := c.(*net.UnixConn)
+	return ok
+}
+
+// startTLS performs the server side of the handshake on the session's
+// connection and switches its reader and writer to the encrypted stream.
+func (s *session) startTLS(cfg *tls.Config, raw net.Conn, direct bool) error {
+	tc := tls.Server(raw, cfg)
+	if err := tc.Handshake(); err != nil {
+		return fmt.Errorf("TLS handshake: %w", err)
+	}
+	if direct && tc.ConnectionState().NegotiatedProtocol != alpnPostgreSQL {
+		// PostgreSQL refuses direct TLS without the ALPN protocol, to rule
+		// out cross-protocol attacks.
+		_ = tc.Close()
+		return fmt.Errorf("direct TLS without ALPN %q", alpnPostgreSQL)
+	}
+	s.conn = tc
+	s.tls = true
+	s.cw = s.newClientWriter()
+	return nil
+}
