@@ -8,6 +8,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -102,7 +103,19 @@ func (p *Pool) connect(ctx context.Context) (*Backend, error) {
 		ctx, cancel = context.WithTimeout(ctx, cfg.ConnectTimeout)
 		defer cancel()
 	}
+	// pgconn, after a failed connect, may dial again in a goroutine of its
+	// own to send a CancelRequest; refusing dials once the attempt is over
+	// keeps that goroutine short-lived and the pool's Close complete.
+	var attemptOver atomic.Bool
+	dial := cfg.DialFunc
+	cfg.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if attemptOver.Load() {
+			return nil, errors.New("connect attempt over")
+		}
+		return dial(ctx, network, addr)
+	}
 	pc, err := pgconn.ConnectConfig(ctx, cfg)
+	attemptOver.Store(true)
 	if err != nil {
 		return nil, err
 	}
@@ -224,9 +237,11 @@ func SimpleQuery(b *Backend, sql string, onRow func(body []byte)) (byte, error) 
 				b.Params[string(k)] = string(v)
 			}
 		case wire.MsgErrorResponse:
-			code, _ := wire.ErrorCode(body)
+			code, severity := wire.ErrorCode(body)
 			qerr = &QueryError{Code: string(code), Message: errorMessage(body)}
-			if len(code) >= 2 && (string(code[:2]) == "57" || string(code[:2]) == "08") {
+			// A FATAL ends the connection; an ERROR such as 57014 (a cancel
+			// or statement_timeout) leaves a healthy backend.
+			if sev := string(severity); sev == "FATAL" || sev == "PANIC" || strings.HasPrefix(string(code), "08") {
 				b.Broken = true
 			}
 		case 'D':

@@ -22,6 +22,7 @@ import (
 
 	"github.com/pgrecycle/pgrecycle/config"
 	"github.com/pgrecycle/pgrecycle/test/pgtest"
+	"github.com/pgrecycle/pgrecycle/wire"
 )
 
 // TestMain shares one PostgreSQL across the package's tests and checks
@@ -225,6 +226,7 @@ type gateProxy struct {
 	held     atomic.Int32 // connections waiting at the gate
 	dropNext atomic.Int32 // close this many next connections at once
 	accepted atomic.Int32
+	cancels  atomic.Int32 // CancelRequests received while dropping
 
 	done chan struct{}
 	wg   sync.WaitGroup
@@ -322,9 +324,24 @@ func (g *gateProxy) serve() {
 func (g *gateProxy) handle(c net.Conn) {
 	defer g.wg.Done()
 	defer g.untrack(c)
-	if n := g.dropNext.Load(); n > 0 && g.dropNext.CompareAndSwap(n, n-1) {
-		println("DROP", n, c.RemoteAddr().String(), time.Now().Format("05.000000"))
-		return
+	var head []byte
+	if g.dropNext.Load() > 0 {
+		// Drop a startup, not the CancelRequest pgconn sends (on a new
+		// connection) after each failed connect.
+		head = make([]byte, 8)
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.ReadFull(c, head); err != nil {
+			return
+		}
+		_ = c.SetReadDeadline(time.Time{})
+		if binary.BigEndian.Uint32(head[4:]) == wire.CancelRequestCode {
+			g.cancels.Add(1)
+			return
+		}
+		if n := g.dropNext.Add(-1); n >= 0 {
+			return
+		}
+		g.dropNext.Add(1) // raced to zero: forward
 	}
 	g.mu.Lock()
 	gate := g.gate
@@ -339,7 +356,6 @@ func (g *gateProxy) handle(c net.Conn) {
 			return
 		}
 	}
-	println("FWD", c.RemoteAddr().String(), time.Now().Format("05.000000"))
 	s, err := net.Dial("tcp", g.target)
 	if err != nil {
 		return
@@ -348,6 +364,11 @@ func (g *gateProxy) handle(c net.Conn) {
 		return
 	}
 	defer g.untrack(s)
+	if head != nil {
+		if _, err := s.Write(head); err != nil {
+			return
+		}
+	}
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {

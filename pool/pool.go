@@ -65,6 +65,9 @@ type Pool struct {
 	all      map[*Backend]struct{}
 	waiters  []*waiter
 	opening  int
+	// retiring counts policy retirements whose replacement is not open
+	// yet; max_retiring_share bounds it.
+	retiring int
 	closed   bool
 	params   map[string]string // ParameterStatus of the first backend
 	nextID   uint64
@@ -167,11 +170,7 @@ func (p *Pool) Acquire(ctx context.Context) (*Backend, error) {
 			b.InUse.Store(true)
 			p.mu.Unlock()
 			if reason := p.checkIdle(b); reason != "" {
-				if reason == "lifetime" {
-					p.retire(b, reason, zap.Duration("age", time.Since(b.Created)))
-				} else {
-					p.destroy(b, reason, reason != "closed")
-				}
+				p.destroy(b, reason, reason != "closed")
 				continue
 			}
 			return b, nil
@@ -217,10 +216,9 @@ func (p *Pool) checkIdle(b *Backend) string {
 	if socketHasDataOrEOF(b.Conn) {
 		return "closed"
 	}
+	// A deadline passed while idle is the tick's business (bounded by
+	// max_retiring_share), not a reason to make this client wait.
 	now := time.Now()
-	if !b.Deadline.IsZero() && now.After(b.Deadline) {
-		return "lifetime"
-	}
 	p.mu.Lock()
 	delay := p.opts.Pool.ServerCheckDelay.D()
 	query := p.opts.Pool.ServerCheckQuery
@@ -298,21 +296,38 @@ func (p *Pool) checkMemory(b *Backend) bool {
 func (p *Pool) retire(b *Backend, reason string, value ...zap.Field) {
 	p.destroy(b, reason, true, value...)
 	p.mu.Lock()
-	p.replaceLocked()
+	reserved := reason == "lifetime" || reason == "queries" || reason == "transactions"
+	if !p.replaceLocked(reserved) && reserved {
+		p.retiring--
+	}
 	p.mu.Unlock()
 }
 
 // replaceLocked opens one backend in the background if the pool has room.
-func (p *Pool) replaceLocked() {
+func (p *Pool) replaceLocked(reserved bool) bool {
 	if p.closed || len(p.all)+p.opening >= p.opts.Pool.Size || p.opening >= max(1, p.opts.Pool.MaxConcurrentConnects) {
-		return
+		return false
 	}
 	if !p.opts.DBLimit.take() {
-		return
+		return false
 	}
 	p.opening++
 	p.wg.Add(1)
-	go p.open()
+	go p.openAhead(reserved)
+	return true
+}
+
+// openAhead opens a backend nobody waits for yet (a replacement or
+// min_idle), retrying with backoff until it succeeds or the pool closes.
+func (p *Pool) openAhead(reserved bool) {
+	if reserved {
+		defer func() {
+			p.mu.Lock()
+			p.retiring--
+			p.mu.Unlock()
+		}()
+	}
+	p.openWith(true)
 }
 
 // handOffLocked gives b to the longest waiter, or parks it idle.
@@ -343,8 +358,6 @@ func (p *Pool) retireReason(b *Backend, now time.Time) (string, []zap.Field) {
 	}
 	p.mu.Lock()
 	rc := p.opts.Recycle
-	size := p.opts.Pool.Size
-	busy := p.opening
 	p.mu.Unlock()
 	var reason string
 	var value []zap.Field
@@ -358,14 +371,22 @@ func (p *Pool) retireReason(b *Backend, now time.Time) (string, []zap.Field) {
 	default:
 		return "", nil
 	}
-	share := rc.MaxRetiringShare
-	if share <= 0 {
-		share = 0.5
-	}
-	if limit := max(1, int(share*float64(size))); busy >= limit {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.reserveRetirementLocked() {
 		return "", nil
 	}
 	return reason, value
+}
+
+// reserveRetirementLocked takes one of the max_retiring_share slots; the
+// replacement's opener gives it back.
+func (p *Pool) reserveRetirementLocked() bool {
+	if p.retiring >= max(1, int(p.retiringShare()*float64(p.opts.Pool.Size))) {
+		return false
+	}
+	p.retiring++
+	return true
 }
 
 // Destroy closes a backend the caller holds (for example one whose client
@@ -422,7 +443,9 @@ func (p *Pool) spawnOpenersLocked() {
 
 // open connects one backend for the waiters, retrying with exponential
 // backoff and jitter while anyone still waits.
-func (p *Pool) open() {
+func (p *Pool) open() { p.openWith(false) }
+
+func (p *Pool) openWith(ahead bool) {
 	defer p.wg.Done()
 	backoff := 50 * time.Millisecond
 	for {
@@ -431,7 +454,8 @@ func (p *Pool) open() {
 		p.opening--
 		if err != nil {
 			p.connErrs++
-			if p.closed || len(p.waiters) == 0 {
+			stillNeeded := len(p.waiters) > 0 || (ahead && len(p.all)+p.opening < p.opts.Pool.Size)
+			if p.closed || !stillNeeded {
 				p.mu.Unlock()
 				p.opts.DBLimit.give(p)
 				return
@@ -558,7 +582,7 @@ func (p *Pool) Tick(now time.Time) {
 				r = "admin"
 			}
 			victims, reasons = append(victims, b), append(reasons, r)
-		case !b.Deadline.IsZero() && now.After(b.Deadline) && p.opening < max(1, int(p.retiringShare()*float64(p.opts.Pool.Size))):
+		case !b.Deadline.IsZero() && now.After(b.Deadline) && p.reserveRetirementLocked():
 			victims, reasons = append(victims, b), append(reasons, "lifetime")
 		case idleTimeout > 0 && now.Sub(b.LastUsed) > idleTimeout && len(p.all)-len(victims) > minIdle:
 			victims, reasons = append(victims, b), append(reasons, "idle")
@@ -597,9 +621,7 @@ func (p *Pool) Tick(now time.Time) {
 	}
 	p.mu.Lock()
 	for len(p.idle)+p.opening < minIdle && len(p.all)+p.opening < p.opts.Pool.Size && !p.closed {
-		before := p.opening
-		p.replaceLocked()
-		if p.opening == before {
+		if !p.replaceLocked(false) {
 			break
 		}
 	}

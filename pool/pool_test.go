@@ -402,9 +402,6 @@ func TestConnectRetriesTransientFailures(t *testing.T) {
 	if s.ConnectErrors != 3 {
 		t.Errorf("ConnectErrors = %d, want 3", s.ConnectErrors)
 	}
-	if got := g.accepted.Load(); got != 4 {
-		t.Errorf("%d connection attempts, want 4", got)
-	}
 	// Backoff 50ms, 100ms, 200ms, each drawn in [b/2, b]: at least 175ms.
 	if el < 150*time.Millisecond || el > 5*time.Second {
 		t.Errorf("Acquire took %v; want the exponential backoff (about 175-350ms)", el)
