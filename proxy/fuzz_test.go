@@ -1,0 +1,165 @@
+package proxy
+
+import (
+	"bytes"
+	"encoding/binary"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/pgrecycle/pgrecycle/config"
+	"github.com/pgrecycle/pgrecycle/pool"
+)
+
+// fuzzServer is a proxy whose only database points at a closed port, so
+// every path up to the backend connect runs without PostgreSQL.
+func fuzzServer(t testing.TB) *Server {
+	cfg := config.Default()
+	cfg.Auth.Type = "trust"
+	cfg.Listen.ClientLoginTimeout = config.Duration(50 * time.Millisecond)
+	db := cfg.NewDatabase("app", "127.0.0.1")
+	db.Port = 1
+	db.Pool.QueryWaitTimeout = config.Duration(20 * time.Millisecond)
+	db.Pool.ServerConnectTimeout = config.Duration(20 * time.Millisecond)
+	cfg.Databases = map[string]*config.Database{"app": db}
+	srv, err := New(Options{Config: cfg, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return srv
+}
+
+func startupPacket(params ...string) []byte {
+	var body []byte
+	body = binary.BigEndian.AppendUint32(body, 196608)
+	for _, p := range params {
+		body = append(body, p...)
+		body = append(body, 0)
+	}
+	body = append(body, 0)
+	return append(binary.BigEndian.AppendUint32(nil, uint32(len(body)+4)), body...)
+}
+
+// FuzzClientStartup feeds arbitrary bytes to a session as a client would:
+// the session must answer or close within its login timeout, never panic,
+// and only ever write well-framed messages (or the one-byte SSL answers).
+func FuzzClientStartup(f *testing.F) {
+	f.Add(startupPacket("user", "u", "database", "app"))
+	f.Add(startupPacket("user", "u", "database", "nope"))
+	f.Add(append([]byte{0, 0, 0, 8, 4, 210, 22, 47}, startupPacket("user", "u")...)) // SSLRequest then startup
+	f.Add([]byte{0, 0, 0, 16, 4, 210, 22, 46, 0, 0, 0, 1, 0, 0, 0, 2})               // CancelRequest
+	f.Add(startupPacket("user", "u", "options", "-c search_path=x --work-mem=1MB"))
+	f.Add(startupPacket("user", "u", "replication", "true"))
+	f.Add([]byte{0x16, 3, 1, 0, 5})
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff})
+	f.Fuzz(func(t *testing.T, in []byte) {
+		srv := fuzzServer(t)
+		defer srv.Close()
+		client, server := net.Pipe()
+		sess := newSession(srv, server)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			sess.run()
+		}()
+		go func() {
+			_, _ = client.Write(in)
+		}()
+		_ = client.SetReadDeadline(time.Now().Add(5 * time.Second))
+		out, _ := io.ReadAll(client)
+		_ = client.Close()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatal("session did not end")
+		}
+		checkFraming(t, out)
+	})
+}
+
+// checkFraming checks a server byte stream: optional single-byte SSL/GSS
+// answers, then typed messages with sane lengths.
+func checkFraming(t *testing.T, out []byte) {
+	for len(out) > 0 && (out[0] == 'N' || out[0] == 'S') && (len(out) == 1 || out[1] != 0) {
+		out = out[1:]
+	}
+	for len(out) > 0 {
+		if len(out) < 5 {
+			t.Fatalf("truncated message header %q", out)
+		}
+		n := int(binary.BigEndian.Uint32(out[1:5]))
+		if n < 4 || n-4 > len(out)-5 {
+			t.Fatalf("bad message length %d for %q", n, out[0])
+		}
+		out = out[1+n:]
+	}
+}
+
+func FuzzParseOptions(f *testing.F) {
+	f.Add("-c search_path=a,b --statement-timeout=5s")
+	f.Add(`-c x=a\ b -cY=1`)
+	f.Add("-e")
+	f.Fuzz(func(t *testing.T, s string) {
+		opts, err := parseOptions(s)
+		if err != nil {
+			return
+		}
+		for k := range opts {
+			if bytes.ContainsRune([]byte(k), '-') {
+				t.Fatalf("option name %q keeps a dash", k)
+			}
+		}
+	})
+}
+
+func FuzzStatementReset(f *testing.F) {
+	f.Add([]byte("DEALLOCATE foo\x00"))
+	f.Add([]byte("deallocate prepare \"Foo\"\"x\";\x00"))
+	f.Add([]byte("DISCARD ALL\x00"))
+	f.Add([]byte("DEALLOCATE ALL\x00"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		name, all, dealloc, discard := parseStatementReset(b)
+		if discard && (dealloc || all || name != "") {
+			t.Fatal("DISCARD ALL recognised as DEALLOCATE too")
+		}
+		if all && name != "" {
+			t.Fatal("DEALLOCATE ALL with a name")
+		}
+	})
+}
+
+// FuzzReplyTracking drives the transaction-pooling reply queue with
+// arbitrary interleavings of requests and server replies: it must never
+// panic, and the queue indexes must stay consistent.
+func FuzzReplyTracking(f *testing.F) {
+	f.Add([]byte{0, 3, 8, 100, 101, 105, 108})
+	f.Add([]byte{1, 2, 3, 4, 5, 8, 110, 114, 115, 116, 117, 118})
+	f.Fuzz(func(t *testing.T, ops []byte) {
+		s := &session{stmts: map[string]*clientStmt{"c": {server: "pgrecycle_x"}}}
+		b := &pool.Backend{}
+		b.Statements.Add("pgrecycle_x", 10)
+		replies := []byte{'1', '2', '3', 'T', 'n', 'C', 'I', 's', 'E', 'D', 'Z', 'N'}
+		for _, op := range ops {
+			if op < 100 {
+				s.push(request{kind: reqKind(op % 11), client: "c", server: "pgrecycle_x", tag: "DEALLOCATE"})
+				continue
+			}
+			typ := replies[int(op-100)%len(replies)]
+			if typ == 'Z' {
+				s.completeThroughSync(b)
+				continue
+			}
+			body := []byte("SELECT 1\x00")
+			if typ == 'C' && op%2 == 0 {
+				body = []byte("DISCARD ALL\x00")
+			}
+			s.track(b, typ, body)
+			if s.reqHead > len(s.reqs) {
+				t.Fatalf("queue head %d beyond length %d", s.reqHead, len(s.reqs))
+			}
+		}
+	})
+}
