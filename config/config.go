@@ -35,6 +35,7 @@ type Listen struct {
 	MaxClientConn      int      `toml:"max_client_conn"`      // default 10000
 	ClientLoginTimeout Duration `toml:"client_login_timeout"` // default 60s; 0 = no limit
 	ShutdownTimeout    Duration `toml:"shutdown_timeout"`     // default 30s
+	SOReusePort        bool     `toml:"so_reuseport"`         // default false: let several processes share the TCP port
 	TCPKeepalive       bool     `toml:"tcp_keepalive"`        // default true (client and server sockets)
 	TCPKeepIdle        Duration `toml:"tcp_keepidle"`         // default 0 = OS default
 	TCPKeepIntvl       Duration `toml:"tcp_keepintvl"`        // default 0 = OS default

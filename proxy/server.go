@@ -114,7 +114,11 @@ func (s *Server) Listen() error {
 	cfg := s.Config()
 	lc := net.ListenConfig{KeepAliveConfig: keepaliveConfig(cfg.Listen)}
 	if cfg.Listen.Addr != "" {
-		ln, err := lc.Listen(s.ctx, "tcp", cfg.Listen.Addr)
+		tcp := lc
+		if cfg.Listen.SOReusePort {
+			tcp.Control = setReusePort
+		}
+		ln, err := tcp.Listen(s.ctx, "tcp", cfg.Listen.Addr)
 		if err != nil {
 			return fmt.Errorf("listen.addr: %w", err)
 		}
@@ -205,7 +209,7 @@ func (s *Server) acceptLoop(ln net.Listener) {
 				}
 			}
 		}
-		sess := newSession(s, s.countBytes(c))
+		sess := newSession(s, c)
 		s.mu.Lock()
 		if s.closing {
 			s.mu.Unlock()
@@ -396,4 +400,16 @@ func (s *Server) pokeSessions() {
 	for sess := range s.sessions {
 		sess.poke()
 	}
+}
+
+// setReusePort sets SO_REUSEPORT so several processes can accept on one
+// port: a fleet on one host, or an old and a new version during an upgrade.
+func setReusePort(network, address string, c syscall.RawConn) error {
+	var serr error
+	if err := c.Control(func(fd uintptr) {
+		serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, 0xf /* SO_REUSEPORT */, 1)
+	}); err != nil {
+		return err
+	}
+	return serr
 }

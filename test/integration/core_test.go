@@ -117,3 +117,31 @@ func TestSessionEndLogged(t *testing.T) {
 		t.Fatalf("no duration in %v", m)
 	}
 }
+
+// TestReusePortHandover: two pgrecycle processes share one port with
+// so_reuseport; when the old one drains and stops, clients keep
+// connecting to the new one.
+func TestReusePortHandover(t *testing.T) {
+	leakCheck(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	old := startProxy(t, proxyOpts{addr: addr, listenExtra: "so_reuseport = true\n"})
+	_ = startProxy(t, proxyOpts{addr: addr, listenExtra: "so_reuseport = true\n"})
+	ctx := testCtx(t)
+	old.srv.Shutdown()
+	for i := 0; i < 20; i++ {
+		c, err := pgx.Connect(ctx, old.dsn("postgres", "x", "app"))
+		if err != nil {
+			t.Fatalf("connect %d after the old process stopped: %v", i, err)
+		}
+		var n int
+		if err := c.QueryRow(ctx, "SELECT 1").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		c.Close(ctx)
+	}
+}
