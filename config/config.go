@@ -23,6 +23,7 @@ type Config struct {
 	Databases  map[string]*Database `toml:"databases"`
 	Users      map[string]*User     `toml:"users"`
 	TLS        TLS                  `toml:"tls"`
+	HBA        []HBARule            `toml:"hba"`
 	Metrics    Metrics              `toml:"metrics"`
 	Log        Log                  `toml:"log"`
 	Path       string               `toml:"-"` // absolute path of the file loaded, "" for Parse
@@ -70,6 +71,9 @@ type Auth struct {
 	Type       string   `toml:"type"`        // trust | plain | md5 | scram-sha-256; default "scram-sha-256"
 	File       string   `toml:"file"`        // userlist.txt path, resolved against the config file's directory; required unless type = "trust"
 	AdminUsers []string `toml:"admin_users"` // users allowed on the admin console; default empty
+	// MaxFailedLogins is how many failed password attempts one source
+	// address may make per minute before its logins are refused; 0 = no limit.
+	MaxFailedLogins int `toml:"max_failed_logins"` // default 20
 }
 
 // Pool holds the pooling settings: [pool] and [databases.NAME.pool].
@@ -126,6 +130,17 @@ type User struct {
 	Password   string            `toml:"password"`   // optional, used to log in to backends when the auth file has no plain password
 }
 
+// HBARule is one [[hba]] access rule, checked in order like pg_hba.conf:
+// the first rule matching database, user and client address decides the
+// authentication method, or rejects. With no rules, auth.type applies to
+// everyone; with rules, a client no rule matches is rejected.
+type HBARule struct {
+	Database string `toml:"database"` // a database name, "pgrecycle" for the admin console, or "all"
+	User     string `toml:"user"`     // a user name or "all"
+	Address  string `toml:"address"`  // "all", "local" (the unix socket), an IP or a CIDR
+	Method   string `toml:"method"`   // trust | plain | md5 | scram-sha-256 | reject
+}
+
 // TLS is the [tls] section: encryption toward clients. Server-side TLS is
 // per database (sslmode, sslrootcert).
 type TLS struct {
@@ -166,8 +181,9 @@ func Default() *Config {
 			TCPKeepalive:       true,
 		},
 		Auth: Auth{
-			Type:       "scram-sha-256",
-			AdminUsers: []string{},
+			Type:            "scram-sha-256",
+			AdminUsers:      []string{},
+			MaxFailedLogins: 20,
 		},
 		Pool: Pool{
 			Mode:                  "transaction",

@@ -463,6 +463,10 @@ func schemaType(key []string) (reflect.Type, bool) {
 		for t.Kind() == reflect.Pointer {
 			t = t.Elem()
 		}
+		// An array of tables ([[hba]]): its keys carry no index.
+		if t.Kind() == reflect.Slice && t.Elem().Kind() == reflect.Struct {
+			t = t.Elem()
+		}
 		switch t.Kind() {
 		case reflect.Struct:
 			f, ok := fieldByTOMLName(t, piece)
@@ -530,6 +534,12 @@ func schemaLeaves() []toml.Key {
 				return
 			}
 			walk(t.Elem(), sub(path, "*"))
+		case reflect.Slice:
+			if t.Elem().Kind() == reflect.Struct {
+				walk(t.Elem(), path)
+				return
+			}
+			out = append(out, path)
 		default:
 			out = append(out, path)
 		}
@@ -887,6 +897,28 @@ func check(c *Config, defined func(toml.Key) bool) []*Error {
 		addParams(sub(base, "parameters"), paramProblems(u.Parameters, nil))
 	}
 
+	for i, r := range c.HBA {
+		base := toml.Key{"hba", strconv.Itoa(i)}
+		add(base, enum("method", r.Method, "trust", "plain", "md5", "scram-sha-256", "reject"))
+		if r.Database == "" {
+			addOne(sub(base, "database"), "required (a name or \"all\")")
+		}
+		if r.User == "" {
+			addOne(sub(base, "user"), "required (a name or \"all\")")
+		}
+		switch {
+		case r.Address == "":
+			addOne(sub(base, "address"), "required (\"all\", \"local\", an IP or a CIDR)")
+		case r.Address == "all" || r.Address == "local":
+		default:
+			if _, _, err := net.ParseCIDR(r.Address); err != nil && net.ParseIP(r.Address) == nil {
+				addOne(sub(base, "address"), "%q is not \"all\", \"local\", an IP or a CIDR", r.Address)
+			}
+		}
+	}
+	if c.Auth.MaxFailedLogins < 0 {
+		addOne(toml.Key{"auth", "max_failed_logins"}, "must not be negative")
+	}
 	add(toml.Key{"tls"}, enum("mode", c.TLS.Mode, "disable", "allow", "require"))
 	if c.TLS.Mode != "disable" {
 		if c.TLS.CertFile == "" {

@@ -38,6 +38,7 @@ type Server struct {
 	version string
 	bufs    *wire.BufferPool
 	cancels *cancelRegistry
+	fails   *failedLogins
 
 	cfg       atomic.Pointer[config.Config]
 	tlsConfig atomic.Pointer[tls.Config] // nil: no TLS toward clients
@@ -72,6 +73,7 @@ func New(opts Options) (*Server, error) {
 		version:  opts.Version,
 		bufs:     wire.NewBufferPool(clientBufSize),
 		cancels:  newCancelRegistry(),
+		fails:    newFailedLogins(),
 		pools:    make(map[poolKey]*pool.Pool),
 		limiters: make(map[string]*pool.DBLimiter),
 		sessions: make(map[*session]struct{}),
@@ -99,6 +101,7 @@ func (s *Server) setConfig(cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
+	warnReadableSecrets(cfg, s.log)
 	s.cfg.Store(cfg)
 	s.users.Store(&users)
 	s.tlsConfig.Store(tc)
@@ -242,6 +245,7 @@ func (s *Server) tickLoop() {
 			for _, p := range s.poolList() {
 				p.Tick(now)
 			}
+			s.fails.expire(now)
 		}
 	}
 }

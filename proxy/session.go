@@ -33,6 +33,7 @@ type session struct {
 
 	db       *config.Database
 	user     string
+	database string // as the client asked
 	appName  string
 	txMode   bool
 	pool     *pool.Pool
@@ -324,6 +325,7 @@ func (s *session) startup() error {
 	if database == "" {
 		database = s.user
 	}
+	s.database = database
 	if options != "" {
 		opts, err := parseOptions(options)
 		if err != nil {
@@ -397,13 +399,27 @@ func (s *session) startup() error {
 
 // authenticate runs the configured method against the auth file.
 func (s *session) authenticate(cfg *config.Config) (auth.Result, error) {
+	host := hostOf(s.raw.RemoteAddr())
+	if s.srv.fails.blocked(host, cfg.Auth.MaxFailedLogins, time.Now()) {
+		_ = s.sendError(fatalf(codeInvalidAuthSpec, "too many failed logins from %s: try again in a minute (auth.max_failed_logins)", host))
+		s.log.Warn("login refused: too many failed logins from this address")
+		return auth.Result{}, errSessionDone
+	}
+	method, allowed := hbaMethod(cfg, s.database, s.user, s.raw.RemoteAddr())
+	if !allowed {
+		_ = s.sendError(fatalf(codeInvalidAuthSpec, "no [[hba]] rule allows host %q, user %q, database %q", host, s.user, s.database))
+		s.log.Warn("login refused by the access rules")
+		return auth.Result{}, errSessionDone
+	}
 	users := *s.srv.users.Load()
 	secret, found := users[s.user]
-	method := cfg.Auth.Type
 	res, err := auth.Authenticate(s, method, s.user, secret, found)
 	if err != nil {
 		var ae *auth.Error
 		if errors.As(err, &ae) {
+			if ae.Code == codeInvalidPassword {
+				s.srv.fails.fail(host, time.Now())
+			}
 			_ = s.sendError(&clientError{Severity: "FATAL", Code: ae.Code, Message: ae.Message})
 			s.log.Warn("authentication failed", zap.String("method", method), zap.String("code", ae.Code))
 			return res, errSessionDone

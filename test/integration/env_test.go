@@ -43,6 +43,7 @@ type proxyOpts struct {
 	pg          *pgtest.Server // a dedicated PostgreSQL (default: the shared one)
 	listenExtra string         // more keys in [listen]
 	addr        string         // listen.addr (default 127.0.0.1:0)
+	authExtra   string         // more keys in [auth]
 }
 
 // startProxy writes a TOML config, loads it the way the binary does and
@@ -95,6 +96,7 @@ shutdown_timeout = "2s"
 type = %q
 %s
 admin_users = ["admin"]
+%s
 
 [pool]
 mode = %q
@@ -117,7 +119,7 @@ sslmode = "disable"
 [log]
 level = "debug"
 %s
-`, o.addr, o.listenExtra, o.authType, authLine(authFile), o.mode, o.size, pg.Host, pg.Port, dbAuth, o.dbExtra, o.extra)
+`, o.addr, o.listenExtra, o.authType, authLine(authFile), o.authExtra, o.mode, o.size, pg.Host, pg.Port, dbAuth, o.dbExtra, o.extra)
 	path := filepath.Join(dir, "pgrecycle.toml")
 	if err := os.WriteFile(path, []byte(toml), 0o600); err != nil {
 		t.Fatal(err)
