@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"time"
 
 	"github.com/BurntSushi/toml"
 )
@@ -74,6 +75,12 @@ type Auth struct {
 	// MaxFailedLogins is how many failed password attempts one source
 	// address may make per minute before its logins are refused; 0 = no limit.
 	MaxFailedLogins int `toml:"max_failed_logins"` // default 20
+	// Query looks up the password hash of a user absent from the auth file
+	// ($1 is the user name; it returns the name and a SCRAM verifier or md5
+	// hash), run as QueryUser on the client's database; "" = off.
+	Query         string   `toml:"query"`
+	QueryUser     string   `toml:"query_user"`      // role for Query; its password comes from [users.NAME] or the auth file
+	QueryCacheTTL Duration `toml:"query_cache_ttl"` // how long a looked-up hash is reused; default 30s
 }
 
 // Pool holds the pooling settings: [pool] and [databases.NAME.pool].
@@ -184,6 +191,7 @@ func Default() *Config {
 			Type:            "scram-sha-256",
 			AdminUsers:      []string{},
 			MaxFailedLogins: 20,
+			QueryCacheTTL:   Duration(30 * time.Second),
 		},
 		Pool: Pool{
 			Mode:                  "transaction",

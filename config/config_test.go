@@ -57,7 +57,7 @@ func TestDefaults(t *testing.T) {
 			ShutdownTimeout:    Duration(30 * time.Second),
 			TCPKeepalive:       true,
 		},
-		Auth: Auth{Type: "scram-sha-256", AdminUsers: []string{}, MaxFailedLogins: 20},
+		Auth: Auth{Type: "scram-sha-256", AdminUsers: []string{}, MaxFailedLogins: 20, QueryCacheTTL: Duration(30 * time.Second)},
 		Pool: Pool{
 			Mode:                  "transaction",
 			Size:                  20,
@@ -229,7 +229,7 @@ func TestFullFileRoundTrip(t *testing.T) {
 			TCPKeepalive: false, TCPKeepIdle: Duration(30 * time.Second), TCPKeepIntvl: Duration(10 * time.Second),
 			TCPKeepCnt: 3, TCPUserTimeout: Duration(20 * time.Second),
 		},
-		Auth:       Auth{Type: "md5", File: "/etc/pgrecycle/userlist.txt", AdminUsers: []string{"postgres", "ops"}, MaxFailedLogins: 20},
+		Auth:       Auth{Type: "md5", File: "/etc/pgrecycle/userlist.txt", AdminUsers: []string{"postgres", "ops"}, MaxFailedLogins: 20, QueryCacheTTL: Duration(30 * time.Second)},
 		Pool:       wantPool,
 		Recycle:    wantRecycle,
 		Parameters: global,

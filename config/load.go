@@ -916,6 +916,9 @@ func check(c *Config, defined func(toml.Key) bool) []*Error {
 			}
 		}
 	}
+	if c.Auth.Query != "" && c.Auth.QueryUser == "" {
+		addOne(toml.Key{"auth", "query_user"}, "required when auth.query is set")
+	}
 	if c.Auth.MaxFailedLogins < 0 {
 		addOne(toml.Key{"auth", "max_failed_logins"}, "must not be negative")
 	}

@@ -41,7 +41,9 @@ func newConnectConfig(opts Options) (connectConfig, error) {
 		"user=" + quoteDSN(opts.User),
 		"sslmode=" + quoteDSN(sslmode),
 	}
-	if opts.Password != "" {
+	if opts.Passthrough != nil {
+		parts = append(parts, "password="+quoteDSN(passthroughDummy))
+	} else if opts.Password != "" {
 		parts = append(parts, "password="+quoteDSN(opts.Password))
 	}
 	if t.SSLRootCert != "" {
@@ -58,6 +60,12 @@ func newConnectConfig(opts Options) (connectConfig, error) {
 	cfg.ConnectTimeout = opts.Pool.ServerConnectTimeout.D()
 	d := dialerFor(opts)
 	cfg.DialFunc = d.DialContext
+	if opts.Passthrough != nil {
+		cfg.AfterNetConnect = opts.Passthrough.wrap
+		// The wrapper hides the TLS connection from pgconn, so SCRAM
+		// channel binding can't be used with a passed-through key.
+		cfg.ChannelBinding = "disable"
+	}
 	// Never let environment fallbacks (PGPASSFILE, service files) surprise us.
 	cfg.OnNotice = nil
 	cc := connectConfig{pg: cfg}
@@ -125,10 +133,11 @@ func (p *Pool) connect(ctx context.Context) (*Backend, error) {
 		return nil, err
 	}
 	now := time.Now()
+	conn := unwrapConn(hj.Conn)
 	b := &Backend{
-		Conn:      hj.Conn,
-		R:         wire.NewReader(hj.Conn, backendReadBuf),
-		W:         wire.NewWriter(hj.Conn, backendWriteBuf),
+		Conn:      conn,
+		R:         wire.NewReader(conn, backendReadBuf),
+		W:         wire.NewWriter(conn, backendWriteBuf),
 		PID:       hj.PID,
 		SecretKey: hj.SecretKey,
 		Params:    hj.ParameterStatuses,

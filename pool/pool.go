@@ -28,6 +28,9 @@ type Options struct {
 	Recycle  config.Recycle
 	Listen   config.Listen // TCP keepalive settings for backend sockets
 	Logger   *zap.Logger
+	// Passthrough, when set, logs backends in with a client's SCRAM key or
+	// md5 hash instead of Password.
+	Passthrough *Passthrough
 	// DBLimit, shared by the pools of one database, enforces
 	// max_db_connections; nil means no limit.
 	DBLimit *DBLimiter

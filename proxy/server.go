@@ -39,6 +39,7 @@ type Server struct {
 	bufs    *wire.BufferPool
 	cancels *cancelRegistry
 	fails   *failedLogins
+	authq   *authQuery
 
 	cfg       atomic.Pointer[config.Config]
 	tlsConfig atomic.Pointer[tls.Config] // nil: no TLS toward clients
@@ -74,6 +75,7 @@ func New(opts Options) (*Server, error) {
 		bufs:     wire.NewBufferPool(clientBufSize),
 		cancels:  newCancelRegistry(),
 		fails:    newFailedLogins(),
+		authq:    newAuthQuery(),
 		pools:    make(map[poolKey]*pool.Pool),
 		limiters: make(map[string]*pool.DBLimiter),
 		sessions: make(map[*session]struct{}),
@@ -262,7 +264,7 @@ func (s *Server) poolList() []*pool.Pool {
 
 // poolFor returns (creating on first use) the pool for a database and
 // backend user.
-func (s *Server) poolFor(db *config.Database, user, password string) (*pool.Pool, error) {
+func (s *Server) poolFor(db *config.Database, user, password string, pt *pool.Passthrough) (*pool.Pool, error) {
 	key := poolKey{db.Name, user}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -279,16 +281,17 @@ func (s *Server) poolFor(db *config.Database, user, password string) (*pool.Pool
 		s.limiters[db.Name] = lim
 	}
 	p, err := pool.New(pool.Options{
-		DBLimit:  lim,
-		Database: db.Name,
-		User:     user,
-		Password: password,
-		Target:   *db,
-		Params:   cfg.StartupParameters(db.Name, user),
-		Pool:     db.Pool,
-		Recycle:  db.Recycle,
-		Listen:   cfg.Listen,
-		Logger:   s.log,
+		DBLimit:     lim,
+		Database:    db.Name,
+		User:        user,
+		Password:    password,
+		Passthrough: pt,
+		Target:      *db,
+		Params:      cfg.StartupParameters(db.Name, user),
+		Pool:        db.Pool,
+		Recycle:     db.Recycle,
+		Listen:      cfg.Listen,
+		Logger:      s.log,
 	})
 	if err != nil {
 		return nil, err
@@ -326,6 +329,7 @@ func (s *Server) Close() {
 	for _, p := range s.poolList() {
 		p.Close()
 	}
+	s.authq.close()
 	s.closeOps()
 }
 

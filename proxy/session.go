@@ -31,18 +31,20 @@ type session struct {
 	log     *zap.Logger
 	started time.Time
 
-	db       *config.Database
-	user     string
-	database string // as the client asked
-	appName  string
-	txMode   bool
-	pool     *pool.Pool
-	key      cancelKey
-	counted  bool // holds a max_client_conn slot
-	want     map[string]string
-	extra    map[string]string
-	admin    bool
-	endCause string
+	db        *config.Database
+	user      string
+	database  string           // as the client asked
+	dbForAuth *config.Database // the database auth.query runs on
+	secret    auth.Secret      // what the client was verified against
+	appName   string
+	txMode    bool
+	pool      *pool.Pool
+	key       cancelKey
+	counted   bool // holds a max_client_conn slot
+	want      map[string]string
+	extra     map[string]string
+	admin     bool
+	endCause  string
 
 	// mu guards the attachment: which backend, how many ReadyForQuery are
 	// owed to the client, and whether an extended-protocol batch is open.
@@ -355,6 +357,7 @@ func (s *session) startup() error {
 		}
 	}
 
+	s.dbForAuth = db
 	res, err := s.authenticate(cfg)
 	if err != nil {
 		return err
@@ -369,8 +372,8 @@ func (s *session) startup() error {
 		return err
 	}
 
-	backendUser, password := s.backendCredentials(cfg, db, res)
-	p, err := s.srv.poolFor(db, backendUser, password)
+	backendUser, password, pt := s.backendCredentials(cfg, db, res)
+	p, err := s.srv.poolFor(db, backendUser, password, pt)
 	if err != nil {
 		_ = s.sendError(fatalf(codeConnectionFailure, "%s", err.Error()))
 		return errSessionDone
@@ -413,6 +416,18 @@ func (s *session) authenticate(cfg *config.Config) (auth.Result, error) {
 	}
 	users := *s.srv.users.Load()
 	secret, found := users[s.user]
+	if !found && cfg.Auth.Query != "" && method != "trust" && s.dbForAuth != nil {
+		ctx, cancel := context.WithTimeout(s.srv.ctx, 10*time.Second)
+		sec, ok, err := s.srv.authQueryLookup(ctx, cfg, s.dbForAuth, s.user)
+		cancel()
+		if err != nil {
+			_ = s.sendError(fatalf(codeConnectionFailure, "pgrecycle: could not look up the user (auth.query failed)"))
+			s.log.Error("auth.query lookup failed", zap.Error(err))
+			return auth.Result{}, errSessionDone
+		}
+		secret, found = sec, ok
+	}
+	s.secret = secret
 	res, err := auth.Authenticate(s, method, s.user, secret, found)
 	if err != nil {
 		var ae *auth.Error
@@ -429,19 +444,29 @@ func (s *session) authenticate(cfg *config.Config) (auth.Result, error) {
 	return res, nil
 }
 
-// backendCredentials decides whom the backend connection logs in as.
-func (s *session) backendCredentials(cfg *config.Config, db *config.Database, res auth.Result) (string, string) {
+// backendCredentials decides whom the backend connection logs in as, and
+// with what: the database's configured user, a configured or cleartext
+// password, or the client's own SCRAM key or md5 hash passed through.
+func (s *session) backendCredentials(cfg *config.Config, db *config.Database, res auth.Result) (string, string, *pool.Passthrough) {
 	if db.User != "" {
-		return db.User, db.Password
+		return db.User, db.Password, nil
 	}
 	if u := cfg.Users[s.user]; u != nil && u.Password != "" {
-		return s.user, u.Password
+		return s.user, u.Password, nil
 	}
-	users := *s.srv.users.Load()
-	if sec, ok := users[s.user]; ok && sec.Kind == auth.KindPlain {
-		return s.user, sec.Plain
+	if s.secret.Kind == auth.KindPlain {
+		return s.user, s.secret.Plain, nil
 	}
-	return s.user, res.Password
+	if res.Password != "" {
+		return s.user, res.Password, nil
+	}
+	switch {
+	case s.secret.Kind == auth.KindSCRAM && len(res.ClientKey) > 0:
+		return s.user, "", &pool.Passthrough{ClientKey: res.ClientKey, ServerKey: s.secret.SCRAM.ServerKey}
+	case s.secret.Kind == auth.KindMD5:
+		return s.user, "", &pool.Passthrough{MD5: s.secret.MD5}
+	}
+	return s.user, "", nil
 }
 
 // loginParams fixes the client's view of the tracked parameters and checks

@@ -1,0 +1,69 @@
+package integration
+
+import (
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// TestAuthQueryWithSCRAMPassthrough: a user absent from the auth file is
+// looked up with auth.query; the client is verified against the SCRAM
+// verifier, and the backend login reuses the client's SCRAM key: pgrecycle
+// never learns the password.
+func TestAuthQueryWithSCRAMPassthrough(t *testing.T) {
+	leakCheck(t)
+	ctx := testCtx(t)
+	e0 := startProxy(t, proxyOpts{})
+	pg := e0.pg
+	_ = pg.Exec(ctx, "DROP ROLE IF EXISTS aq_alice")
+	if err := pg.CreateRole(ctx, "aq_alice", "aq-alice-pw", false); err != nil {
+		t.Fatal(err)
+	}
+	e := startProxy(t, proxyOpts{authType: "scram-sha-256", dbUser: "-",
+		users:     map[string]string{"postgres": pg.SuperPassword},
+		authExtra: "query = \"SELECT rolname, rolpassword FROM pg_authid WHERE rolname = $1\"\nquery_user = \"postgres\"\n"})
+	c, err := pgx.Connect(ctx, e.dsn("aq_alice", "aq-alice-pw", "app"))
+	if err != nil {
+		t.Fatalf("user known through auth.query: %v", err)
+	}
+	defer c.Close(ctx)
+	var who string
+	if err := c.QueryRow(ctx, "SELECT current_user").Scan(&who); err != nil || who != "aq_alice" {
+		t.Fatalf("backend logged in as %q (%v), want aq_alice through SCRAM passthrough", who, err)
+	}
+	if _, err := pgx.Connect(ctx, e.dsn("aq_alice", "wrong", "app")); pgCode(err) != "28P01" {
+		t.Fatalf("wrong password: %v, want 28P01", err)
+	}
+	if _, err := pgx.Connect(ctx, e.dsn("aq_nobody", "x", "app")); pgCode(err) != "28P01" {
+		t.Fatalf("unknown user: %v, want 28P01", err)
+	}
+	assertNoSecretsLogged(t, e, map[string]string{"aq_alice": "aq-alice-pw"})
+}
+
+// TestUserlistSCRAMVerifierPassthrough: the auth file holds only a SCRAM
+// verifier (as PostgreSQL stores it); clients log in and so do backends.
+func TestUserlistSCRAMVerifierPassthrough(t *testing.T) {
+	leakCheck(t)
+	ctx := testCtx(t)
+	e0 := startProxy(t, proxyOpts{})
+	pg := e0.pg
+	_ = pg.Exec(ctx, "DROP ROLE IF EXISTS ul_bob")
+	if err := pg.CreateRole(ctx, "ul_bob", "ul-bob-pw", false); err != nil {
+		t.Fatal(err)
+	}
+	d := e0.direct(ctx)
+	var verifier string
+	if err := d.QueryRow(ctx, "SELECT rolpassword FROM pg_authid WHERE rolname = 'ul_bob'").Scan(&verifier); err != nil {
+		t.Fatal(err)
+	}
+	e := startProxy(t, proxyOpts{authType: "scram-sha-256", dbUser: "-", users: map[string]string{"ul_bob": verifier}})
+	c, err := pgx.Connect(ctx, e.dsn("ul_bob", "ul-bob-pw", "app"))
+	if err != nil {
+		t.Fatalf("login with a SCRAM verifier in the auth file: %v", err)
+	}
+	defer c.Close(ctx)
+	var who string
+	if err := c.QueryRow(ctx, "SELECT current_user").Scan(&who); err != nil || who != "ul_bob" {
+		t.Fatalf("current_user = %q, %v", who, err)
+	}
+}
