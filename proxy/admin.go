@@ -83,6 +83,16 @@ func (s *session) adminLoop() error {
 	for {
 		typ, _, err := s.cr.Next()
 		if err != nil {
+			if isTimeout(err) && s.cr.Buffered() == 0 {
+				// A poke: Shutdown tells idle clients to leave.
+				if s.srv.Draining() {
+					s.endCause = "shutdown"
+					_ = s.sendError(fatalf(codeAdminShutdown, "terminating connection: pgrecycle is shutting down"))
+					return errSessionDone
+				}
+				_ = s.conn.SetReadDeadline(time.Time{})
+				continue
+			}
 			var pe *wire.ProtocolError
 			if errors.As(err, &pe) {
 				s.endCause = pe.Error()

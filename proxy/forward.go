@@ -113,8 +113,13 @@ func (s *session) attach() error {
 	}
 	ctx, cancel := s.waitContext()
 	defer cancel()
+	if err := s.srv.waitResumed(ctx, s.db.Name); err != nil {
+		return s.acquireError(ctx, err)
+	}
 	for attempt := 0; ; attempt++ {
+		start := s.beginWait()
 		b, err := s.pool.Acquire(ctx)
+		s.endWait(start)
 		if err != nil {
 			return s.acquireError(ctx, err)
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"slices"
 	"sync"
@@ -99,46 +100,35 @@ func (srv *Server) closeOps() {
 	})
 }
 
-// countingConn counts the bytes a client connection carries, for SHOW
-// STATS and the byte counters: one atomic add per read or write system
-// call, not per message.
-type countingConn struct {
-	net.Conn
+// byteCounts are a session's client traffic, for SHOW STATS and the byte
+// counters: clientReader counts reads, sentCounter writes.
+type byteCounts struct {
 	received atomic.Int64
 	sent     atomic.Int64
 }
 
-func (c *countingConn) Read(p []byte) (int, error) {
-	n, err := c.Conn.Read(p)
-	if n > 0 {
-		c.received.Add(int64(n))
-	}
+// sentCounter counts the bytes written to a session's client: one atomic
+// add per write system call, not per message.
+type sentCounter struct {
+	w     io.Writer
+	count *byteCounts
+}
+
+func (c sentCounter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.count.sent.Add(int64(n))
 	return n, err
 }
 
-func (c *countingConn) Write(p []byte) (int, error) {
-	n, err := c.Conn.Write(p)
-	if n > 0 {
-		c.sent.Add(int64(n))
-	}
-	return n, err
-}
-
-// countBytes wraps an accepted client connection so its traffic is counted.
-func (srv *Server) countBytes(c net.Conn) net.Conn { return &countingConn{Conn: c} }
-
-// connBytes returns what a client connection received and sent (zeros for
-// an unwrapped one).
-func connBytes(c net.Conn) (received, sent int64) {
-	if cc, ok := c.(*countingConn); ok {
-		return cc.received.Load(), cc.sent.Load()
-	}
-	return 0, 0
+// clientBytes returns what the session received from and sent to its
+// client (see byteCounts).
+func (s *session) clientBytes() (received, sent int64) {
+	return s.bytes.received.Load(), s.bytes.sent.Load()
 }
 
 func (s *session) totals() sessionTotals {
 	t := sessionTotals{queries: s.queries.Load(), transactions: s.transactions.Load()}
-	t.received, t.sent = connBytes(s.conn)
+	t.received, t.sent = s.clientBytes()
 	return t
 }
 
@@ -222,8 +212,8 @@ func (srv *Server) snapshotSessions(self *session) sessionSnapshot {
 		ci := clientInfo{
 			admin:     s.admin,
 			user:      s.user,
-			remote:    s.conn.RemoteAddr(),
-			local:     s.conn.LocalAddr(),
+			remote:    s.raw.RemoteAddr(),
+			local:     s.raw.LocalAddr(),
 			connected: s.started,
 			appName:   s.appName,
 			totals:    s.totals(),

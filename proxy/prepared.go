@@ -275,9 +275,11 @@ func (s *session) mapParse(b *pool.Backend) error {
 	if b.Statements.Has(stmt.server) {
 		s.push(request{kind: reqParseViaClose, client: client, server: stmt.server})
 		s.mu.Unlock()
+		s.srv.observeStatement(true)
 		s.writeClose(noopStatement)
 		return nil
 	}
+	s.srv.observeStatement(false)
 	evicted := b.Statements.Add(stmt.server, max)
 	if evicted != "" {
 		s.push(request{kind: reqCloseHidden})
@@ -296,8 +298,10 @@ func (s *session) mapParse(b *pool.Backend) error {
 // order: close evicted (if any), then parse (if needed).
 func (s *session) ensurePrepared(b *pool.Backend, cs *clientStmt) (evicted string, parse bool) {
 	if b.Statements.Has(cs.server) {
+		s.srv.observeStatement(true)
 		return "", false
 	}
+	s.srv.observeStatement(false)
 	evicted = b.Statements.Add(cs.server, s.pool.Options().Pool.MaxPreparedStatements)
 	if evicted != "" {
 		s.push(request{kind: reqCloseHidden})

@@ -82,6 +82,7 @@ type session struct {
 	// that wait, never a half-read message.
 	interruptible bool
 	loggedIn      bool
+	bytes         byteCounts
 	tls           bool // the client connection is encrypted
 }
 
@@ -94,6 +95,7 @@ func (r clientReader) Read(p []byte) (int, error) {
 		n, err := r.s.conn.Read(p)
 		if n > 0 {
 			r.s.interruptible = false
+			r.s.bytes.received.Add(int64(n))
 		}
 		if err != nil && n == 0 && r.s.loggedIn && !r.s.interruptible && isTimeout(err) {
 			_ = r.s.conn.SetReadDeadline(time.Time{})
@@ -139,7 +141,7 @@ func newSession(srv *Server, c net.Conn) *session {
 }
 
 func (s *session) newClientWriter() *wire.Writer {
-	return wire.NewPooledWriter(s.conn, s.srv.bufs)
+	return wire.NewPooledWriter(sentCounter{w: s.conn, count: &s.bytes}, s.srv.bufs)
 }
 
 // kill disconnects the client (server shutdown); run then cleans up.

@@ -17,6 +17,9 @@ import (
 
 // run parses flags, loads the configuration and serves until a signal.
 func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == convertCommand {
+		return runConvert(args[1:], stdout, stderr)
+	}
 	fs := flag.NewFlagSet("pgrecycle", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	configPath := fs.String("config", "pgrecycle.toml", "path to the TOML configuration file")
@@ -40,6 +43,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	defer func() { _ = log.Sync() }()
 
+	// Signals are caught before anything is served, so an early SIGHUP
+	// reloads rather than kills.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+
 	srv, err := proxy.New(proxy.Options{Config: cfg, Logger: log, Version: version})
 	if err != nil {
 		log.Error("cannot start", zap.Error(err))
@@ -55,10 +64,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 	log.Info("pgrecycle started", zap.String("version", version), zap.String("config", cfg.Path),
 		zap.Stringer("addr", addrOrNone{srv}))
 
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
-	defer signal.Stop(sigs)
-	for sig := range sigs {
+	for {
+		var sig os.Signal
+		select {
+		case sig = <-sigs:
+		case <-srv.Done():
+			// SHUTDOWN from the admin console drained and closed it.
+			log.Info("stopped by the admin console")
+			return 0
+		}
 		if sig == syscall.SIGHUP {
 			if err := srv.Reload(); err != nil {
 				log.Error("reload refused; keeping the old configuration", zap.Error(err))
@@ -79,7 +93,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		return 0
 	}
-	return 0
 }
 
 type addrOrNone struct{ srv *proxy.Server }

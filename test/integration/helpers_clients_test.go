@@ -402,3 +402,22 @@ func errorFields(body []byte) map[byte]string {
 	}
 	return out
 }
+
+// dumpLogsOnFailure prints the proxy's log entries at info level and above
+// when the test fails, to help diagnose it.
+func dumpLogsOnFailure(t *testing.T, e *env) {
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		entries := e.logs.FilterLevelExact(zap.InfoLevel).All()
+		entries = append(entries, e.logs.FilterLevelExact(zap.WarnLevel).All()...)
+		entries = append(entries, e.logs.FilterLevelExact(zap.ErrorLevel).All()...)
+		if len(entries) > 60 {
+			entries = entries[len(entries)-60:]
+		}
+		for _, x := range entries {
+			t.Logf("proxy log: %s %s %v", x.Level, x.Message, x.ContextMap())
+		}
+	})
+}

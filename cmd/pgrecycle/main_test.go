@@ -1,0 +1,137 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// buildBinary compiles pgrecycle once for the process-level tests.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "pgrecycle")
+	out, err := exec.Command("go", "build", "-ldflags", "-X main.version=9.9.9-test", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func freeAddr(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// TestBinary builds pgrecycle once and runs it as a process.
+func TestBinary(t *testing.T) {
+	bin := buildBinary(t)
+	t.Run("version and config errors", func(t *testing.T) { testVersionAndConfigErrors(t, bin) })
+	t.Run("signals", func(t *testing.T) { testSignals(t, bin) })
+}
+
+func testVersionAndConfigErrors(t *testing.T, bin string) {
+	out, err := exec.Command(bin, "-version").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "9.9.9-test") {
+		t.Fatalf("-version: %v %q", err, out)
+	}
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.toml")
+	if err := os.WriteFile(bad, []byte("[auth]\ntype = \"trust\"\n[pool]\nsise = 3\n[databases.app]\nport = 5432\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "--config", bad)
+	out, err = cmd.CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+		t.Fatalf("bad config: exit %v, want 1\n%s", err, out)
+	}
+	for _, want := range []string{"pool.sise", "line 4", "databases.app.host"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("error output does not name %q:\n%s", want, out)
+		}
+	}
+}
+
+// testSignals: SIGHUP reloads (a broken file is refused and the process
+// keeps running), SIGTERM drains and exits 0.
+func testSignals(t *testing.T, bin string) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "pgrecycle.toml")
+	addr := freeAddr(t)
+	good := fmt.Sprintf("[listen]\naddr = %q\nshutdown_timeout = \"2s\"\n[auth]\ntype = \"trust\"\n[log]\nformat = \"console\"\n", addr)
+	if err := os.WriteFile(path, []byte(good), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-config", path)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	lines := make(chan string, 100)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	waitLine := func(substr string) {
+		t.Helper()
+		deadline := time.After(10 * time.Second)
+		for {
+			select {
+			case l, ok := <-lines:
+				if !ok {
+					t.Fatalf("process ended before logging %q", substr)
+				}
+				if strings.Contains(l, substr) {
+					return
+				}
+			case <-deadline:
+				t.Fatalf("no log line with %q", substr)
+			}
+		}
+	}
+	waitLine("pgrecycle started")
+	if err := os.WriteFile(path, []byte(good+"[pool]\nsise = 1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Process.Signal(syscall.SIGHUP)
+	waitLine("reload refused")
+	if err := os.WriteFile(path, []byte(good), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Process.Signal(syscall.SIGHUP)
+	waitLine("configuration reloaded")
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatalf("not serving after reloads: %v", err)
+	}
+	c.Close()
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	waitLine("shutting down")
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no exit after SIGTERM")
+	}
+}
