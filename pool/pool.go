@@ -161,22 +161,17 @@ func sameTarget(a, b Options) bool {
 // released or opened until ctx is done.
 func (p *Pool) Acquire(ctx context.Context) (*Backend, error) {
 	for {
+		if b := p.TryAcquire(); b != nil {
+			return b, nil
+		}
 		p.mu.Lock()
 		if p.closed {
 			p.mu.Unlock()
 			return nil, ErrClosed
 		}
-		if n := len(p.idle); n > 0 && len(p.waiters) == 0 {
-			b := p.idle[n-1]
-			p.idle[n-1] = nil
-			p.idle = p.idle[:n-1]
-			b.InUse.Store(true)
-			p.mu.Unlock()
-			if reason := p.checkIdle(b); reason != "" {
-				p.destroy(b, reason, reason != "closed")
-				continue
-			}
-			return b, nil
+		if len(p.idle) > 0 && len(p.waiters) == 0 {
+			p.mu.Unlock() // released meanwhile: take it
+			continue
 		}
 		w := &waiter{ch: make(chan result, 1), since: time.Now()}
 		p.waiters = append(p.waiters, w)
@@ -198,6 +193,28 @@ func (p *Pool) Acquire(ctx context.Context) (*Backend, error) {
 			}
 			return nil, ctx.Err()
 		}
+	}
+}
+
+// TryAcquire returns an idle backend without waiting, or nil.
+func (p *Pool) TryAcquire() *Backend {
+	for {
+		p.mu.Lock()
+		n := len(p.idle)
+		if p.closed || n == 0 || len(p.waiters) > 0 {
+			p.mu.Unlock()
+			return nil
+		}
+		b := p.idle[n-1]
+		p.idle[n-1] = nil
+		p.idle = p.idle[:n-1]
+		b.InUse.Store(true)
+		p.mu.Unlock()
+		if reason := p.checkIdle(b); reason != "" {
+			p.destroy(b, reason, reason != "closed")
+			continue
+		}
+		return b
 	}
 }
 

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -111,17 +112,30 @@ func (s *session) attach() error {
 	if s.srv.draining.Load() {
 		return fatalf(codeAdminShutdown, "pgrecycle is shutting down")
 	}
-	ctx, cancel := s.waitContext()
-	defer cancel()
-	if err := s.srv.waitResumed(ctx, s.db.Name); err != nil {
-		return s.acquireError(ctx, err)
+	// Fast path, the common case: an idle backend and nothing paused, no
+	// timer and no context to set up.
+	var b *pool.Backend
+	if !s.srv.ops.pausedAny.Load() {
+		b = s.pool.TryAcquire()
 	}
+	var ctx context.Context
 	for attempt := 0; ; attempt++ {
-		start := s.beginWait()
-		b, err := s.pool.Acquire(ctx)
-		s.endWait(start)
-		if err != nil {
-			return s.acquireError(ctx, err)
+		if b == nil {
+			if ctx == nil {
+				var cancel context.CancelFunc
+				ctx, cancel = s.waitContext()
+				defer cancel()
+				if err := s.srv.waitResumed(ctx, s.db.Name); err != nil {
+					return s.acquireError(ctx, err)
+				}
+			}
+			start := s.beginWait()
+			var err error
+			b, err = s.pool.Acquire(ctx)
+			s.endWait(start)
+			if err != nil {
+				return s.acquireError(ctx, err)
+			}
 		}
 		if err := s.applyParams(b); err != nil {
 			var qe *pool.QueryError
@@ -130,6 +144,7 @@ func (s *session) attach() error {
 				return errorf(qe.Code, "%s", qe.Message)
 			}
 			s.pool.Destroy(b, "error")
+			b = nil
 			if attempt < 3 {
 				continue
 			}
