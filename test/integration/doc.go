@@ -1,0 +1,5 @@
+// Package integration tests pgrecycle end to end: a real PostgreSQL started
+// by test/pgtest, pgrecycle in-process in front of it (configured from a
+// TOML file, as the binary is), and real clients: pgx, psql, pgbench and
+// psycopg 3. Every test checks for goroutine leaks.
+package integration
