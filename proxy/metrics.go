@@ -97,7 +97,11 @@ func (srv *Server) listenMetrics() error {
 	if addr == "" {
 		return nil
 	}
-	ln, err := net.Listen("tcp", addr)
+	var lc net.ListenConfig
+	if srv.Config().Listen.SOReusePort {
+		lc.Control = setReusePort // an upgrade starts the new process on the same addr
+	}
+	ln, err := lc.Listen(context.Background(), "tcp", addr)
 	if err != nil {
 		return fmt.Errorf("metrics.addr: %w", err)
 	}
@@ -198,6 +202,7 @@ type collector struct {
 	memory          *prometheus.Desc
 	memoryMax       *prometheus.Desc
 	backendsSampled *prometheus.Desc
+	health          healthDescs
 }
 
 func newCollector(srv *Server) *collector {
@@ -225,6 +230,7 @@ func newCollector(srv *Server) *collector {
 		memory:          d("backend_memory_bytes", "Last sampled memory of the open backends (one observation per sampled backend, recomputed at each scrape).", pl...),
 		memoryMax:       d("backend_memory_max_bytes", "Largest last sampled memory among the pool's open backends.", pl...),
 		backendsSampled: d("backend_memory_sampled_backends", "Open backends with a memory sample.", pl...),
+		health:          newHealthDescs(),
 	}
 }
 
@@ -234,6 +240,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 		c.memory, c.memoryMax, c.backendsSampled} {
 		ch <- d
 	}
+	c.health.describe(ch)
 }
 
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
@@ -333,4 +340,5 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		gauge(c.paused, v, name)
 	}
+	c.health.collect(srv, ch)
 }

@@ -9,7 +9,8 @@ import (
 )
 
 // warnReadableSecrets logs a warning for each file holding secrets that
-// users other than its owner can read.
+// any user of the machine can read. Group-readable is left alone: that is
+// how Kubernetes mounts secrets with fsGroup.
 func warnReadableSecrets(cfg *config.Config, log *zap.Logger) {
 	hasPassword := false
 	for _, d := range cfg.Databases {
@@ -22,7 +23,7 @@ func warnReadableSecrets(cfg *config.Config, log *zap.Logger) {
 		if path == "" {
 			return
 		}
-		if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o044 != 0 {
+		if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o004 != 0 {
 			log.Warn(what+" is readable by other users; chmod 600 it", zap.String("file", path))
 		}
 	}

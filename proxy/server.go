@@ -56,11 +56,12 @@ type Server struct {
 	// draining is set by Shutdown: no new transactions, idle clients are
 	// told and closed, the rest finish first.
 	draining atomic.Bool
-	ops      opsState // admin console, metrics (inspect.go, metrics.go)
+	ops      opsState    // admin console, metrics (inspect.go, metrics.go)
+	health   healthState // the health advisor's findings (health.go)
 
 	ctx    context.Context
 	cancel context.CancelFunc
-	wg     sync.WaitGroup // accept loops, sessions, ticker
+	wg     sync.WaitGroup // accept loops, sessions, ticker, health advisor
 }
 
 // New validates what it can (auth file) and returns an unstarted Server.
@@ -139,6 +140,12 @@ func (s *Server) Listen() error {
 			return fmt.Errorf("listen.unix_socket_dir: %w", err)
 		}
 		_ = os.Chmod(path, 0o777)
+		if ul, ok := ln.(*net.UnixListener); ok {
+			// Another process may own the path by now (an upgrade with
+			// so_reuseport): never unlink it on close; a stale file is
+			// removed at the next start instead.
+			ul.SetUnlinkOnClose(false)
+		}
 		s.listeners = append(s.listeners, ln)
 	}
 	if len(s.listeners) == 0 {
@@ -176,6 +183,7 @@ func (s *Server) Serve() {
 	}
 	s.wg.Add(1)
 	go s.tickLoop()
+	s.startHealth()
 	s.serveMetrics()
 }
 

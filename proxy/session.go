@@ -451,7 +451,18 @@ func (s *session) authenticate(cfg *config.Config) (auth.Result, error) {
 // password, or the client's own SCRAM key or md5 hash passed through.
 func (s *session) backendCredentials(cfg *config.Config, db *config.Database, res auth.Result) (string, string, *pool.Passthrough) {
 	if db.User != "" {
-		return db.User, db.Password, nil
+		password := db.Password
+		if password == "" {
+			// As documented: the fixed user's password may live in
+			// [users.NAME] or the auth file instead.
+			if u := cfg.Users[db.User]; u != nil {
+				password = u.Password
+			}
+			if sec, ok := (*s.srv.users.Load())[db.User]; ok && password == "" && sec.Kind == auth.KindPlain {
+				password = sec.Plain
+			}
+		}
+		return db.User, password, nil
 	}
 	if u := cfg.Users[s.user]; u != nil && u.Password != "" {
 		return s.user, u.Password, nil
