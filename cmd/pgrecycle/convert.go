@@ -534,6 +534,7 @@ const (
 	pgbDefaultPoolMode      = "session"
 	pgbDefaultPoolSize      = 20
 	pgbDefaultServerLife    = time.Hour
+	pgbDefaultAuthQuery     = "SELECT rolname, CASE WHEN rolvaliduntil < now() THEN NULL ELSE rolpassword END FROM pg_authid WHERE rolname=$1 AND rolcanlogin"
 )
 
 // noEquivalent is why a PgBouncer setting has no pgrecycle counterpart.
@@ -570,9 +571,8 @@ var noEquivalent = map[string]string{
 	"auth_hba_file":               "no pg_hba.conf-format file: write its rules as [[hba]] sections (database, user, address, method) in this file.",
 	"auth_ident_file":             "no ident maps: pgrecycle has no peer or ident authentication.",
 	"auth_ldap_options":           "no LDAP authentication.",
-	"auth_user":                   "auth_query is not supported yet: list every user in auth.file instead. docs/migrating-from-pgbouncer.md has a query that writes userlist.txt from pg_authid.",
-	"auth_query":                  "not supported yet: list every user in auth.file instead. docs/migrating-from-pgbouncer.md has a query that writes userlist.txt from pg_authid.",
-	"auth_dbname":                 "auth_query is not supported yet, so no database is needed for it.",
+	"auth_query":                  "auth_user is not set, so PgBouncer did not use it.",
+	"auth_dbname":                 "pgrecycle runs auth.query on the database the client asks for: install the lookup function (or grant the query's access) in every database.",
 	"stats_users":                 "the admin console has no read-only role: add these users to auth.admin_users if they need SHOW commands, or point monitoring at [metrics] addr.",
 	"autodb_idle_timeout":         "only applies to the \"*\" fallback database, which has no equivalent.",
 	"pool_idle_timeout":           "no pool expiry; idle backends are closed after pool.server_idle_timeout.",
@@ -620,6 +620,7 @@ type converter struct {
 	errs   []error
 	// The "no equivalent" list, in input order.
 	unconverted []unconverted
+	authType    string // the auth.type written
 	// Values of the global sections that databases inherit.
 	poolSize, minIdle int64
 	socketDir         string
@@ -769,8 +770,11 @@ func (c *converter) header(b *bytes.Buffer) {
 		b.WriteString("#\n")
 		writeComment(b, "", fmt.Sprintf("Userlist %s checked: %d users; %d with a plain-text password, %d with an md5 hash, %d with a SCRAM secret, %d without a password.",
 			u.Path, u.Users, u.Plain, u.MD5, u.SCRAM, u.NoPassword))
-		if u.MD5+u.SCRAM > 0 {
-			writeComment(b, "", "NOTE: pgrecycle checks clients against hashes and SCRAM secrets, but logs in to PostgreSQL with a plain-text password: from auth.file, [users.NAME] password, or the database's password (PgBouncer could reuse an md5 hash or the client's SCRAM key). Give pgrecycle those passwords, or a forced user (databases.NAME.user and password), for the users listed only with a hash.")
+		if u.NoPassword > 0 && c.authType != "trust" {
+			writeComment(b, "", "NOTE: users without a password cannot log in under "+c.authType+".")
+		}
+		if u.MD5 > 0 && c.authType == "scram-sha-256" {
+			writeComment(b, "", "NOTE: under scram-sha-256, PgBouncer refused users listed with an md5 hash; pgrecycle lets them log in with md5. Replace those hashes with SCRAM secrets to keep SCRAM for everyone.")
 		}
 	}
 }
@@ -907,6 +911,7 @@ func (c *converter) authSection() *tomlSection {
 		}
 	}
 	s.set("type", tomlString(typ), note)
+	c.authType = typ
 
 	if e, ok := c.get("auth_file"); ok && e.Value != "" {
 		s.set("file", tomlString(e.Value), from(e))
@@ -923,12 +928,20 @@ func (c *converter) authSection() *tomlSection {
 			why += "; the userlist given to the converter is used"
 		}
 		if _, aq := c.g["auth_user"]; aq {
-			why += ". Users came from auth_query, which pgrecycle does not support yet: list every user in this file (docs/migrating-from-pgbouncer.md shows a query that writes it)"
+			why += ". Users come from auth.query, but pgrecycle still needs this file: it must hold at least the plain-text password of query_user (or set it in [users.NAME] password)"
 		}
 		s.comment(why + ".")
 		s.set("file", tomlString(file), "PgBouncer format: \"user\" \"password, md5 hash or SCRAM secret\"")
 	}
 
+	if e, ok := c.get("auth_user"); ok && e.Value != "" {
+		q, note := pgbDefaultAuthQuery, "PgBouncer's default auth_query"
+		if qe, ok := c.get("auth_query"); ok && qe.Value != "" {
+			q, note = qe.Value, "auth_query"
+		}
+		s.set("query", tomlString(q), note+"; run on the client's database")
+		s.set("query_user", tomlString(e.Value), from(e)+"; its password from [users.NAME] password or auth.file, as in PgBouncer")
+	}
 	if e, ok := c.get("admin_users"); ok {
 		var list []string
 		for _, u := range strings.Split(e.Value, ",") {
@@ -1218,7 +1231,15 @@ func (c *converter) database(name string, e iniEntry, params []connParam) dbOut 
 			c.skip(label+": "+p.Key+"="+p.Value, noEquivalent["reserve_pool_size"])
 		case "max_db_client_connections":
 			c.skip(label+": "+p.Key+"="+p.Value, noEquivalent[p.Key])
-		case "auth_user", "auth_query", "auth_dbname":
+		case "auth_user", "auth_query":
+			global := c.g[p.Key].Value
+			if p.Key == "auth_query" && global == "" {
+				global = pgbDefaultAuthQuery
+			}
+			if p.Value != global {
+				c.skip(label+": "+p.Key+"="+p.Value, "auth.query and auth.query_user are set once for every database; the global values apply here.")
+			}
+		case "auth_dbname":
 			c.skip(label+": "+p.Key+"="+p.Value, noEquivalent[p.Key])
 		case "load_balance_hosts":
 			c.skip(label+": "+p.Key+"="+p.Value, "pgrecycle connects to one host per database.")
@@ -1261,7 +1282,7 @@ func (c *converter) database(name string, e iniEntry, params []connParam) dbOut 
 		if password != "" {
 			d.main.set("password", tomlString(password), "")
 		} else {
-			d.main.comment("NOTE: no password: PgBouncer took " + user + "'s from auth_file. pgrecycle needs it in plain text here, in [users." + tomlKey(user) + "] password, or in auth.file, unless PostgreSQL trusts pgrecycle.")
+			d.main.comment("NOTE: no password: PgBouncer took " + user + "'s from auth_file. Give it here in plain text (password = \"...\"), unless PostgreSQL lets pgrecycle in without one.")
 		}
 	} else if password != "" {
 		d.main.set("password", tomlString(password), "")

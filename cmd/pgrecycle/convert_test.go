@@ -5,6 +5,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -150,6 +151,9 @@ func TestConvertHeroku(t *testing.T) {
 	wantEqual(t, "sslmode", db.SSLMode, "require")
 	wantEqual(t, "databases", len(cfg.Databases), 2)
 	wantContains(t, out,
+		"# Userlist testdata/heroku.userlist.txt checked: 3 users;",
+		"# NOTE: users without a password cannot log in under scram-sha-256.\n",
+		"# NOTE: under scram-sha-256, PgBouncer refused users listed with an md5 hash;",
 		"# reserve_pool_size = 1\n",
 		"# ignore_startup_parameters = extra_float_digits\n#   nothing to ignore: pgrecycle accepts every startup parameter",
 		"# pidfile = /app/vendor/pgbouncer/pgbouncer.pid\n",
@@ -281,8 +285,10 @@ func TestConvertTLSAuthQuery(t *testing.T) {
 	wantEqual(t, "appdb sslmode", app.SSLMode, "verify-full")
 	wantEqual(t, "appdb sslrootcert", app.SSLRootCert, "/etc/pgbouncer/tls/db-ca.crt")
 	wantEqual(t, "appdb_replica sslmode", cfg.Databases["appdb_replica"].SSLMode, "verify-full")
+	wantEqual(t, "auth.query", cfg.Auth.Query, "SELECT usename, passwd FROM pgbouncer.get_auth($1)")
+	wantEqual(t, "auth.query_user", cfg.Auth.QueryUser, "pgbouncer_auth")
 	wantContains(t, out,
-		"# auth_query = SELECT usename, passwd FROM pgbouncer.get_auth($1)\n#   not supported yet",
+		"# auth_dbname = appdb\n#   pgrecycle runs auth.query on the database the client asks for",
 		"# [peers] 1 = host=/var/run/pgbouncer-1\n",
 		"# client_tls_ca_file = /etc/pgbouncer/tls/clients-ca.crt\n",
 		"NOTE: client_tls_sslmode = verify-full also required a valid client",
@@ -393,6 +399,12 @@ func TestConvertMappings(t *testing.T) {
 		{"auth_type pam", "[pgbouncer]\nlisten_addr=*\nauth_type = pam\n[databases]\na = host=h\n", func(t *testing.T, c *config.Config) {
 			wantEqual(t, "auth.type", c.Auth.Type, "scram-sha-256")
 			wantEqual(t, "auth.file", c.Auth.File, "userlist.txt")
+		}},
+		{"auth_user without auth_query", "[pgbouncer]\nlisten_addr=*\nauth_user = lookup\nauth_file = users.txt\n[databases]\na = host=h\n", func(t *testing.T, c *config.Config) {
+			wantEqual(t, "auth.query_user", c.Auth.QueryUser, "lookup")
+			if !strings.Contains(c.Auth.Query, "FROM pg_authid WHERE rolname=$1") {
+				t.Errorf("auth.query = %q, want PgBouncer's default", c.Auth.Query)
+			}
 		}},
 		{"statement mode", "[pgbouncer]\nlisten_addr=*\npool_mode = statement\n[databases]\na = host=h\n", func(t *testing.T, c *config.Config) {
 			wantEqual(t, "pool.mode", c.Pool.Mode, "transaction")
@@ -542,6 +554,71 @@ func TestTOMLString(t *testing.T) {
 	for in, want := range cases {
 		if got := tomlString(in); got != want {
 			t.Errorf("tomlString(%q) = %s, want %s", in, got, want)
+		}
+	}
+}
+
+// convertedSamples are the [pgbouncer] settings the converter maps, with a
+// value each; noEquivalent lists the others.
+var convertedSamples = map[string]string{
+	"listen_addr": "*", "listen_port": "6432", "unix_socket_dir": "/tmp", "max_client_conn": "100",
+	"client_login_timeout": "60", "so_reuseport": "1", "tcp_keepalive": "1", "tcp_keepidle": "30",
+	"tcp_keepintvl": "10", "tcp_keepcnt": "3", "tcp_user_timeout": "1000", "auth_type": "md5",
+	"auth_file": "/etc/pgbouncer/userlist.txt", "auth_user": "lookup", "auth_query": "SELECT 1",
+	"admin_users": "admin", "pool_mode": "session", "default_pool_size": "20", "min_pool_size": "1",
+	"max_db_connections": "50", "query_wait_timeout": "120", "server_reset_query": "DISCARD ALL",
+	"server_reset_query_always": "0", "server_connect_timeout": "15", "server_login_retry": "15",
+	"server_idle_timeout": "600", "server_check_query": "select 1", "server_check_delay": "30",
+	"client_idle_timeout": "0", "idle_transaction_timeout": "0", "max_prepared_statements": "200",
+	"server_lifetime": "3600", "server_tls_sslmode": "prefer", "server_tls_ca_file": "/ca.crt",
+	"client_tls_sslmode": "require", "client_tls_cert_file": "/c.crt", "client_tls_key_file": "/c.key",
+	"verbose": "1",
+}
+
+// Every setting the converter knows is mapped without being listed as
+// unknown, and docs/migrating-from-pgbouncer.md names each of them.
+func TestConvertKnowsEverySetting(t *testing.T) {
+	var ini strings.Builder
+	ini.WriteString("[pgbouncer]\n")
+	// Converted only in some cases (TLS files with a TLS mode, server TLS
+	// with a database, auth_query with auth_user), listed otherwise.
+	conditional := []string{"client_tls_cert_file", "client_tls_key_file", "server_tls_sslmode", "server_tls_ca_file", "auth_query"}
+	for k, v := range convertedSamples {
+		if _, dup := noEquivalent[k]; dup && !slices.Contains(conditional, k) {
+			t.Errorf("%s is both converted and listed as having no equivalent", k)
+		}
+		ini.WriteString(k + " = " + v + "\n")
+	}
+	ini.WriteString("[databases]\napp = host=db\n")
+	p := writeTestFile(t, t.TempDir(), "all.ini", ini.String())
+	out, stderr, code := convertFile(t, p)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if _, err := config.Parse([]byte(out), ""); err != nil {
+		t.Fatalf("config.Parse: %v\n%s", err, out)
+	}
+	if strings.Contains(out, "not a setting this converter knows") {
+		t.Errorf("a converted setting is listed as unknown:\n%s", out)
+	}
+	if _, tail, ok := strings.Cut(out, "with no pgrecycle equivalent"); ok {
+		t.Errorf("converted settings listed as having no equivalent:%s", tail)
+	}
+
+	doc, err := os.ReadFile(filepath.Join("..", "..", "docs", "migrating-from-pgbouncer.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	for k := range convertedSamples {
+		keys = append(keys, k)
+	}
+	for k := range noEquivalent {
+		keys = append(keys, k)
+	}
+	for _, k := range keys {
+		if !strings.Contains(string(doc), "`"+k+"`") {
+			t.Errorf("docs/migrating-from-pgbouncer.md does not mention `%s`", k)
 		}
 	}
 }
