@@ -26,6 +26,7 @@ type Config struct {
 	TLS        TLS                  `toml:"tls"`
 	HBA        []HBARule            `toml:"hba"`
 	Metrics    Metrics              `toml:"metrics"`
+	Health     Health               `toml:"health"`
 	Log        Log                  `toml:"log"`
 	Path       string               `toml:"-"` // absolute path of the file loaded, "" for Parse
 }
@@ -161,6 +162,29 @@ type Metrics struct {
 	Addr string `toml:"addr"` // Prometheus /metrics and /healthz; default "" = off; e.g. "127.0.0.1:9930"
 }
 
+// Health is the [health] section: the database health advisor. On every
+// interval it samples each configured database from a dedicated connection
+// of its own (never a client's backend) and reports what crosses a
+// threshold in SHOW HEALTH, the pgrecycle_health_* metrics and a warning
+// in the log. A threshold of 0 turns its check off.
+type Health struct {
+	Enabled      bool     `toml:"enabled"`       // default true
+	Interval     Duration `toml:"interval"`      // default 60s, > 0: time between two samples of a database
+	QueryTimeout Duration `toml:"query_timeout"` // default 5s, > 0: statement_timeout of the advisor's queries
+	// User is the role the advisor connects as; "" = the database's user,
+	// else auth.query_user. Its password comes from [users.NAME] or the
+	// auth file. Databases with none of them are not sampled.
+	User                  string   `toml:"user"`
+	MemoryFraction        float64  `toml:"memory_fraction"`         // default 0.8, 0..1: sampled backend memory against max_memory (largest) and pool.size × max_memory (total)
+	GenericPlanPartitions int      `toml:"generic_plan_partitions"` // default 10: report generic plans of statements on partitioned tables with at least this many partitions
+	XIDAgeFraction        float64  `toml:"xid_age_fraction"`        // default 0.8, 0..10: age(datfrozenxid) against autovacuum_freeze_max_age
+	DeadTuples            int64    `toml:"dead_tuples"`             // default 1000000: dead tuples of a table
+	DeadTuplesFraction    float64  `toml:"dead_tuples_fraction"`    // default 0.2, 0..1: ... and at least this share of its tuples
+	IdleInTransaction     Duration `toml:"idle_in_transaction"`     // default 5m: age of the oldest session idle in a transaction
+	ConnectionsFraction   float64  `toml:"connections_fraction"`    // default 0.8, 0..1: client backends against max_connections - superuser_reserved_connections
+	BypassConnections     int      `toml:"bypass_connections"`      // default 10: client backends of a pooled database that don't come through pgrecycle
+}
+
 // Log is the [log] section.
 type Log struct {
 	Level  string `toml:"level"`  // debug|info|warn|error; default "info"
@@ -217,7 +241,25 @@ func Default() *Config {
 		Databases:  map[string]*Database{},
 		Users:      map[string]*User{},
 		TLS:        TLS{Mode: "disable"},
+		Health:     DefaultHealth(),
 		Log:        Log{Level: "info", Format: "json"},
+	}
+}
+
+// DefaultHealth returns the [health] defaults.
+func DefaultHealth() Health {
+	return Health{
+		Enabled:               true,
+		Interval:              Duration(60 * time.Second),
+		QueryTimeout:          Duration(5 * time.Second),
+		MemoryFraction:        0.8,
+		GenericPlanPartitions: 10,
+		XIDAgeFraction:        0.8,
+		DeadTuples:            1000000,
+		DeadTuplesFraction:    0.2,
+		IdleInTransaction:     Duration(5 * time.Minute),
+		ConnectionsFraction:   0.8,
+		BypassConnections:     10,
 	}
 }
 

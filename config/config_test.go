@@ -82,7 +82,20 @@ func TestDefaults(t *testing.T) {
 		Databases:  map[string]*Database{},
 		Users:      map[string]*User{},
 		TLS:        TLS{Mode: "disable"},
-		Log:        Log{Level: "info", Format: "json"},
+		Health: Health{
+			Enabled:               true,
+			Interval:              Duration(time.Minute),
+			QueryTimeout:          Duration(5 * time.Second),
+			MemoryFraction:        0.8,
+			GenericPlanPartitions: 10,
+			XIDAgeFraction:        0.8,
+			DeadTuples:            1000000,
+			DeadTuplesFraction:    0.2,
+			IdleInTransaction:     Duration(5 * time.Minute),
+			ConnectionsFraction:   0.8,
+			BypassConnections:     10,
+		},
+		Log: Log{Level: "info", Format: "json"},
 	}
 	if !reflect.DeepEqual(d, want) {
 		t.Fatalf("Default() =\n%+v\nwant\n%+v", d, want)
@@ -193,6 +206,20 @@ work_mem = "128MB"
 [metrics]
 addr = "127.0.0.1:9930"
 
+[health]
+enabled = false
+interval = "5m"
+query_timeout = "2s"
+user = "monitor"
+memory_fraction = 0.5
+generic_plan_partitions = 0
+xid_age_fraction = 1.5
+dead_tuples = 5000
+dead_tuples_fraction = 0
+idle_in_transaction = "30s"
+connections_fraction = 0.9
+bypass_connections = 0
+
 [log]
 level = "debug"
 format = "console"
@@ -249,7 +276,13 @@ func TestFullFileRoundTrip(t *testing.T) {
 		}},
 		TLS:     TLS{Mode: "disable"},
 		Metrics: Metrics{Addr: "127.0.0.1:9930"},
-		Log:     Log{Level: "debug", Format: "console"},
+		Health: Health{
+			Enabled: false, Interval: Duration(5 * time.Minute), QueryTimeout: Duration(2 * time.Second),
+			User: "monitor", MemoryFraction: 0.5, GenericPlanPartitions: 0, XIDAgeFraction: 1.5,
+			DeadTuples: 5000, DeadTuplesFraction: 0, IdleInTransaction: Duration(30 * time.Second),
+			ConnectionsFraction: 0.9, BypassConnections: 0,
+		},
+		Log: Log{Level: "debug", Format: "console"},
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Fatalf("Parse(fullFile) =\n%#v\nwant\n%#v\ndiff: %v", c, want, Diff(c, want))
@@ -413,6 +446,16 @@ func TestValidationErrors(t *testing.T) {
 		{"recycle bad size", minimal + "[recycle]\nmax_memory = \"64XB\"\n", "recycle.max_memory", `invalid size "64XB"`},
 		{"recycle negative size", minimal + "[recycle]\nmax_memory = \"-1MB\"\n", "recycle.max_memory", "must not be negative"},
 		{"recycle negative integer size", minimal + "[recycle]\nmax_memory = -1\n", "recycle.max_memory", "must not be negative"},
+		{"health interval", minimal + "[health]\ninterval = \"0s\"\n", "health.interval", "greater than 0"},
+		{"health query_timeout", minimal + "[health]\nquery_timeout = \"0\"\n", "health.query_timeout", "greater than 0"},
+		{"health memory_fraction", minimal + "[health]\nmemory_fraction = 1.5\n", "health.memory_fraction", "between 0 and 1"},
+		{"health xid_age_fraction", minimal + "[health]\nxid_age_fraction = 11\n", "health.xid_age_fraction", "between 0 and 10"},
+		{"health dead_tuples_fraction", minimal + "[health]\ndead_tuples_fraction = -0.1\n", "health.dead_tuples_fraction", "between 0 and 1"},
+		{"health connections_fraction nan", minimal + "[health]\nconnections_fraction = nan\n", "health.connections_fraction", "between 0 and 1"},
+		{"health generic_plan_partitions", minimal + "[health]\ngeneric_plan_partitions = -1\n", "health.generic_plan_partitions", "must not be negative"},
+		{"health dead_tuples", minimal + "[health]\ndead_tuples = -1\n", "health.dead_tuples", "must not be negative"},
+		{"health bypass_connections", minimal + "[health]\nbypass_connections = -1\n", "health.bypass_connections", "must not be negative"},
+		{"health idle_in_transaction", minimal + "[health]\nidle_in_transaction = \"-1s\"\n", "health.idle_in_transaction", "must not be negative"},
 		{"log level", minimal + "[log]\nlevel = \"trace\"\n", "log.level", `must be one of "debug", "info", "warn", "error"`},
 		{"log format", minimal + "[log]\nformat = \"text\"\n", "log.format", `must be one of "json", "console"`},
 		{"listen addr required", minimal + "[listen]\naddr = \"\"\n", "listen.addr", "required unless listen.unix_socket_dir is set"},
@@ -932,7 +975,7 @@ func TestExampleFile(t *testing.T) {
 
 	// It shows the defaults.
 	d := Default()
-	if c.Listen != d.Listen || c.Pool != d.Pool || c.Recycle != d.Recycle || c.Metrics != d.Metrics || c.Log != d.Log {
+	if c.Listen != d.Listen || c.Pool != d.Pool || c.Recycle != d.Recycle || c.Metrics != d.Metrics || c.Health != d.Health || c.Log != d.Log {
 		t.Errorf("example global sections differ from the defaults: %v", Diff(d, c))
 	}
 	if c.Auth.Type != d.Auth.Type || len(c.Auth.AdminUsers) != 0 {

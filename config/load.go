@@ -719,6 +719,30 @@ func recycleProblems(r Recycle) []problem {
 	return ps
 }
 
+func healthProblems(h Health) []problem {
+	var ps []problem
+	if h.Interval <= 0 {
+		ps = append(ps, problemf("interval", "must be greater than 0"))
+	}
+	if h.QueryTimeout <= 0 {
+		ps = append(ps, problemf("query_timeout", "must be greater than 0"))
+	}
+	fraction := func(key string, v, hi float64) {
+		if !(v >= 0 && v <= hi) {
+			ps = append(ps, problemf(key, "must be between 0 and %v, not %v", hi, v))
+		}
+	}
+	fraction("memory_fraction", h.MemoryFraction, 1)
+	fraction("xid_age_fraction", h.XIDAgeFraction, 10)
+	fraction("dead_tuples_fraction", h.DeadTuplesFraction, 1)
+	fraction("connections_fraction", h.ConnectionsFraction, 1)
+	ps = append(ps, atLeast("generic_plan_partitions", int64(h.GenericPlanPartitions), 0)...)
+	ps = append(ps, atLeast("dead_tuples", h.DeadTuples, 0)...)
+	ps = append(ps, nonNegative("idle_in_transaction", h.IdleInTransaction)...)
+	ps = append(ps, atLeast("bypass_connections", int64(h.BypassConnections), 0)...)
+	return ps
+}
+
 // reservedParameter reports startup fields pgrecycle sets itself.
 func reservedParameter(name string) bool {
 	return oneOf(strings.ToLower(name), "user", "database", "replication")
@@ -934,6 +958,7 @@ func check(c *Config, defined func(toml.Key) bool) []*Error {
 	if c.Metrics.Addr != "" {
 		add(toml.Key{"metrics"}, addrProblems("addr", c.Metrics.Addr))
 	}
+	add(toml.Key{"health"}, healthProblems(c.Health))
 	add(toml.Key{"log"}, enum("level", c.Log.Level, "debug", "info", "warn", "error"))
 	add(toml.Key{"log"}, enum("format", c.Log.Format, "json", "console"))
 	return errs

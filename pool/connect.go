@@ -127,6 +127,13 @@ func (p *Pool) connect(ctx context.Context) (*Backend, error) {
 	if err != nil {
 		return nil, err
 	}
+	// pgconn may still have a background reader on the socket (started when
+	// a login write was slow); SyncConn stops it, or its read would steal
+	// the backend's first bytes and hold the socket's read lock.
+	if err := pc.SyncConn(ctx); err != nil {
+		_ = pc.Close(ctx)
+		return nil, err
+	}
 	hj, err := pc.Hijack()
 	if err != nil {
 		_ = pc.Close(ctx)

@@ -188,6 +188,7 @@ func adminCommands() [][2]string {
 		{"SHOW STATS", "totals and averages per database: transactions, queries, bytes, wait time"},
 		{"SHOW RETIREMENTS", "backends closed, by pool and reason"},
 		{"SHOW LISTS", "counts of databases, pools, clients and backends"},
+		{"SHOW HEALTH", "health advisor findings: check, object, value, threshold, advice"},
 		{"RELOAD", "re-read the configuration file"},
 		{"PAUSE [db]", "let running transactions finish, hold new ones"},
 		{"RESUME [db]", "release held clients"},
@@ -365,6 +366,8 @@ func (s *session) adminShow(what string) (*adminResult, error) {
 		return s.showRetirements(), nil
 	case "LISTS":
 		return s.showLists(), nil
+	case "HEALTH":
+		return s.showHealth(), nil
 	}
 	return nil, errorf(codeSyntaxError, "unknown SHOW subject %q; SHOW HELP lists the commands", what)
 }
