@@ -102,6 +102,7 @@ func runCmd(ctx context.Context, t *testing.T, stdin string, env []string, name 
 	t.Helper()
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Env = env
+	cmd.Dir = t.TempDir()
 	cmd.WaitDelay = 5 * time.Second
 	if stdin != "" {
 		cmd.Stdin = strings.NewReader(stdin)

@@ -1,0 +1,161 @@
+package integration
+
+// Query cancellation through the proxy: a CancelRequest reaches the
+// backend the client is using, and only that one; a wrong key cancels
+// nothing.
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// waitActive waits until a backend runs a query starting with prefix.
+func waitActive(ctx context.Context, t *testing.T, d *pgx.Conn, prefix string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var n int
+		if err := d.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+			WHERE state = 'active' AND query LIKE $1 AND pid <> pg_backend_pid()`, prefix+"%").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no backend started %q", prefix)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+type timedResult struct {
+	err     error
+	elapsed time.Duration
+}
+
+func runTimed(ctx context.Context, c *pgx.Conn, sql string) <-chan timedResult {
+	ch := make(chan timedResult, 1)
+	go func() {
+		start := time.Now()
+		_, err := c.Exec(ctx, sql)
+		ch <- timedResult{err, time.Since(start)}
+	}()
+	return ch
+}
+
+func TestCancelContext(t *testing.T) {
+	leakCheck(t)
+	forModes(t, proxyOpts{size: 3}, func(t *testing.T, e *env, mode string) {
+		ctx := testCtx(t)
+		d := e.direct(ctx)
+		victim := e.mustConnect(ctx, cancelRequests, execModeParam(mode)...)
+		bystander := e.connect(ctx, execModeParam(mode)...)
+
+		other := runTimed(ctx, bystander, "SELECT pg_sleep(2) /* bystander */")
+		waitActive(ctx, t, d, "SELECT pg_sleep(2) /* bystander */")
+
+		qctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+		start := time.Now()
+		_, err := victim.Exec(qctx, "SELECT pg_sleep(10) /* victim */")
+		elapsed := time.Since(start)
+		cancel()
+		if err == nil {
+			t.Fatal("pg_sleep(10) with a 300ms context returned no error")
+		}
+		if elapsed > 3*time.Second {
+			t.Fatalf("cancel took %s", elapsed)
+		}
+		if code := sqlState(err); code != "57014" {
+			t.Fatalf("cancelled query: want SQLSTATE 57014, got %v (%q)", err, code)
+		}
+		if victim.IsClosed() {
+			t.Fatal("the cancelled client's connection was closed")
+		}
+
+		r := <-other
+		if r.err != nil {
+			t.Fatalf("the other client's pg_sleep(2) failed: %v", r.err)
+		}
+		if r.elapsed < 1900*time.Millisecond {
+			t.Fatalf("the other client's pg_sleep(2) ended after %s", r.elapsed)
+		}
+
+		// The cancelled client carries on, and no late cancel hits it.
+		var n int
+		if err := victim.QueryRow(ctx, "SELECT 5").Scan(&n); err != nil || n != 5 {
+			t.Fatalf("after cancel: %d %v", n, err)
+		}
+		if _, err := victim.Exec(ctx, "SELECT pg_sleep(0.3)"); err != nil {
+			t.Fatalf("query after cancel: %v", err)
+		}
+	})
+}
+
+// cancelRequest sends a raw CancelRequest to the proxy.
+func (e *env) cancelRequest(t *testing.T, pid uint32, secret []byte) {
+	t.Helper()
+	c := e.rawDial(t, 5*time.Second)
+	msg := binary.BigEndian.AppendUint32(nil, uint32(12+len(secret)))
+	msg = binary.BigEndian.AppendUint32(msg, cancelCode)
+	msg = binary.BigEndian.AppendUint32(msg, pid)
+	msg = append(msg, secret...)
+	if _, err := c.Write(msg); err != nil {
+		t.Fatal(err)
+	}
+	// The proxy closes the connection once it has handled the request.
+	var b [1]byte
+	if n, err := c.Read(b[:]); err == nil {
+		t.Fatalf("proxy answered a CancelRequest with %d bytes", n)
+	}
+}
+
+func TestCancelWrongKey(t *testing.T) {
+	leakCheck(t)
+	forModes(t, proxyOpts{size: 2}, func(t *testing.T, e *env, mode string) {
+		ctx := testCtx(t)
+		d := e.direct(ctx)
+		c := e.connect(ctx, execModeParam(mode)...)
+		pid, secret := c.PgConn().PID(), c.PgConn().SecretKey()
+		if len(secret) != 4 {
+			t.Fatalf("secret key of %d bytes", len(secret))
+		}
+
+		res := runTimed(ctx, c, "SELECT pg_sleep(1.5) /* wrongkey */")
+		waitActive(ctx, t, d, "SELECT pg_sleep(1.5) /* wrongkey */")
+		wrong := append([]byte(nil), secret...)
+		wrong[0] ^= 0xff
+		e.cancelRequest(t, pid, wrong)                        // right pid, wrong secret
+		e.cancelRequest(t, pid^0x5a5a5a5a&0x7fffffff, secret) // wrong pid, right secret
+		e.cancelRequest(t, 0, []byte{0, 0, 0, 0})
+		r := <-res
+		if r.err != nil {
+			t.Fatalf("query cancelled by a CancelRequest with a wrong key: %v", r.err)
+		}
+		if r.elapsed < 1400*time.Millisecond {
+			t.Fatalf("pg_sleep(1.5) ended after %s", r.elapsed)
+		}
+
+		// Control: the same raw request with the right key does cancel.
+		res = runTimed(ctx, c, "SELECT pg_sleep(10) /* rightkey */")
+		waitActive(ctx, t, d, "SELECT pg_sleep(10) /* rightkey */")
+		e.cancelRequest(t, pid, secret)
+		select {
+		case r := <-res:
+			if sqlState(r.err) != "57014" {
+				t.Fatalf("raw CancelRequest with the right key: got %v", r.err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("raw CancelRequest with the right key did not cancel")
+		}
+		var n int
+		if err := c.QueryRow(ctx, "SELECT 1").Scan(&n); err != nil {
+			t.Fatal(fmt.Errorf("after cancel: %w", err))
+		}
+	})
+}

@@ -1,0 +1,425 @@
+package integration
+
+// Refusals and limits as clients see them: too many clients, pool wait
+// timeout, unknown database, authentication, protocol negotiation, SSL
+// refusal, malformed startup, login timeout.
+
+import (
+	"context"
+	"crypto/md5"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"io"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+func TestLimitsMaxClientConn(t *testing.T) {
+	leakCheck(t)
+	e := startProxyListen(t, proxyOpts{size: 2}, "", "max_client_conn = 3")
+	ctx := testCtx(t)
+	var conns []*pgx.Conn
+	for i := 0; i < 3; i++ {
+		c, err := pgx.Connect(ctx, e.dsn("postgres", "x", "app"))
+		if err != nil {
+			t.Fatalf("client %d of 3: %v", i+1, err)
+		}
+		conns = append(conns, c)
+		t.Cleanup(func() { _ = c.Close(context.Background()) })
+	}
+	_, err := pgx.Connect(ctx, e.dsn("postgres", "x", "app"))
+	if err == nil {
+		t.Fatal("4th client accepted with max_client_conn = 3")
+	}
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != "53300" {
+		t.Fatalf("4th client: want SQLSTATE 53300, got %v", err)
+	}
+	if !strings.Contains(pgErr.Message, "max_client_conn") {
+		t.Errorf("53300 message doesn't name max_client_conn: %q", pgErr.Message)
+	}
+	// The three are unaffected.
+	for i, c := range conns {
+		var n int
+		if err := c.QueryRow(ctx, "SELECT 1").Scan(&n); err != nil {
+			t.Fatalf("client %d: %v", i+1, err)
+		}
+	}
+	// A slot freed is a slot reusable; refused clients held none.
+	_ = conns[0].Close(ctx)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c, err := pgx.Connect(ctx, e.dsn("postgres", "x", "app"))
+		if err == nil {
+			_ = c.Close(ctx)
+			break
+		}
+		if sqlState(err) != "53300" || time.Now().After(deadline) {
+			t.Fatalf("after one client left: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestLimitsQueryWaitTimeout(t *testing.T) {
+	leakCheck(t)
+	forModes(t, proxyOpts{size: 1, dbExtra: `pool.query_wait_timeout = "1s"`}, func(t *testing.T, e *env, mode string) {
+		ctx := testCtx(t)
+		holder := e.connect(ctx, "default_query_exec_mode=simple_protocol")
+		var n int
+		if err := holder.QueryRow(ctx, "SELECT 1").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		waiter := e.connect(ctx, "default_query_exec_mode=exec")
+		if _, err := holder.Exec(ctx, "BEGIN"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := holder.Exec(ctx, "SELECT 1"); err != nil {
+			t.Fatal(err)
+		}
+
+		for _, qm := range []pgx.QueryExecMode{pgx.QueryExecModeExec, pgx.QueryExecModeSimpleProtocol} {
+			start := time.Now()
+			err := waiter.QueryRow(ctx, "SELECT 2", qm).Scan(&n)
+			el := time.Since(start)
+			var pgErr *pgconn.PgError
+			if !errors.As(err, &pgErr) {
+				t.Fatalf("%v: waiting client: want an ErrorResponse, got %v", qm, err)
+			}
+			if pgErr.Code != "57014" && pgErr.Code != "08P01" {
+				t.Fatalf("%v: waiting client: want SQLSTATE 57014, got %s %q", qm, pgErr.Code, pgErr.Message)
+			}
+			if !strings.Contains(pgErr.Message, "query_wait_timeout") {
+				t.Fatalf("%v: message doesn't name query_wait_timeout: %q", qm, pgErr.Message)
+			}
+			if el < 900*time.Millisecond || el > 5*time.Second {
+				t.Fatalf("%v: query_wait_timeout = 1s but the error came after %s", qm, el)
+			}
+			if waiter.IsClosed() {
+				t.Fatalf("%v: waiting client disconnected", qm)
+			}
+		}
+
+		if mode == "transaction" {
+			if _, err := holder.Exec(ctx, "COMMIT"); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			_ = holder.Close(ctx)
+		}
+		for _, qm := range []pgx.QueryExecMode{pgx.QueryExecModeExec, pgx.QueryExecModeSimpleProtocol} {
+			if err := waiter.QueryRow(ctx, "SELECT 3", qm).Scan(&n); err != nil || n != 3 {
+				t.Fatalf("%v: after the backend was freed: %d %v", qm, n, err)
+			}
+		}
+	})
+}
+
+func TestLimitsUnknownDatabase(t *testing.T) {
+	leakCheck(t)
+	e := startProxy(t, proxyOpts{})
+	ctx := testCtx(t)
+	_, err := pgx.Connect(ctx, e.dsn("postgres", "x", "no_such_db"))
+	if code := sqlState(err); code != "3D000" {
+		t.Fatalf("unknown database: want 3D000, got %v", err)
+	}
+	// The proxy still serves the known one.
+	c := e.connect(ctx)
+	var n int
+	if err := c.QueryRow(ctx, "SELECT 1").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// scramVerifier has PostgreSQL compute a SCRAM-SHA-256 verifier.
+func scramVerifier(ctx context.Context, t *testing.T, d *pgx.Conn, password string) string {
+	t.Helper()
+	role := uniqueName("verif")
+	if _, err := d.Exec(ctx, "SET password_encryption = 'scram-sha-256'"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Exec(ctx, "CREATE ROLE "+role+" PASSWORD '"+password+"'"); err != nil {
+		t.Fatal(err)
+	}
+	var v string
+	if err := d.QueryRow(ctx, "SELECT rolpassword FROM pg_authid WHERE rolname = $1", role).Scan(&v); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Exec(ctx, "DROP ROLE "+role); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(v, "SCRAM-SHA-256$") {
+		t.Fatalf("not a SCRAM verifier: %q", v)
+	}
+	return v
+}
+
+func TestLimitsAuthentication(t *testing.T) {
+	leakCheck(t)
+	const (
+		good  = "Correct-Horse-7x"
+		wrong = "Wr0ng-Pa55-xyzzy"
+	)
+	ctx := testCtx(t)
+	d := directConn(ctx, t)
+	sum := md5.Sum([]byte(good + "hashed"))
+	users := map[string]string{
+		"alice":  good,                               // plain password in the file
+		"hashed": "md5" + hex.EncodeToString(sum[:]), // md5 hash
+		"scram":  scramVerifier(ctx, t, d, good),     // SCRAM verifier
+	}
+	cases := map[string][]string{ // auth type -> users that can log in with it
+		"plain":         {"alice"},
+		"md5":           {"alice", "hashed"},
+		"scram-sha-256": {"alice", "scram"},
+	}
+	for method, okUsers := range cases {
+		t.Run(method, func(t *testing.T) {
+			e := startProxy(t, proxyOpts{authType: method, users: users})
+			ctx := testCtx(t)
+			for _, u := range okUsers {
+				c, err := pgx.Connect(ctx, e.dsn(u, good, "app"))
+				if err != nil {
+					t.Fatalf("%s with the right password: %v", u, err)
+				}
+				var who string
+				err = c.QueryRow(ctx, "SELECT current_user").Scan(&who)
+				_ = c.Close(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if who != e.pg.SuperUser {
+					t.Fatalf("backend user %q, want %q (databases.app.user)", who, e.pg.SuperUser)
+				}
+
+				_, err = pgx.Connect(ctx, e.dsn(u, wrong, "app"))
+				var pgErr *pgconn.PgError
+				if !errors.As(err, &pgErr) || pgErr.Code != "28P01" {
+					t.Fatalf("%s with a wrong password: want 28P01, got %v", u, err)
+				}
+				if pgErr.Severity != "FATAL" {
+					t.Errorf("%s: wrong password reported as %s", u, pgErr.Severity)
+				}
+			}
+			if _, err := pgx.Connect(ctx, e.dsn("nobody", good, "app")); sqlState(err) != "28P01" {
+				t.Fatalf("unknown user: want 28P01, got %v", err)
+			}
+			for _, secret := range []string{good, wrong} {
+				if line, ok := logsContain(e.logs, secret); ok {
+					t.Fatalf("proxy log contains a password: %s", line)
+				}
+			}
+			if e.logs.Len() == 0 {
+				t.Fatal("no proxy log captured: the password check above proves nothing")
+			}
+		})
+	}
+}
+
+// readUntilReady reads backend messages up to ReadyForQuery, returning
+// the types seen.
+func readUntilReady(t *testing.T, r io.Reader) []byte {
+	t.Helper()
+	var types []byte
+	for {
+		typ, body, err := readMessage(r)
+		if err != nil {
+			t.Fatalf("after %q: %v", types, err)
+		}
+		types = append(types, typ)
+		switch typ {
+		case 'E':
+			t.Fatalf("error during startup: %v", errorFields(body))
+		case 'R':
+			if len(body) < 4 || binary.BigEndian.Uint32(body) != 0 {
+				t.Fatalf("authentication request %v under trust", body)
+			}
+		case 'Z':
+			return types
+		}
+	}
+}
+
+func TestLimitsProtocolNegotiation(t *testing.T) {
+	leakCheck(t)
+	e := startProxy(t, proxyOpts{})
+	ctx := testCtx(t)
+
+	t.Run("raw 3.2", func(t *testing.T) {
+		c := e.rawDial(t, 10*time.Second)
+		if _, err := c.Write(startupMessage(protoV32, "user", "postgres", "database", "app", "_pq_.pgrecycle_test", "1")); err != nil {
+			t.Fatal(err)
+		}
+		typ, body, err := readMessage(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if typ != 'v' {
+			t.Fatalf("first answer to a 3.2 StartupMessage is %q, want NegotiateProtocolVersion 'v' (%v)", typ, errorFields(body))
+		}
+		if len(body) < 8 {
+			t.Fatalf("short NegotiateProtocolVersion: %v", body)
+		}
+		if minor := binary.BigEndian.Uint32(body); minor != 0 {
+			t.Fatalf("newest minor version %d, want 0", minor)
+		}
+		if n := binary.BigEndian.Uint32(body[4:]); n != 1 || !strings.HasPrefix(string(body[8:]), "_pq_.pgrecycle_test\x00") {
+			t.Fatalf("unrecognized options: %d %q", n, body[8:])
+		}
+		readUntilReady(t, c)
+		// Usable as 3.0.
+		q := append([]byte{'Q', 0, 0, 0, 0}, "SELECT 1\x00"...)
+		binary.BigEndian.PutUint32(q[1:], uint32(len(q)-1))
+		if _, err := c.Write(q); err != nil {
+			t.Fatal(err)
+		}
+		types := readUntilReady(t, c)
+		if string(types) != "TDCZ" {
+			t.Fatalf("SELECT 1 answered with %q", types)
+		}
+	})
+
+	t.Run("raw 3.0 gets none", func(t *testing.T) {
+		c := e.rawDial(t, 10*time.Second)
+		if _, err := c.Write(startupMessage(protoV30, "user", "postgres", "database", "app")); err != nil {
+			t.Fatal(err)
+		}
+		types := readUntilReady(t, c)
+		if types[0] != 'R' || strings.ContainsRune(string(types), 'v') {
+			t.Fatalf("3.0 startup answered with %q", types)
+		}
+	})
+
+	t.Run("pgx max_protocol_version", func(t *testing.T) {
+		c, err := pgx.Connect(ctx, e.dsn("postgres", "x", "app", "max_protocol_version=latest"))
+		if err != nil {
+			t.Fatalf("pgx asking for the latest protocol: %v", err)
+		}
+		defer c.Close(ctx)
+		var n int
+		if err := c.QueryRow(ctx, "SELECT 1").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := pgx.Connect(ctx, e.dsn("postgres", "x", "app", "min_protocol_version=3.2")); err == nil {
+			t.Fatal("pgx requiring protocol 3.2 connected to a 3.0-only proxy")
+		}
+	})
+}
+
+func TestLimitsSSLRequest(t *testing.T) {
+	leakCheck(t)
+	e := startProxy(t, proxyOpts{})
+	ctx := testCtx(t)
+
+	c := e.rawDial(t, 10*time.Second)
+	req := binary.BigEndian.AppendUint32(nil, 8)
+	req = binary.BigEndian.AppendUint32(req, sslRequestCode)
+	if _, err := c.Write(req); err != nil {
+		t.Fatal(err)
+	}
+	var b [1]byte
+	if _, err := io.ReadFull(c, b[:]); err != nil {
+		t.Fatal(err)
+	}
+	if b[0] != 'N' {
+		t.Fatalf("SSLRequest answered %q, want 'N'", b[0])
+	}
+	// The same connection goes on in clear text.
+	if _, err := c.Write(startupMessage(protoV30, "user", "postgres", "database", "app")); err != nil {
+		t.Fatal(err)
+	}
+	readUntilReady(t, c)
+
+	pc, err := pgx.Connect(ctx, strings.Replace(e.dsn("postgres", "x", "app"), "sslmode=disable", "sslmode=prefer", 1))
+	if err != nil {
+		t.Fatalf("sslmode=prefer: %v", err)
+	}
+	defer pc.Close(ctx)
+	var n int
+	if err := pc.QueryRow(ctx, "SELECT 1").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pgx.Connect(ctx, strings.Replace(e.dsn("postgres", "x", "app"), "sslmode=disable", "sslmode=require", 1)); err == nil {
+		t.Fatal("sslmode=require connected without TLS")
+	}
+}
+
+func TestLimitsMalformedStartup(t *testing.T) {
+	leakCheck(t)
+	e := startProxy(t, proxyOpts{})
+	for name, pkt := range map[string][]byte{
+		"absurd length": {0x7f, 0xff, 0xff, 0xff, 0, 3, 0, 0},
+		"length 4":      {0, 0, 0, 4, 0, 3, 0, 0},
+		"negative":      {0xff, 0xff, 0xff, 0xf0, 0, 3, 0, 0},
+	} {
+		t.Run(name, func(t *testing.T) {
+			c := e.rawDial(t, 5*time.Second)
+			if _, err := c.Write(pkt); err != nil {
+				t.Fatal(err)
+			}
+			typ, body, err := readMessage(c)
+			if err != nil {
+				t.Fatalf("want an ErrorResponse, got %v", err)
+			}
+			f := errorFields(body)
+			if typ != 'E' || f['C'] != "08P01" || f['S'] != "FATAL" {
+				t.Fatalf("answer %q %v, want FATAL 08P01", typ, f)
+			}
+			if _, _, err := readMessage(c); !errors.Is(err, io.EOF) {
+				t.Fatalf("connection not closed after the error: %v", err)
+			}
+		})
+	}
+	// Still serving.
+	ctx := testCtx(t)
+	var n int
+	if err := e.connect(ctx).QueryRow(ctx, "SELECT 1").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestLimitsClientLoginTimeout(t *testing.T) {
+	leakCheck(t)
+	e := startProxyListen(t, proxyOpts{}, "1s", "")
+	for name, send := range map[string][]byte{
+		"nothing":         nil,
+		"partial startup": {0, 0, 0, 40, 0, 3, 0, 0},
+	} {
+		t.Run(name, func(t *testing.T) {
+			c := e.rawDial(t, 10*time.Second)
+			if send != nil {
+				if _, err := c.Write(send); err != nil {
+					t.Fatal(err)
+				}
+			}
+			start := time.Now()
+			var err error
+			for err == nil {
+				// An ErrorResponse is welcome; the close is required.
+				_, _, err = readMessage(c)
+			}
+			el := time.Since(start)
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				t.Fatalf("not disconnected within %s (client_login_timeout = 1s)", el)
+			}
+			if el < 800*time.Millisecond || el > 4*time.Second {
+				t.Fatalf("disconnected after %s, client_login_timeout = 1s", el)
+			}
+		})
+	}
+	// A normal login is not affected.
+	ctx := testCtx(t)
+	c := e.connect(ctx)
+	time.Sleep(1200 * time.Millisecond)
+	var n int
+	if err := c.QueryRow(ctx, "SELECT 1").Scan(&n); err != nil {
+		t.Fatalf("logged-in client cut by the login timeout: %v", err)
+	}
+}

@@ -1,0 +1,232 @@
+package integration
+
+// Client-visible parameters in transaction pooling with one backend: every
+// client must keep seeing its own settings although they all share it.
+
+import (
+	"context"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+type paramView struct {
+	TimeZone, AppName, DateStyle, ClientEncoding string
+}
+
+func showParams(ctx context.Context, t *testing.T, who string, c *pgx.Conn) paramView {
+	t.Helper()
+	var v paramView
+	for _, q := range []struct {
+		sql string
+		dst *string
+	}{
+		{"SHOW TimeZone", &v.TimeZone},
+		{"SHOW application_name", &v.AppName},
+		{"SHOW DateStyle", &v.DateStyle},
+		{"SHOW client_encoding", &v.ClientEncoding},
+	} {
+		if err := c.QueryRow(ctx, q.sql).Scan(q.dst); err != nil {
+			t.Fatalf("%s: %s: %v", who, q.sql, err)
+		}
+	}
+	return v
+}
+
+func expectParams(ctx context.Context, t *testing.T, who string, c *pgx.Conn, want paramView) {
+	t.Helper()
+	if got := showParams(ctx, t, who, c); got != want {
+		t.Fatalf("%s sees %+v, want %+v", who, got, want)
+	}
+	if got := c.PgConn().ParameterStatus("TimeZone"); got != want.TimeZone {
+		t.Fatalf("%s: ParameterStatus TimeZone = %q, want %q", who, got, want.TimeZone)
+	}
+	if got := c.PgConn().ParameterStatus("DateStyle"); got != want.DateStyle {
+		t.Fatalf("%s: ParameterStatus DateStyle = %q, want %q", who, got, want.DateStyle)
+	}
+	if got := c.PgConn().ParameterStatus("application_name"); got != want.AppName {
+		t.Fatalf("%s: ParameterStatus application_name = %q, want %q", who, got, want.AppName)
+	}
+}
+
+func backendPID(ctx context.Context, t *testing.T, c *pgx.Conn) uint32 {
+	t.Helper()
+	var pid uint32
+	if err := c.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&pid); err != nil {
+		t.Fatal(err)
+	}
+	return pid
+}
+
+func TestParamsTransactionModeIsolation(t *testing.T) {
+	leakCheck(t)
+	e := startProxy(t, proxyOpts{mode: "transaction", size: 1})
+	ctx := testCtx(t)
+
+	// The server's defaults, as a client that sets nothing should see them.
+	var def paramView
+	d := e.direct(ctx)
+	for _, q := range []struct {
+		sql string
+		dst *string
+	}{{"SHOW TimeZone", &def.TimeZone}, {"SHOW DateStyle", &def.DateStyle}} {
+		if err := d.QueryRow(ctx, q.sql).Scan(q.dst); err != nil {
+			t.Fatal(err)
+		}
+	}
+	def.ClientEncoding = "UTF8"
+	if def.TimeZone == "America/New_York" || def.TimeZone == "Asia/Tokyo" || def.DateStyle == "SQL, DMY" {
+		t.Fatalf("server defaults %+v collide with the test's values", def)
+	}
+
+	a := e.connect(ctx, "default_query_exec_mode=exec",
+		"TimeZone="+qEscape("America/New_York"),
+		"application_name=a",
+		"DateStyle="+qEscape("SQL, DMY"))
+	b := e.connect(ctx, "default_query_exec_mode=exec")
+
+	wantA := paramView{TimeZone: "America/New_York", AppName: "a", DateStyle: "SQL, DMY", ClientEncoding: "UTF8"}
+	wantB := def
+
+	// One backend for both: the test is about sharing it.
+	if pa, pb := backendPID(ctx, t, a), backendPID(ctx, t, b); pa != pb {
+		t.Fatalf("pool of one gave two backends: %d, %d", pa, pb)
+	}
+
+	for i := 0; i < 3; i++ {
+		expectParams(ctx, t, "A", a, wantA)
+		expectParams(ctx, t, "B", b, wantB)
+	}
+	// A date rendered per DateStyle, not only SHOW.
+	var sa, sb string
+	if err := a.QueryRow(ctx, "SELECT '2024-03-07'::date::text").Scan(&sa); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.QueryRow(ctx, "SELECT '2024-03-07'::date::text").Scan(&sb); err != nil {
+		t.Fatal(err)
+	}
+	if sa != "07/03/2024" || sb != "2024-03-07" {
+		t.Fatalf("dates: A %q (want 07/03/2024), B %q (want 2024-03-07)", sa, sb)
+	}
+
+	// A changes its TimeZone outside a transaction.
+	if _, err := a.Exec(ctx, "SET TimeZone = 'Asia/Tokyo'"); err != nil {
+		t.Fatal(err)
+	}
+	wantA.TimeZone = "Asia/Tokyo"
+	for i := 0; i < 3; i++ {
+		expectParams(ctx, t, "A", a, wantA)
+		expectParams(ctx, t, "B", b, wantB)
+	}
+	// now() rendered in each client's zone.
+	var hA, hB int
+	if err := a.QueryRow(ctx, "SELECT extract(timezone_hour FROM now())::int").Scan(&hA); err != nil {
+		t.Fatal(err)
+	}
+	if hA != 9 {
+		t.Fatalf("A's now() is in UTC%+d, want +9 (Tokyo)", hA)
+	}
+	if err := b.QueryRow(ctx, "SELECT extract(timezone_hour FROM now())::int").Scan(&hB); err != nil {
+		t.Fatal(err)
+	}
+	if hB == 9 {
+		t.Fatalf("B's now() is in Tokyo time: A's setting leaked")
+	}
+
+	// SET LOCAL and a rolled-back SET do not stick.
+	txB, err := b.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := txB.Exec(ctx, "SET LOCAL TimeZone = 'Europe/Paris'"); err != nil {
+		t.Fatal(err)
+	}
+	var tz string
+	if err := txB.QueryRow(ctx, "SHOW TimeZone").Scan(&tz); err != nil || tz != "Europe/Paris" {
+		t.Fatalf("inside B's transaction: %q %v", tz, err)
+	}
+	if err := txB.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	expectParams(ctx, t, "B after SET LOCAL", b, wantB)
+	expectParams(ctx, t, "A", a, wantA)
+
+	txA, err := a.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := txA.Exec(ctx, "SET TimeZone = 'Europe/Berlin'"); err != nil {
+		t.Fatal(err)
+	}
+	if err := txA.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	expectParams(ctx, t, "A after rolled-back SET", a, wantA)
+	expectParams(ctx, t, "B", b, wantB)
+
+	// A client that connects now sees the defaults, not A's last values.
+	c := e.connect(ctx, "default_query_exec_mode=exec")
+	expectParams(ctx, t, "C", c, wantB)
+}
+
+func TestParamsStartupOptions(t *testing.T) {
+	leakCheck(t)
+	e := startProxy(t, proxyOpts{mode: "transaction", size: 1})
+	ctx := testCtx(t)
+
+	opts := qEscape("-c search_path=myschema -c statement_timeout=1234")
+	a := e.connect(ctx, "default_query_exec_mode=exec", "options="+opts)
+	b := e.connect(ctx, "default_query_exec_mode=exec")
+
+	var defPath string
+	if err := e.direct(ctx).QueryRow(ctx, "SHOW search_path").Scan(&defPath); err != nil {
+		t.Fatal(err)
+	}
+
+	if pa, pb := backendPID(ctx, t, a), backendPID(ctx, t, b); pa != pb {
+		t.Fatalf("pool of one gave two backends: %d, %d", pa, pb)
+	}
+	check := func(who string, c *pgx.Conn, wantTimeout, wantPath string) {
+		t.Helper()
+		var st, sp string
+		if err := c.QueryRow(ctx, "SHOW statement_timeout").Scan(&st); err != nil {
+			t.Fatalf("%s: %v", who, err)
+		}
+		if err := c.QueryRow(ctx, "SHOW search_path").Scan(&sp); err != nil {
+			t.Fatalf("%s: %v", who, err)
+		}
+		if st != wantTimeout || sp != wantPath {
+			t.Fatalf("%s: statement_timeout=%q search_path=%q, want %q %q", who, st, sp, wantTimeout, wantPath)
+		}
+	}
+	for i := 0; i < 3; i++ {
+		check("A (options)", a, "1234ms", "myschema")
+		check("B (no options)", b, "0", defPath)
+	}
+
+	// The option is in force, not only displayed: A's long query times out.
+	start := time.Now()
+	_, err := a.Exec(ctx, "SELECT pg_sleep(3)")
+	if sqlState(err) != "57014" {
+		t.Fatalf("A's pg_sleep(3) with statement_timeout=1234ms: %v", err)
+	}
+	if el := time.Since(start); el > 2800*time.Millisecond {
+		t.Fatalf("statement_timeout not applied: query ran %s", el)
+	}
+	// B's identical query is not limited by A's option.
+	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := b.Exec(qctx, "SELECT pg_sleep(1.5)"); err != nil {
+		t.Fatalf("B's pg_sleep(1.5) failed (A's statement_timeout leaked?): %v", err)
+	}
+	check("A again", a, "1234ms", "myschema")
+	check("B again", b, "0", defPath)
+}
+
+// qEscape escapes a DSN query value; pgx does not turn '+' into a space.
+func qEscape(s string) string {
+	return strings.ReplaceAll(url.QueryEscape(s), "+", "%20")
+}
