@@ -73,6 +73,18 @@ func (s *session) loop() error {
 		if err := s.forward(b, typ, bodyLen); err != nil {
 			return err
 		}
+		if s.txMode && s.cr.Buffered() == 0 {
+			s.mu.Lock()
+			mine := s.backend == b && !s.pumping
+			pending, flushWait := s.pending, s.unsynced && s.flushSent
+			s.mu.Unlock()
+			switch {
+			case mine && pending > 0:
+				s.readInline(b)
+			case mine && flushWait:
+				s.startPump(b)
+			}
+		}
 	}
 }
 
@@ -95,6 +107,10 @@ func (s *session) attachAndMark(typ byte) (*pool.Backend, error) {
 	case wire.MsgSync:
 		s.pending++
 		s.unsynced = false
+		s.flushSent = false
+	case wire.MsgFlush:
+		s.unsynced = true
+		s.flushSent = true
 	case wire.MsgCopyData, wire.MsgCopyDone, wire.MsgCopyFail:
 		if s.pending == 0 {
 			s.unsynced = true
@@ -151,19 +167,23 @@ func (s *session) attach() error {
 			return fromBackendError("ERROR", err)
 		}
 		b.InUse.Store(true)
-		done := make(chan struct{})
 		s.mu.Lock()
 		s.backend = b
 		s.pending = 0
 		s.unsynced = false
+		s.flushSent = false
 		s.stopping = false
-		s.pumpDone = done
+		s.pumpDone = nil
+		s.pumping = false
 		s.txStatus = 'I'
 		s.clearQueue()
 		s.sw.w = b.W
 		s.sw.err = nil
 		s.mu.Unlock()
-		go s.pump(b, done)
+		if !s.txMode {
+			// Session pooling: the server may speak at any time (LISTEN).
+			s.startPump(b)
+		}
 		return nil
 	}
 }
@@ -209,66 +229,173 @@ func (s *session) forward(b *pool.Backend, typ byte, bodyLen int) error {
 	return nil
 }
 
+// relayResult says what the server message relayOne handled meant.
+type relayResult uint8
+
+const (
+	relayed     relayResult = iota // forwarded, rewritten or swallowed
+	relayReady                     // a ReadyForQuery was forwarded (status in b.TxStatus)
+	relayCopyIn                    // COPY FROM STDIN began: the server now waits for the client
+	relayFailed                    // the backend is gone; backendFailed has dealt with it
+)
+
+// relayOne reads one message from the backend and relays it to the client,
+// flushing the client writer when nothing more is buffered.
+func (s *session) relayOne(b *pool.Backend, fatal **clientError) relayResult {
+	if b.R.Buffered() == 0 {
+		_ = s.cw.Flush()
+	}
+	typ, _, err := b.R.Next()
+	if err != nil {
+		s.backendFailed(b, err, *fatal)
+		return relayFailed
+	}
+	if !b.R.Fits() {
+		if err := b.R.Stream(s.cw); err != nil {
+			s.backendFailed(b, err, *fatal)
+			return relayFailed
+		}
+		return relayed
+	}
+	msg, err := b.R.Message()
+	if err != nil {
+		s.backendFailed(b, err, *fatal)
+		return relayFailed
+	}
+	if s.mapStmt && typ != wire.MsgReadyForQuery {
+		switch r, tag := s.track(b, typ, msg[wire.HeaderLen:]); r {
+		case replySwallow:
+			return relayed
+		case replyAsParseComplete:
+			_, _ = s.cw.Write(parseCompleteMsg[:])
+			return relayed
+		case replyAsCommandComplete:
+			_ = s.cw.Append(func(dst []byte) ([]byte, error) { return appendCommandComplete(dst, tag), nil })
+			return relayed
+		}
+	}
+	switch typ {
+	case wire.MsgReadyForQuery:
+		if len(msg) != wire.HeaderLen+1 {
+			s.backendFailed(b, errors.New("malformed ReadyForQuery"), *fatal)
+			return relayFailed
+		}
+		status := msg[wire.HeaderLen]
+		b.TxStatus = status
+		if q := b.Queries.Load(); status == 'I' && q != b.QueriesAtTx {
+			b.QueriesAtTx = q
+			b.Transactions.Add(1)
+			s.transactions.Add(1)
+		}
+		_, _ = s.cw.Write(msg)
+		return relayReady
+	case wire.MsgCopyInResponse, wire.MsgCopyBoth:
+		_, _ = s.cw.Write(msg)
+		return relayCopyIn
+	case wire.MsgParameterStatus:
+		if k, v, ok := wire.ParameterStatus(msg[wire.HeaderLen:]); ok {
+			name, value := string(k), string(v)
+			b.Params[name] = value
+			if _, tracked := s.want[name]; tracked || canonicalTracked(name) != "" {
+				s.mu.Lock()
+				s.want[name] = value
+				s.mu.Unlock()
+			}
+		}
+	case wire.MsgErrorResponse:
+		code, severity := wire.ErrorCode(msg[wire.HeaderLen:])
+		if string(severity) == "FATAL" || string(severity) == "PANIC" {
+			// The server is about to close this connection. In
+			// transaction pooling the client's session survives: it is
+			// told with an ERROR after the close is seen.
+			b.Broken = true
+			if s.txMode {
+				*fatal = &clientError{Severity: "ERROR", Code: codeConnectionFailure,
+					Message: "pgrecycle: server connection lost: " + string(code) + " " + errorMessageOf(msg[wire.HeaderLen:])}
+				return relayed
+			}
+		}
+	}
+	_, _ = s.cw.Write(msg)
+	return relayed
+}
+
+// readyReceived records a ReadyForQuery: one fewer owed to the client.
+// Callers hold s.mu.
+func (s *session) readyReceived(b *pool.Backend) {
+	if s.pending > 0 {
+		s.pending--
+	}
+	if s.mapStmt {
+		s.completeThroughSync(b)
+	}
+	s.txStatus = b.TxStatus
+}
+
+// readInline relays the server's replies on the client goroutine until
+// every ReadyForQuery owed has arrived: in transaction pooling the common
+// request-reply round trip then needs no second goroutine and no hand-off.
+// The backend is released at ReadyForQuery 'I'; COPY FROM STDIN, or a
+// Flush that still awaits replies, hands over to the pump.
+func (s *session) readInline(b *pool.Backend) {
+	var fatal *clientError
+	for {
+		switch s.relayOne(b, &fatal) {
+		case relayFailed:
+			return
+		case relayCopyIn:
+			_ = s.cw.Flush()
+			s.startPump(b)
+			return
+		case relayReady:
+			s.mu.Lock()
+			s.readyReceived(b)
+			done := s.pending == 0
+			release := done && !s.unsynced && b.TxStatus == 'I' && !s.stopping
+			needPump := done && !release && s.unsynced && s.flushSent
+			if release {
+				s.backend = nil
+			}
+			s.mu.Unlock()
+			if !done {
+				continue
+			}
+			_ = s.cw.Flush()
+			if release {
+				s.pool.Release(b)
+			} else if needPump {
+				s.startPump(b)
+			}
+			return
+		}
+	}
+}
+
+// startPump hands the backend's replies to a goroutine of their own, for
+// when the server may speak while the client goroutine waits on the
+// client: session pooling (notifications), COPY FROM STDIN, Flush.
+func (s *session) startPump(b *pool.Backend) {
+	done := make(chan struct{})
+	s.mu.Lock()
+	s.pumpDone = done
+	s.pumping = true
+	s.mu.Unlock()
+	go s.pump(b, done)
+}
+
 // pump forwards the backend's messages to the client until the backend is
 // released, fails, or the session stops it.
 func (s *session) pump(b *pool.Backend, done chan struct{}) {
 	defer close(done)
 	var fatal *clientError
 	for {
-		if b.R.Buffered() == 0 {
-			_ = s.cw.Flush()
-		}
-		typ, _, err := b.R.Next()
-		if err != nil {
-			s.backendFailed(b, err, fatal)
+		switch s.relayOne(b, &fatal) {
+		case relayFailed:
 			return
-		}
-		if !b.R.Fits() {
-			if err := b.R.Stream(s.cw); err != nil {
-				s.backendFailed(b, err, fatal)
-				return
-			}
-			continue
-		}
-		msg, err := b.R.Message()
-		if err != nil {
-			s.backendFailed(b, err, fatal)
-			return
-		}
-		if s.mapStmt && typ != wire.MsgReadyForQuery {
-			switch r, tag := s.track(b, typ, msg[wire.HeaderLen:]); r {
-			case replySwallow:
-				continue
-			case replyAsParseComplete:
-				_, _ = s.cw.Write(parseCompleteMsg[:])
-				continue
-			case replyAsCommandComplete:
-				_ = s.cw.Append(func(dst []byte) ([]byte, error) { return appendCommandComplete(dst, tag), nil })
-				continue
-			}
-		}
-		switch typ {
-		case wire.MsgReadyForQuery:
-			if len(msg) != wire.HeaderLen+1 {
-				s.backendFailed(b, errors.New("malformed ReadyForQuery"), fatal)
-				return
-			}
-			status := msg[wire.HeaderLen]
-			b.TxStatus = status
-			if q := b.Queries.Load(); status == 'I' && q != b.QueriesAtTx {
-				b.QueriesAtTx = q
-				b.Transactions.Add(1)
-				s.transactions.Add(1)
-			}
-			_, _ = s.cw.Write(msg)
+		case relayReady:
+			status := b.TxStatus
 			s.mu.Lock()
-			if s.pending > 0 {
-				s.pending--
-			}
-			if s.mapStmt {
-				s.completeThroughSync(b)
-			}
-			s.txStatus = status
+			s.readyReceived(b)
 			release := s.txMode && s.pending == 0 && !s.unsynced && status == 'I' && !s.stopping
 			idle := s.pending == 0 && !s.unsynced
 			s.mu.Unlock()
@@ -281,32 +408,7 @@ func (s *session) pump(b *pool.Backend, done chan struct{}) {
 			if release && b.R.Buffered() == 0 && s.tryRelease(b) {
 				return
 			}
-			continue
-		case wire.MsgParameterStatus:
-			if k, v, ok := wire.ParameterStatus(msg[wire.HeaderLen:]); ok {
-				name, value := string(k), string(v)
-				b.Params[name] = value
-				if _, tracked := s.want[name]; tracked || canonicalTracked(name) != "" {
-					s.mu.Lock()
-					s.want[name] = value
-					s.mu.Unlock()
-				}
-			}
-		case wire.MsgErrorResponse:
-			code, severity := wire.ErrorCode(msg[wire.HeaderLen:])
-			if string(severity) == "FATAL" || string(severity) == "PANIC" {
-				// The server is about to close this connection. In
-				// transaction pooling the client's session survives: it
-				// is told with an ERROR after the close is seen.
-				b.Broken = true
-				if s.txMode {
-					fatal = &clientError{Severity: "ERROR", Code: codeConnectionFailure,
-						Message: "pgrecycle: server connection lost: " + string(code) + " " + errorMessageOf(msg[wire.HeaderLen:])}
-					continue
-				}
-			}
 		}
-		_, _ = s.cw.Write(msg)
 	}
 }
 
@@ -402,13 +504,15 @@ func (s *session) finish() {
 	s.stopping = true
 	done := s.pumpDone
 	s.mu.Unlock()
-	// Interrupt the pump's read and any write to a client that left.
-	_ = b.Conn.SetReadDeadline(time.Unix(1, 0))
-	// A pump blocked writing to a client that stopped reading gets a
-	// moment, not forever (an expired deadline would also break TLS).
-	_ = s.raw.SetWriteDeadline(time.Now().Add(500 * time.Millisecond))
-	<-done
-	_ = b.Conn.SetReadDeadline(time.Time{})
+	if done != nil {
+		// Interrupt the pump's read and any write to a client that left;
+		// a pump blocked writing to a client that stopped reading gets a
+		// moment, not forever (an expired deadline would also break TLS).
+		_ = b.Conn.SetReadDeadline(time.Unix(1, 0))
+		_ = s.raw.SetWriteDeadline(time.Now().Add(500 * time.Millisecond))
+		<-done
+		_ = b.Conn.SetReadDeadline(time.Time{})
+	}
 	s.mu.Lock()
 	b = s.backend
 	s.backend = nil

@@ -48,12 +48,14 @@ type session struct {
 
 	// mu guards the attachment: which backend, how many ReadyForQuery are
 	// owed to the client, and whether an extended-protocol batch is open.
-	mu       sync.Mutex
-	backend  *pool.Backend
-	pending  int
-	unsynced bool
-	stopping bool
-	pumpDone chan struct{}
+	mu        sync.Mutex
+	backend   *pool.Backend
+	pending   int
+	unsynced  bool
+	stopping  bool
+	flushSent bool // a Flush since the last Sync: replies may come with none owed
+	pumping   bool // a pump goroutine relays this attachment's replies
+	pumpDone  chan struct{}
 	// wmu is held while the client goroutine writes to the backend, so the
 	// pump can't release a backend mid-write.
 	wmu sync.Mutex
