@@ -61,10 +61,7 @@ func FuzzClientStartup(f *testing.F) {
 		client, server := net.Pipe()
 		sess := newSession(srv, server)
 		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			sess.run()
-		}()
+		go sess.run(func() { close(done) })
 		go func() {
 			_, _ = client.Write(in)
 		}()

@@ -232,13 +232,12 @@ func (s *Server) acceptLoop(ln net.Listener) {
 		s.sessions[sess] = struct{}{}
 		s.wg.Add(1)
 		s.mu.Unlock()
-		go func() {
-			defer s.wg.Done()
-			sess.run()
+		go sess.run(func() {
 			s.mu.Lock()
 			delete(s.sessions, sess)
 			s.mu.Unlock()
-		}()
+			s.wg.Done()
+		})
 	}
 }
 

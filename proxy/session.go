@@ -28,7 +28,7 @@ type session struct {
 	raw     net.Conn // the accepted socket: safe to close or poke from anywhere
 	cr      *wire.Reader
 	cw      *wire.Writer
-	log     *zap.Logger
+	log     sessionLog
 	started time.Time
 
 	db        *config.Database
@@ -134,9 +134,9 @@ func newSession(srv *Server, c net.Conn) *session {
 		srv:     srv,
 		conn:    c,
 		raw:     c,
-		log:     srv.log.With(zap.String("client", c.RemoteAddr().String())),
 		started: time.Now(),
 	}
+	s.log = sessionLog{s}
 	s.cr = wire.NewPooledReader(clientReader{s}, srv.bufs)
 	s.cw = s.newClientWriter()
 	return s
@@ -149,21 +149,37 @@ func (s *session) newClientWriter() *wire.Writer {
 // kill disconnects the client (server shutdown); run then cleans up.
 func (s *session) kill() { _ = s.raw.Close() }
 
-func (s *session) run() {
-	defer func() {
-		s.cw.Reset()
-		s.cr.Release()
-		_ = s.conn.Close()
-		if s.counted {
-			s.srv.clients.Add(-1)
-		}
-	}()
+// run serves the session and calls ended when it is over. The login runs
+// on this goroutine, whose stack grows deep (SCRAM, pgproto3); the session
+// itself then continues on a fresh goroutine with a small stack, which is
+// what an idle client keeps.
+func (s *session) run(ended func()) {
 	if err := s.startup(); err != nil {
 		if err != errSessionDone {
 			s.log.Debug("client startup failed", zap.Error(err))
 		}
+		s.cleanup()
+		ended()
 		return
 	}
+	go func() {
+		defer ended()
+		defer s.cleanup()
+		s.serve()
+	}()
+}
+
+func (s *session) cleanup() {
+	s.cw.Reset()
+	s.cr.Release()
+	_ = s.conn.Close()
+	if s.counted {
+		s.srv.clients.Add(-1)
+	}
+}
+
+// serve runs a logged-in session to its end.
+func (s *session) serve() {
 	defer s.srv.sessionEnded(s)
 	var err error
 	if s.admin {
@@ -342,7 +358,6 @@ func (s *session) startup() error {
 			client[k] = v
 		}
 	}
-	s.log = s.log.With(zap.String("user", s.user), zap.String("database", database))
 	if wire.ProtocolMinor(version) > 0 || len(unrecognized) > 0 {
 		msg := &pgproto3.NegotiateProtocolVersion{NewestMinorProtocol: 0, UnrecognizedOptions: unrecognized}
 		if err := s.cw.Append(msg.Encode); err != nil {
@@ -623,4 +638,42 @@ func (s *session) releaseOrDestroy(b *pool.Backend) {
 		return
 	}
 	s.pool.Release(b)
+}
+
+// sessionLog logs with the session's client, user and database attached.
+// It adds them per call rather than with zap's With, which would keep a
+// cloned encoder (a kilobyte or more) alive for every idle client.
+type sessionLog struct{ s *session }
+
+func (l sessionLog) with(fields []zap.Field) []zap.Field {
+	out := make([]zap.Field, 0, len(fields)+3)
+	out = append(out, zap.Stringer("client", l.s.raw.RemoteAddr()))
+	if l.s.user != "" {
+		out = append(out, zap.String("user", l.s.user), zap.String("database", l.s.database))
+	}
+	return append(out, fields...)
+}
+
+func (l sessionLog) Debug(msg string, fields ...zap.Field) {
+	if ce := l.s.srv.log.Check(zap.DebugLevel, msg); ce != nil {
+		ce.Write(l.with(fields)...)
+	}
+}
+
+func (l sessionLog) Info(msg string, fields ...zap.Field) {
+	if ce := l.s.srv.log.Check(zap.InfoLevel, msg); ce != nil {
+		ce.Write(l.with(fields)...)
+	}
+}
+
+func (l sessionLog) Warn(msg string, fields ...zap.Field) {
+	if ce := l.s.srv.log.Check(zap.WarnLevel, msg); ce != nil {
+		ce.Write(l.with(fields)...)
+	}
+}
+
+func (l sessionLog) Error(msg string, fields ...zap.Field) {
+	if ce := l.s.srv.log.Check(zap.ErrorLevel, msg); ce != nil {
+		ce.Write(l.with(fields)...)
+	}
 }
