@@ -1,0 +1,137 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// serverStatements counts the statements pgrecycle prepared on the one
+// backend of a size-1 pool, as that backend sees them.
+func serverStatements(t *testing.T, ctx context.Context, c *pgx.Conn) int {
+	t.Helper()
+	var n int
+	if err := c.QueryRow(ctx, "SELECT count(*) FROM pg_prepared_statements WHERE name LIKE 'pgrecycle_%'",
+		pgx.QueryExecModeSimpleProtocol).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// TestPreparedLRUClosesOnServer: beyond pool.max_prepared_statements the
+// least recently used statements are really closed on the server, and a
+// client still using an evicted one gets it prepared again transparently.
+func TestPreparedLRUClosesOnServer(t *testing.T) {
+	leakCheck(t)
+	e := startProxy(t, proxyOpts{size: 1, dbExtra: "[databases.app.pool]\nmax_prepared_statements = 3\n"})
+	ctx := testCtx(t)
+	c := e.connect(ctx)
+	pc := c.PgConn()
+	for i := 0; i < 6; i++ {
+		if _, err := pc.Prepare(ctx, fmt.Sprintf("s%d", i), fmt.Sprintf("SELECT %d + $1::int", i), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := serverStatements(t, ctx, c); n > 3 {
+		t.Fatalf("%d statements on the backend, max_prepared_statements = 3", n)
+	}
+	// s0 was evicted long ago: executing it still works.
+	res := pc.ExecPrepared(ctx, "s0", [][]byte{[]byte("5")}, nil, nil).Read()
+	if res.Err != nil || len(res.Rows) != 1 || string(res.Rows[0][0]) != "5" {
+		t.Fatalf("evicted statement s0: %v %v", res.Err, res.Rows)
+	}
+	if n := serverStatements(t, ctx, c); n > 3 {
+		t.Fatalf("%d statements after re-preparing, want at most 3", n)
+	}
+}
+
+// TestPreparedSharedAndClosed: two clients preparing the same statement
+// share one server-side statement; one client's Close or DEALLOCATE does
+// not break the other; DEALLOCATE ALL and DISCARD ALL clear only the
+// client's own view.
+func TestPreparedSharedAndClosed(t *testing.T) {
+	leakCheck(t)
+	e := startProxy(t, proxyOpts{size: 1})
+	ctx := testCtx(t)
+	a, b := e.connect(ctx), e.connect(ctx)
+	for _, c := range []*pgx.Conn{a, b} {
+		if _, err := c.PgConn().Prepare(ctx, "same", "SELECT 40 + $1::int", nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := serverStatements(t, ctx, a); n != 1 {
+		t.Fatalf("%d server statements for one shared statement text", n)
+	}
+	exec := func(c *pgx.Conn, name string) *pgconn.Result {
+		return c.PgConn().ExecPrepared(ctx, name, [][]byte{[]byte("2")}, nil, nil).Read()
+	}
+	if err := a.PgConn().Deallocate(ctx, "same"); err != nil { // protocol Close
+		t.Fatal(err)
+	}
+	if r := exec(b, "same"); r.Err != nil || string(r.Rows[0][0]) != "42" {
+		t.Fatalf("b's statement broken by a's Close: %v", r.Err)
+	}
+	if r := exec(a, "same"); r.Err == nil || !strings.Contains(r.Err.Error(), "does not exist") {
+		t.Fatalf("a's closed statement still usable: %v", r.Err)
+	}
+	// SQL DEALLOCATE name / ALL and DISCARD ALL act on the client's view.
+	for _, sql := range []string{"DEALLOCATE same", "DEALLOCATE ALL", "DISCARD ALL"} {
+		if _, err := b.PgConn().Prepare(ctx, "same", "SELECT 40 + $1::int", nil); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.Exec(ctx, sql, pgx.QueryExecModeSimpleProtocol); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+		if r := exec(b, "same"); r.Err == nil {
+			t.Fatalf("after %s the statement is still there", sql)
+		}
+	}
+}
+
+// TestPreparedParseErrorInPipeline: a Parse that fails is reported where
+// PostgreSQL reports it, the rest of the batch is skipped up to Sync, and
+// the session goes on.
+func TestPreparedParseErrorInPipeline(t *testing.T) {
+	leakCheck(t)
+	e := startProxy(t, proxyOpts{size: 1})
+	ctx := testCtx(t)
+	c := e.connect(ctx)
+	pc := c.PgConn()
+	batch := &pgconn.Batch{}
+	batch.ExecParams("SELECT 1", nil, nil, nil, nil)
+	batch.ExecParams("SELEC broken", nil, nil, nil, nil)
+	batch.ExecParams("SELECT 3", nil, nil, nil, nil)
+	results, err := pc.ExecBatch(ctx, batch).ReadAll()
+	if err == nil {
+		t.Fatal("batch with a syntax error succeeded")
+	}
+	var pgErr *pgconn.PgError
+	if !asPgError(err, &pgErr) || pgErr.Code != "42601" {
+		t.Fatalf("error %v, want 42601 syntax_error", err)
+	}
+	if len(results) < 1 || string(results[0].Rows[0][0]) != "1" {
+		t.Fatalf("first statement's result lost: %+v", results)
+	}
+	if _, err := pc.Prepare(ctx, "bad", "SELECT nope FROM nowhere", nil); err == nil {
+		t.Fatal("named Parse of a bad statement succeeded")
+	}
+	if _, err := pc.Prepare(ctx, "bad", "SELECT 7", nil); err != nil {
+		t.Fatalf("name still taken after a failed Parse: %v", err)
+	}
+	var n int
+	if err := c.QueryRow(ctx, "SELECT 9").Scan(&n); err != nil || n != 9 {
+		t.Fatalf("session broken after parse errors: %v", err)
+	}
+}
+
+func asPgError(err error, target **pgconn.PgError) bool {
+	pe, ok := err.(*pgconn.PgError)
+	if ok {
+		*target = pe
+	}
+	return ok
+}
