@@ -55,6 +55,9 @@ func (s *session) loop() error {
 			_ = s.sendError(fatalf(codeProtocolViolation, "invalid frontend message type %d", typ))
 			return errSessionDone
 		}
+		if err := s.cr.Complete(); err != nil {
+			return err
+		}
 		b, err := s.attachAndMark(typ)
 		if err != nil {
 			var ce *clientError

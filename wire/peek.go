@@ -78,3 +78,14 @@ func (r *Reader) TakeBuffered() []byte {
 	r.release()
 	return out
 }
+
+// Complete reads until the whole current message is buffered, when it fits
+// the buffer, without consuming it: the proxy waits for a client's whole
+// message before it takes a backend for it, so a client that stalls
+// mid-message holds none.
+func (r *Reader) Complete() error {
+	if !r.hasMsg || r.left != HeaderLen+r.bodyLen || !r.Fits() {
+		return nil
+	}
+	return r.ensure(HeaderLen + r.bodyLen)
+}
