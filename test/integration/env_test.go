@@ -33,17 +33,19 @@ type env struct {
 
 // proxyOpts describe the proxy a test wants.
 type proxyOpts struct {
-	mode        string // transaction (default) | session
-	size        int    // pool.size, default 5
-	authType    string // default trust
-	users       map[string]string
-	extra       string         // more TOML, appended
-	dbExtra     string         // more keys in [databases.app]
-	dbUser      string         // connect backends as this user ("" = postgres)
-	pg          *pgtest.Server // a dedicated PostgreSQL (default: the shared one)
-	listenExtra string         // more keys in [listen]
-	addr        string         // listen.addr (default 127.0.0.1:0)
-	authExtra   string         // more keys in [auth]
+	mode         string // transaction (default) | session
+	size         int    // pool.size, default 5
+	authType     string // default trust
+	users        map[string]string
+	extra        string         // more TOML, appended
+	dbExtra      string         // more keys in [databases.app]
+	dbUser       string         // connect backends as this user ("" = postgres)
+	pg           *pgtest.Server // a dedicated PostgreSQL (default: the shared one)
+	listenExtra  string         // more keys in [listen]
+	addr         string         // listen.addr (default 127.0.0.1:0)
+	authExtra    string         // more keys in [auth]
+	hostOverride string         // databases.app.host instead of the server's address
+	sslmode      string         // databases.app.sslmode (default disable)
 }
 
 // startProxy writes a TOML config, loads it the way the binary does and
@@ -120,6 +122,12 @@ sslmode = "disable"
 level = "debug"
 %s
 `, o.addr, o.listenExtra, o.authType, authLine(authFile), o.authExtra, o.mode, o.size, pg.Host, pg.Port, dbAuth, o.dbExtra, o.extra)
+	if o.sslmode != "" {
+		toml = strings.Replace(toml, `sslmode = "disable"`, fmt.Sprintf("sslmode = %q", o.sslmode), 1)
+	}
+	if o.hostOverride != "" {
+		toml = strings.Replace(toml, fmt.Sprintf("host = %q", pg.Host), fmt.Sprintf("host = %q", o.hostOverride), 1)
+	}
 	path := filepath.Join(dir, "pgrecycle.toml")
 	if err := os.WriteFile(path, []byte(toml), 0o600); err != nil {
 		t.Fatal(err)
