@@ -46,6 +46,7 @@ type proxyOpts struct {
 	authExtra    string         // more keys in [auth]
 	hostOverride string         // databases.app.host instead of the server's address
 	sslmode      string         // databases.app.sslmode (default disable)
+	loginTimeout string         // listen.client_login_timeout (default 10s)
 }
 
 // startProxy writes a TOML config, loads it the way the binary does and
@@ -64,6 +65,9 @@ func startProxy(t *testing.T, o proxyOpts) *env {
 	}
 	if o.addr == "" {
 		o.addr = "127.0.0.1:0"
+	}
+	if o.loginTimeout == "" {
+		o.loginTimeout = "10s"
 	}
 	if o.authType == "" {
 		o.authType = "trust"
@@ -90,7 +94,7 @@ func startProxy(t *testing.T, o proxyOpts) *env {
 	toml := fmt.Sprintf(`
 [listen]
 addr = %q
-client_login_timeout = "10s"
+client_login_timeout = %q
 shutdown_timeout = "2s"
 %s
 
@@ -121,7 +125,7 @@ sslmode = "disable"
 [log]
 level = "debug"
 %s
-`, o.addr, o.listenExtra, o.authType, authLine(authFile), o.authExtra, o.mode, o.size, pg.Host, pg.Port, dbAuth, o.dbExtra, o.extra)
+`, o.addr, o.loginTimeout, o.listenExtra, o.authType, authLine(authFile), o.authExtra, o.mode, o.size, pg.Host, pg.Port, dbAuth, o.dbExtra, o.extra)
 	if o.sslmode != "" {
 		toml = strings.Replace(toml, `sslmode = "disable"`, fmt.Sprintf("sslmode = %q", o.sslmode), 1)
 	}

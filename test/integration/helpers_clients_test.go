@@ -15,7 +15,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -27,8 +26,6 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
-	"github.com/pgrecycle/pgrecycle/config"
-	"github.com/pgrecycle/pgrecycle/proxy"
 	"github.com/pgrecycle/pgrecycle/test/pgtest"
 )
 
@@ -155,95 +152,12 @@ func poolBackends(ctx context.Context, c *pgx.Conn, role string) (total, idleInT
 }
 
 // startProxyListen is startProxy with extra keys in [listen] and a chosen
-// client_login_timeout (startProxy fixes it at 10s, and its extra TOML
-// lands after [log], where [listen] can't be reopened).
+// client_login_timeout ("" keeps the default).
 func startProxyListen(t *testing.T, o proxyOpts, loginTimeout, listenExtra string) *env {
 	t.Helper()
-	pg := pgtest.Shared(t)
-	if o.mode == "" {
-		o.mode = "transaction"
-	}
-	if o.size == 0 {
-		o.size = 5
-	}
-	if o.authType == "" {
-		o.authType = "trust"
-	}
-	if loginTimeout == "" {
-		loginTimeout = "10s"
-	}
-	dir := t.TempDir()
-	var authFile string
-	if len(o.users) > 0 {
-		var sb strings.Builder
-		for u, p := range o.users {
-			fmt.Fprintf(&sb, "%q %q\n", u, p)
-		}
-		authFile = filepath.Join(dir, "userlist.txt")
-		if err := os.WriteFile(authFile, []byte(sb.String()), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	dbAuth := fmt.Sprintf("user = %q\npassword = %q\n", pg.SuperUser, pg.SuperPassword)
-	if o.dbUser == "-" {
-		dbAuth = ""
-	} else if o.dbUser != "" {
-		dbAuth = fmt.Sprintf("user = %q\npassword = %q\n", o.dbUser, o.users[o.dbUser])
-	}
-	toml := fmt.Sprintf(`
-[listen]
-addr = "127.0.0.1:0"
-client_login_timeout = %q
-shutdown_timeout = "2s"
-%s
-
-[auth]
-type = %q
-%s
-admin_users = ["admin"]
-
-[pool]
-mode = %q
-size = %d
-query_wait_timeout = "10s"
-server_connect_timeout = "5s"
-server_login_retry = "1s"
-
-[parameters]
-plan_cache_mode = "force_custom_plan"
-
-[databases.app]
-host = %q
-port = %d
-dbname = "postgres"
-sslmode = "disable"
-%s
-%s
-
-[log]
-level = "debug"
-%s
-`, loginTimeout, listenExtra, o.authType, authLine(authFile), o.mode, o.size, pg.Host, pg.Port, dbAuth, o.dbExtra, o.extra)
-	path := filepath.Join(dir, "pgrecycle.toml")
-	if err := os.WriteFile(path, []byte(toml), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load(path)
-	if err != nil {
-		t.Fatalf("config: %v\n%s", err, toml)
-	}
-	core, logs := observer.New(zap.DebugLevel)
-	srv, err := proxy.New(proxy.Options{Config: cfg, Logger: zap.New(core), Version: "test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	srv.Serve()
-	t.Cleanup(srv.Close)
-	addr := srv.Addr().(*net.TCPAddr)
-	return &env{t: t, pg: pg, srv: srv, host: "127.0.0.1", port: addr.Port, logs: logs, dir: dir}
+	o.loginTimeout = loginTimeout
+	o.listenExtra = listenExtra
+	return startProxy(t, o)
 }
 
 // connectConfig opens a pgx connection through the proxy after letting
