@@ -54,9 +54,19 @@ vet:
 demo:
 	bash scripts/demo.sh
 
+# Side-by-side benchmark against PgBouncer (not a test; CI never runs it).
+# ~13 min, writes BENCHMARKS.md; `make bench BENCH_QUICK=1` takes ~2 min.
+# Knobs: BENCH_TIME, BENCH_RUNS, BENCH_IDLE, BENCH_MANY, BENCH_GMP1, BENCH_SCENARIOS.
 bench:
-	@if [ -f test/bench/run.sh ]; then bash test/bench/run.sh; \
-	else echo "bench: test/bench/run.sh does not exist yet"; fi
+	$(GO) run ./test/bench
 
 clean:
 	rm -rf bin
+
+# Many-schema benchmark of issue 3 (not a test; CI never runs it): 500
+# schemas × 10 tables through PgBouncer, pgrecycle without recycling and
+# pgrecycle with max_memory; ~5 min, writes docs/recipes/many-schemas.md
+# and its section of BENCHMARKS.md. `make bench-manyschema QUICK=1`: 15 s runs, no docs.
+.PHONY: bench-manyschema
+bench-manyschema:
+	$(GO) run ./test/bench/manyschema $(if $(QUICK),-quick)
