@@ -160,6 +160,8 @@ type TLS struct {
 // Metrics is the [metrics] section.
 type Metrics struct {
 	Addr string `toml:"addr"` // Prometheus /metrics and /healthz; default "" = off; e.g. "127.0.0.1:9930"
+	// Pprof serves /debug/pprof on addr too; off by default (it exposes internals).
+	Pprof bool `toml:"pprof"`
 }
 
 // Health is the [health] section: the database health advisor. On every

@@ -14,6 +14,10 @@ import (
 	"github.com/pgrecycle/pgrecycle/config"
 )
 
+// idlePeekAfter is how long a backend must have been idle before Acquire
+// checks its socket for an EOF or an unsolicited message.
+const idlePeekAfter = 50 * time.Millisecond
+
 // ErrClosed is returned by Acquire on a closed pool.
 var ErrClosed = errors.New("pool is closed")
 
@@ -233,12 +237,15 @@ func (p *Pool) removeWaiterLocked(w *waiter) bool {
 // checkIdle decides whether an idle backend may be handed out; it returns
 // the retirement reason otherwise.
 func (p *Pool) checkIdle(b *Backend) string {
-	if socketHasDataOrEOF(b.Conn) {
+	// A backend back in the pool for a moment can't have been told much;
+	// under load that skips a system call per transaction. One idle longer
+	// may have died (a restart, an OOM kill) or been sent something.
+	now := time.Now()
+	if now.Sub(b.LastUsed) > idlePeekAfter && socketHasDataOrEOF(b.Conn) {
 		return "closed"
 	}
 	// A deadline passed while idle is the tick's business (bounded by
 	// max_retiring_share), not a reason to make this client wait.
-	now := time.Now()
 	p.mu.Lock()
 	delay := p.opts.Pool.ServerCheckDelay.D()
 	query := p.opts.Pool.ServerCheckQuery
