@@ -55,7 +55,7 @@ demo:
 	bash scripts/demo.sh
 
 # Side-by-side benchmark against PgBouncer (not a test; CI never runs it).
-# ~13 min, writes BENCHMARKS.md; `make bench BENCH_QUICK=1` takes ~2 min.
+# ~15 min, writes BENCHMARKS.md; `make bench BENCH_QUICK=1` takes ~2 min.
 # Knobs: BENCH_TIME, BENCH_RUNS, BENCH_IDLE, BENCH_MANY, BENCH_GMP1, BENCH_SCENARIOS.
 bench:
 	$(GO) run ./test/bench

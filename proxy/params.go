@@ -115,6 +115,9 @@ func parseOptions(s string) (map[string]string, error) {
 // startup settings (set or reset so a previous client's don't linger).
 // It returns "" when nothing differs, the common case.
 func paramSQL(want map[string]string, extra map[string]string, current map[string]string, proxySet map[string]string) string {
+	if paramsMatch(want, extra, current, proxySet) {
+		return "" // the common case, without building anything
+	}
 	var sb strings.Builder
 	for _, k := range trackedParams {
 		v, ok := want[k]
@@ -142,4 +145,23 @@ func paramSQL(want map[string]string, extra map[string]string, current map[strin
 		}
 	}
 	return sb.String()
+}
+
+// paramsMatch reports whether the backend already has the client's
+// settings.
+func paramsMatch(want, extra, current, proxySet map[string]string) bool {
+	for _, k := range trackedParams {
+		if v, ok := want[k]; ok && current[k] != v {
+			return false
+		}
+	}
+	if len(extra) != len(proxySet) {
+		return false
+	}
+	for k, v := range extra {
+		if cur, ok := proxySet[k]; !ok || cur != v {
+			return false
+		}
+	}
+	return true
 }

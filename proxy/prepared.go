@@ -456,6 +456,15 @@ func (s *session) mapQuery(b *pool.Backend, bodyLen int) (bool, error) {
 // parseStatementReset recognises a whole query that is DEALLOCATE
 // [PREPARE] {name | ALL} or DISCARD ALL.
 func parseStatementReset(body []byte) (name string, all, dealloc, discard bool) {
+	// Almost every query is something else: decide on the first letters,
+	// without converting or splitting the text.
+	i := 0
+	for i < len(body) && (body[i] == ' ' || body[i] == '\t' || body[i] == '\n' || body[i] == '\r') {
+		i++
+	}
+	if i+7 > len(body) || !(hasPrefixFold(body[i:], "deallocate") || hasPrefixFold(body[i:], "discard")) {
+		return "", false, false, false
+	}
 	q := strings.TrimRight(string(body), "\x00")
 	q = strings.TrimSpace(q)
 	q = strings.TrimSpace(strings.TrimSuffix(q, ";"))
@@ -514,3 +523,19 @@ func appendCommandComplete(dst []byte, tag string) []byte {
 }
 
 var _ = binary.BigEndian
+
+func hasPrefixFold(b []byte, prefix string) bool {
+	if len(b) < len(prefix) {
+		return false
+	}
+	for i := 0; i < len(prefix); i++ {
+		c := b[i]
+		if c >= 'A' && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != prefix[i] {
+			return false
+		}
+	}
+	return true
+}

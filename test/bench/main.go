@@ -2,7 +2,7 @@
 // PostgreSQL with the same pool mode, pool size and client authentication,
 // and writes the results to BENCHMARKS.md.
 //
-//	go run ./test/bench              # full run, ~13 minutes (make bench)
+//	go run ./test/bench              # full run, ~15 minutes (make bench)
 //	BENCH_QUICK=1 go run ./test/bench   # ~2 minutes, BENCHMARKS.md untouched
 //	go run ./test/bench -serve       # start everything, print ports and pids, wait for Ctrl-C
 //	go run ./test/bench -profile     # pprof CPU/heap profiles of pgrecycle run in-process

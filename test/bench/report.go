@@ -239,10 +239,10 @@ func (b *bench) markdown() string {
 
 	fmt.Fprintf(&w, "## Reproduce\n\n")
 	fmt.Fprintf(&w, "This report came from:\n\n```sh\n%s\n```\n\n", b.reproduce())
-	fmt.Fprintf(&w, "`make bench` alone takes ~13 minutes with the defaults (10 s runs, 3 repetitions, no GOMAXPROCS=1 column); `make bench BENCH_QUICK=1` is a ~2 minute smoke run that leaves BENCHMARKS.md alone. ")
+	fmt.Fprintf(&w, "`make bench` alone takes ~15 minutes with the defaults (10 s runs, 3 repetitions, no GOMAXPROCS=1 column; ~21 minutes with it); `make bench BENCH_QUICK=1` is a ~2 minute smoke run that leaves BENCHMARKS.md alone. ")
 	fmt.Fprintf(&w, "Knobs (environment, or flags: `go run ./test/bench -h`): `BENCH_TIME` (seconds per run), `BENCH_RUNS`, `BENCH_IDLE`, `BENCH_MANY`, `BENCH_GMP1=1` (GOMAXPROCS=1 column), `BENCH_SCENARIOS=latency,pooled,many,churn`. ")
 	fmt.Fprintf(&w, "Needs PostgreSQL server binaries, pgbench and (for the comparison) pgbouncer; as root, PostgreSQL and PgBouncer run as the `postgres` account. ")
-	fmt.Fprintf(&w, "`go run ./test/bench -serve` starts the same setup and waits, for attaching perf or strace by hand. ")
+	fmt.Fprintf(&w, "`go run ./test/bench -serve` starts the same setup and waits, for attaching perf or strace by hand; `-profile` runs pgrecycle in-process and writes pprof CPU, allocation and idle-heap profiles; `-report DIR` rebuilds this report from saved results. ")
 	fmt.Fprintf(&w, "Raw results of every run (pgbench output, JSON lines) go to `test/bench/results/` (gitignored).\n\n")
 	return w.String()
 }
