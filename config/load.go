@@ -748,7 +748,10 @@ func reservedParameter(name string) bool {
 	return oneOf(strings.ToLower(name), "user", "database", "replication")
 }
 
-func validParameterName(s string) bool {
+// ValidParameterName reports whether s can name a PostgreSQL setting in
+// SET or a StartupMessage: letters, digits, '_' and '.' (extension
+// settings), not starting with a digit or a dot.
+func ValidParameterName(s string) bool {
 	if s == "" || strings.HasSuffix(s, ".") || strings.Contains(s, "..") {
 		return false
 	}
@@ -771,7 +774,7 @@ func paramProblems(m map[string]string, skip func(name, value string) bool) []pr
 			continue
 		}
 		switch {
-		case !validParameterName(name):
+		case !ValidParameterName(name):
 			ps = append(ps, problemf(name, `invalid parameter name: use letters, digits, "_" and "."`))
 		case reservedParameter(name):
 			ps = append(ps, problemf(name, "is set by pgrecycle itself (see databases.NAME.user and dbname)"))

@@ -30,21 +30,6 @@ func canonicalTracked(name string) string {
 	return ""
 }
 
-// validParamName accepts what PostgreSQL accepts as a GUC name in SET
-// without quoting: letters, digits, '_' and '.' (for extension settings).
-func validParamName(name string) bool {
-	if name == "" || len(name) > 63 {
-		return false
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '_' || c == '.' || (i > 0 && c >= '0' && c <= '9')) {
-			return false
-		}
-	}
-	return true
-}
-
 // quoteLiteral dollar-quotes a value, which is immune to
 // standard_conforming_strings and backslashes.
 func quoteLiteral(v string) string {

@@ -525,7 +525,7 @@ func (s *session) loginParams(db *config.Database, client map[string]string) err
 			}
 			continue
 		}
-		if !validParamName(name) {
+		if len(name) > 63 || !config.ValidParameterName(name) {
 			return fatalf("42704", "unrecognized configuration parameter %q", name)
 		}
 		if s.extra == nil {

@@ -1570,22 +1570,11 @@ func listItem(t sqlToken) string {
 
 // validSetting reports a setting name pgrecycle accepts in [parameters].
 func validSetting(s string) bool {
-	if s == "" || strings.HasSuffix(s, ".") || strings.Contains(s, "..") {
-		return false
-	}
 	switch s {
 	case "user", "database", "replication":
 		return false
 	}
-	for i, r := range s {
-		switch {
-		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r == '_':
-		case (r >= '0' && r <= '9' || r == '.') && i > 0:
-		default:
-			return false
-		}
-	}
-	return true
+	return config.ValidParameterName(s)
 }
 
 // userEntry lists a [users] entry: pgrecycle has no per-user pool settings.
