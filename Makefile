@@ -70,3 +70,15 @@ clean:
 .PHONY: bench-manyschema
 bench-manyschema:
 	$(GO) run ./test/bench/manyschema $(if $(QUICK),-quick)
+
+# Recipes of docs/recipes/ (not tests; CI never runs them). Each starts its
+# own PostgreSQL, builds pgrecycle and prints its table; ~1–2 min each.
+.PHONY: recipe-partitioned-prepared recipe-connection-per-request recipe-oom-ride-through
+recipe-partitioned-prepared:
+	$(GO) run ./test/bench/recipes/partitioned-prepared
+
+recipe-connection-per-request:
+	$(GO) run ./test/bench/recipes/connection-per-request
+
+recipe-oom-ride-through:
+	$(GO) run ./test/bench/recipes/oom-ride-through
