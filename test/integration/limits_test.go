@@ -336,6 +336,21 @@ func TestLimitsSSLRequest(t *testing.T) {
 	}
 	readUntilReady(t, c)
 
+	// GSSENCRequest is answered 'N' too, and the startup goes on.
+	g := e.rawDial(t, 10*time.Second)
+	greq := binary.BigEndian.AppendUint32(nil, 8)
+	greq = binary.BigEndian.AppendUint32(greq, 80877104)
+	if _, err := g.Write(greq); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(g, b[:]); err != nil || b[0] != 'N' {
+		t.Fatalf("GSSENCRequest answered %q (%v), want 'N'", b[0], err)
+	}
+	if _, err := g.Write(startupMessage(protoV30, "user", "postgres", "database", "app")); err != nil {
+		t.Fatal(err)
+	}
+	readUntilReady(t, g)
+
 	pc, err := pgx.Connect(ctx, strings.Replace(e.dsn("postgres", "x", "app"), "sslmode=disable", "sslmode=prefer", 1))
 	if err != nil {
 		t.Fatalf("sslmode=prefer: %v", err)
