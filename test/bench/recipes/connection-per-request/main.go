@@ -17,6 +17,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"github.com/pgrecycle/pgrecycle/test/bench/recipes/kit"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -59,15 +60,15 @@ func realMain() int {
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
-	e := newEnv("connection-per-request")
-	defer e.cleanup()
-	if err := e.setup(ctx, map[string]string{"max_connections": "100"}); err != nil {
-		fmt.Fprintf(os.Stderr, "%s: %v\n", e.name, err)
+	e := kit.NewEnv("connection-per-request")
+	defer e.Cleanup()
+	if err := e.Setup(ctx, map[string]string{"max_connections": "100"}); err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", e.Name, err)
 		return 1
 	}
-	e.logf("creating the pgbench tables (scale 1)")
-	if err := e.pgbenchInit(ctx); err != nil {
-		fmt.Fprintf(os.Stderr, "%s: %v\n", e.name, err)
+	e.Logf("creating the pgbench tables (scale 1)")
+	if err := pgbenchInit(ctx, e); err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", e.Name, err)
 		return 1
 	}
 	all := map[string][]run{}
@@ -75,10 +76,10 @@ func realMain() int {
 		for _, t := range targets {
 			r, err := oneRun(ctx, e, t, i, *seconds, *clients, *pool)
 			if err != nil {
-				fmt.Fprintf(os.Stderr, "%s: %s: %v\n", e.name, t.label, err)
+				fmt.Fprintf(os.Stderr, "%s: %s: %v\n", e.Name, t.label, err)
 				return 1
 			}
-			e.logf("%s run %d: tps %.0f, connection %.3f ms, latency avg %.3f p99 %.3f ms, max backends %d, sessions started %d",
+			e.Logf("%s run %d: tps %.0f, connection %.3f ms, latency avg %.3f p99 %.3f ms, max backends %d, sessions started %d",
 				t.key, i+1, r.tps, r.connMS, r.avg, r.p99, r.maxBackends, r.sessions)
 			all[t.key] = append(all[t.key], r)
 		}
@@ -88,8 +89,8 @@ func realMain() int {
 	return 0
 }
 
-func (e *env) pgbenchInit(ctx context.Context) error {
-	conn, err := pgx.Connect(ctx, e.pg.DSN(e.user, e.pass, e.db))
+func pgbenchInit(ctx context.Context, e *kit.Env) error {
+	conn, err := pgx.Connect(ctx, e.PG.DSN(e.User, e.Pass, e.DB))
 	if err != nil {
 		return err
 	}
@@ -111,20 +112,20 @@ func sessions(ctx context.Context, super *pgx.Conn, db string) (n int64, err err
 	return n, err
 }
 
-func oneRun(ctx context.Context, e *env, t target, i, seconds, clients, pool int) (run, error) {
+func oneRun(ctx context.Context, e *kit.Env, t target, i, seconds, clients, pool int) (run, error) {
 	var r run
-	dir := filepath.Join(e.work, fmt.Sprintf("run-%s-%d", t.key, i))
+	dir := filepath.Join(e.Work, fmt.Sprintf("run-%s-%d", t.key, i))
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return r, err
 	}
-	super, err := pgx.Connect(ctx, e.pg.SuperDSN())
+	super, err := pgx.Connect(ctx, e.PG.SuperDSN())
 	if err != nil {
 		return r, err
 	}
 	defer super.Close(context.WithoutCancel(ctx))
-	port := e.pg.Port
+	port := e.PG.Port
 	if t.key == "b" {
-		p, stop, err := e.startPgrecycle(ctx, dir, pool, "")
+		p, stop, err := e.StartPgrecycle(ctx, dir, pool, "")
 		if err != nil {
 			return r, err
 		}
@@ -134,7 +135,7 @@ func oneRun(ctx context.Context, e *env, t target, i, seconds, clients, pool int
 	// Statistics are flushed at session end or about once a second.
 	_, _ = super.Exec(ctx, "SELECT pg_stat_force_next_flush()")
 	time.Sleep(1500 * time.Millisecond)
-	before, err := sessions(ctx, super, e.db)
+	before, err := sessions(ctx, super, e.DB)
 	if err != nil {
 		return r, err
 	}
@@ -146,7 +147,7 @@ func oneRun(ctx context.Context, e *env, t target, i, seconds, clients, pool int
 		defer tick.Stop()
 		for {
 			var n int
-			if err := super.QueryRow(sctx, `SELECT count(*) FROM pg_stat_activity WHERE usename = $1 AND backend_type = 'client backend'`, e.user).Scan(&n); err == nil && n > m {
+			if err := super.QueryRow(sctx, `SELECT count(*) FROM pg_stat_activity WHERE usename = $1 AND backend_type = 'client backend'`, e.User).Scan(&n); err == nil && n > m {
 				m = n
 			}
 			select {
@@ -158,31 +159,31 @@ func oneRun(ctx context.Context, e *env, t target, i, seconds, clients, pool int
 		}
 	}()
 	prefix := filepath.Join(dir, "txlog")
-	out, err := e.pgbench(ctx, port, prefix, "-C", "-S", "-c", strconv.Itoa(clients), "-j", "2", "-T", strconv.Itoa(seconds))
+	out, err := e.Pgbench(ctx, port, prefix, "-C", "-S", "-c", strconv.Itoa(clients), "-j", "2", "-T", strconv.Itoa(seconds))
 	stopSampling()
 	r.maxBackends = <-maxc
 	if err != nil {
 		return r, err
 	}
 	time.Sleep(1500 * time.Millisecond)
-	after, err := sessions(ctx, super, e.db)
+	after, err := sessions(ctx, super, e.DB)
 	if err != nil {
 		return r, err
 	}
 	r.sessions = after - before
-	r.tps = parseFloat(reTPS, out)
-	r.connMS = parseFloat(reConn, out)
-	r.avg = parseFloat(reLat, out)
-	txs, err := readTxLogs(prefix)
+	r.tps = kit.ParseFloat(kit.ReTPS, out)
+	r.connMS = kit.ParseFloat(reConn, out)
+	r.avg = kit.ParseFloat(reLat, out)
+	txs, err := kit.ReadTxLogs(prefix)
 	if err != nil {
 		return r, err
 	}
 	var lats []float64
 	for _, tx := range txs {
-		lats = append(lats, tx.us/1000)
+		lats = append(lats, tx.Us/1000)
 	}
 	sort.Float64s(lats)
-	r.p99 = percentile(lats, 0.99)
+	r.p99 = kit.Percentile(lats, 0.99)
 	return r, nil
 }
 
@@ -191,10 +192,10 @@ func med(rs []run, f func(run) float64) float64 {
 	for _, r := range rs {
 		xs = append(xs, f(r))
 	}
-	return median(xs)
+	return kit.Median(xs)
 }
 
-func report(e *env, all map[string][]run, seconds, runs, clients, pool int) string {
+func report(e *kit.Env, all map[string][]run, seconds, runs, clients, pool int) string {
 	var b strings.Builder
 	b.WriteString("| target | tps (connect + query + disconnect) | average connection time | latency avg | latency p99 | PostgreSQL backends, max sampled | sessions PostgreSQL started (forks + auths) |\n")
 	b.WriteString("|---|---:|---:|---:|---:|---:|---:|\n")
@@ -216,6 +217,6 @@ func report(e *env, all map[string][]run, seconds, runs, clients, pool int) stri
 		"Latency as pgbench reports it (p99 from its per-transaction log); with -C, tps counts the connection time. Backends: "+
 		"count of the role's client backends in pg_stat_activity, sampled every second; sessions: delta of pg_stat_database.sessions. "+
 		"%d CPUs (shared with another benchmark), Go %s.\n",
-		runs, seconds, e.pgVersion(), clients, pool, runtime.NumCPU(), strings.TrimPrefix(runtime.Version(), "go"))
+		runs, seconds, e.PGVersion(), clients, pool, runtime.NumCPU(), strings.TrimPrefix(runtime.Version(), "go"))
 	return b.String()
 }

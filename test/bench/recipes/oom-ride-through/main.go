@@ -19,6 +19,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/pgrecycle/pgrecycle/test/bench/recipes/kit"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -64,10 +65,10 @@ func realMain() int {
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
-	e := newEnv("oom-ride-through")
-	defer e.cleanup()
-	if err := e.setup(ctx, map[string]string{"max_connections": "100", "restart_after_crash": "on"}); err != nil {
-		fmt.Fprintf(os.Stderr, "%s: %v\n", e.name, err)
+	e := kit.NewEnv("oom-ride-through")
+	defer e.Cleanup()
+	if err := e.Setup(ctx, map[string]string{"max_connections": "100", "restart_after_crash": "on"}); err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", e.Name, err)
 		return 1
 	}
 	all := map[string][]run{}
@@ -75,10 +76,10 @@ func realMain() int {
 		for _, t := range targets {
 			r, err := oneRun(ctx, e, t, i, *seconds, *killAt, *clients, *idle, *pool)
 			if err != nil {
-				fmt.Fprintf(os.Stderr, "%s: %s: %v\n", e.name, t.label, err)
+				fmt.Fprintf(os.Stderr, "%s: %s: %v\n", e.Name, t.label, err)
 				return 1
 			}
-			e.logf("%s run %d: %d queries, %d query errors, %d failed reconnects, %d clients disconnected, %d clients saw an error, all succeeding again %s after the kill; first error: %s",
+			e.Logf("%s run %d: %d queries, %d query errors, %d failed reconnects, %d clients disconnected, %d clients saw an error, all succeeding again %s after the kill; first error: %s",
 				t.key, i+1, r.queries, r.queryErrs, r.connectErrs, r.disconnected, r.sawError, r.recovery.Round(time.Millisecond), r.firstErr)
 			all[t.key] = append(all[t.key], r)
 		}
@@ -90,10 +91,10 @@ func realMain() int {
 
 // waitReady waits until PostgreSQL accepts the superuser again (after the
 // previous run's crash restart).
-func waitReady(ctx context.Context, e *env) (*pgx.Conn, error) {
+func waitReady(ctx context.Context, e *kit.Env) (*pgx.Conn, error) {
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		c, err := pgx.Connect(ctx, e.pg.SuperDSN())
+		c, err := pgx.Connect(ctx, e.PG.SuperDSN())
 		if err == nil {
 			return c, nil
 		}
@@ -104,24 +105,24 @@ func waitReady(ctx context.Context, e *env) (*pgx.Conn, error) {
 	}
 }
 
-func oneRun(ctx context.Context, e *env, t target, i, seconds, killAt, clients int, idle time.Duration, pool int) (run, error) {
+func oneRun(ctx context.Context, e *kit.Env, t target, i, seconds, killAt, clients int, idle time.Duration, pool int) (run, error) {
 	var r run
-	dir := filepath.Join(e.work, fmt.Sprintf("run-%s-%d", t.key, i))
+	dir := filepath.Join(e.Work, fmt.Sprintf("run-%s-%d", t.key, i))
 	super, err := waitReady(ctx, e)
 	if err != nil {
 		return r, err
 	}
 	defer func() { super.Close(context.WithoutCancel(ctx)) }()
-	port := e.pg.Port
+	port := e.PG.Port
 	if t.key == "b" {
-		p, stop, err := e.startPgrecycle(ctx, dir, pool, "")
+		p, stop, err := e.StartPgrecycle(ctx, dir, pool, "")
 		if err != nil {
 			return r, err
 		}
 		defer stop()
 		port = p
 	}
-	dsn := e.dsn(port)
+	dsn := e.DSN(port)
 	rctx, cancel := context.WithTimeout(ctx, time.Duration(seconds)*time.Second)
 	defer cancel()
 
@@ -203,7 +204,7 @@ func oneRun(ctx context.Context, e *env, t target, i, seconds, killAt, clients i
 	case <-rctx.Done():
 	}
 	var pid int
-	err = super.QueryRow(ctx, `SELECT pid FROM pg_stat_activity WHERE usename = $1 AND backend_type = 'client backend' ORDER BY backend_start LIMIT 1`, e.user).Scan(&pid)
+	err = super.QueryRow(ctx, `SELECT pid FROM pg_stat_activity WHERE usename = $1 AND backend_type = 'client backend' ORDER BY backend_start LIMIT 1`, e.User).Scan(&pid)
 	if err != nil {
 		cancel()
 		wg.Wait()
@@ -253,10 +254,10 @@ func med(rs []run, f func(run) float64) float64 {
 	for _, r := range rs {
 		xs = append(xs, f(r))
 	}
-	return median(xs)
+	return kit.Median(xs)
 }
 
-func report(e *env, all map[string][]run, seconds, killAt, runs, clients int, idle time.Duration, pool int) string {
+func report(e *kit.Env, all map[string][]run, seconds, killAt, runs, clients int, idle time.Duration, pool int) string {
 	var b strings.Builder
 	b.WriteString("| target | query errors | failed reconnects | clients disconnected | clients that saw an error | time from the kill until every client succeeds again |\n")
 	b.WriteString("|---|---:|---:|---:|---:|---:|\n")
@@ -276,6 +277,6 @@ func report(e *env, all map[string][]run, seconds, killAt, runs, clients int, id
 		"(a client whose connection breaks reconnects every 100 ms); %d s into the run one client backend of the role gets SIGKILL, "+
 		"and PostgreSQL ends every backend, recovers and restarts (restart_after_crash = on). pgrecycle in transaction pooling, pool size %d. "+
 		"%d CPUs (shared with another benchmark), Go %s.\n",
-		runs, seconds, e.pgVersion(), clients, idle, killAt, pool, runtime.NumCPU(), strings.TrimPrefix(runtime.Version(), "go"))
+		runs, seconds, e.PGVersion(), clients, idle, killAt, pool, runtime.NumCPU(), strings.TrimPrefix(runtime.Version(), "go"))
 	return b.String()
 }

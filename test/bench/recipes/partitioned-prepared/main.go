@@ -19,6 +19,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/pgrecycle/pgrecycle/test/bench/recipes/kit"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -57,19 +58,19 @@ func realMain() int {
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
-	e := newEnv("partitioned-prepared")
-	defer e.cleanup()
-	if err := e.setup(ctx, map[string]string{"shared_buffers": "128MB", "max_connections": "100"}); err != nil {
-		fmt.Fprintf(os.Stderr, "%s: %v\n", e.name, err)
+	e := kit.NewEnv("partitioned-prepared")
+	defer e.Cleanup()
+	if err := e.Setup(ctx, map[string]string{"shared_buffers": "128MB", "max_connections": "100"}); err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", e.Name, err)
 		return 1
 	}
 	if err := createTable(ctx, e, *parts); err != nil {
-		fmt.Fprintf(os.Stderr, "%s: %v\n", e.name, err)
+		fmt.Fprintf(os.Stderr, "%s: %v\n", e.Name, err)
 		return 1
 	}
-	script := filepath.Join(e.work, "select.sql")
+	script := filepath.Join(e.Work, "select.sql")
 	if err := os.WriteFile(script, []byte(fmt.Sprintf("\\set k random(1, %d)\nSELECT * FROM parted WHERE key = :k;\n", *parts)), 0o644); err != nil {
-		fmt.Fprintf(os.Stderr, "%s: %v\n", e.name, err)
+		fmt.Fprintf(os.Stderr, "%s: %v\n", e.Name, err)
 		return 1
 	}
 	all := map[string][]run{}
@@ -77,10 +78,10 @@ func realMain() int {
 		for _, t := range targets {
 			r, err := oneRun(ctx, e, t, i, script, *seconds, *clients)
 			if err != nil {
-				fmt.Fprintf(os.Stderr, "%s: %s: %v\n", e.name, t.label, err)
+				fmt.Fprintf(os.Stderr, "%s: %s: %v\n", e.Name, t.label, err)
 				return 1
 			}
-			e.logf("%s run %d: tps %.0f avg %.3f ms p99 %.3f ms, backend contexts %s (plans %s), generic_plans %d custom_plans %d, RssAnon max %d kB",
+			e.Logf("%s run %d: tps %.0f avg %.3f ms p99 %.3f ms, backend contexts %s (plans %s), generic_plans %d custom_plans %d, RssAnon max %d kB",
 				t.key, i+1, r.tps, r.avg, r.p99, mb(r.ctxBytes), mb(r.planB), r.generic, r.custom, r.rssMaxKB)
 			all[t.key] = append(all[t.key], r)
 		}
@@ -90,9 +91,9 @@ func realMain() int {
 	return 0
 }
 
-func createTable(ctx context.Context, e *env, parts int) error {
-	e.logf("creating table parted with %d partitions", parts)
-	conn, err := pgx.Connect(ctx, e.pg.DSN(e.user, e.pass, e.db))
+func createTable(ctx context.Context, e *kit.Env, parts int) error {
+	e.Logf("creating table parted with %d partitions", parts)
+	conn, err := pgx.Connect(ctx, e.PG.DSN(e.User, e.Pass, e.DB))
 	if err != nil {
 		return err
 	}
@@ -111,37 +112,37 @@ ANALYZE parted;`, parts, parts)
 	return err
 }
 
-func oneRun(ctx context.Context, e *env, t target, i int, script string, seconds, clients int) (run, error) {
+func oneRun(ctx context.Context, e *kit.Env, t target, i int, script string, seconds, clients int) (run, error) {
 	var r run
-	dir := filepath.Join(e.work, fmt.Sprintf("run-%s-%d", t.key, i))
-	port, stop, err := e.startPgrecycle(ctx, dir, clients, t.params)
+	dir := filepath.Join(e.Work, fmt.Sprintf("run-%s-%d", t.key, i))
+	port, stop, err := e.StartPgrecycle(ctx, dir, clients, t.params)
 	if err != nil {
 		return r, err
 	}
 	defer stop()
 	prefix := filepath.Join(dir, "txlog")
-	out, err := e.pgbench(ctx, port, prefix, "-M", "prepared", "-f", script,
+	out, err := e.Pgbench(ctx, port, prefix, "-M", "prepared", "-f", script,
 		"-c", strconv.Itoa(clients), "-j", "2", "-T", strconv.Itoa(seconds))
 	if err != nil {
 		return r, err
 	}
-	r.tps = parseFloat(reTPS, out)
-	txs, err := readTxLogs(prefix)
+	r.tps = kit.ParseFloat(kit.ReTPS, out)
+	txs, err := kit.ReadTxLogs(prefix)
 	if err != nil {
 		return r, err
 	}
 	var lats []float64
 	for _, tx := range txs {
-		if tx.txno >= 5 { // transaction_no counts from 0: the 6th and later
-			lats = append(lats, tx.us/1000)
+		if tx.TxNo >= 5 { // transaction_no counts from 0: the 6th and later
+			lats = append(lats, tx.Us/1000)
 		}
 	}
 	sort.Float64s(lats)
-	r.avg, r.p99 = mean(lats), percentile(lats, 0.99)
+	r.avg, r.p99 = kit.Mean(lats), kit.Percentile(lats, 0.99)
 
 	// One pooled backend, through pgrecycle (simple protocol: one
 	// statement, one transaction, on whichever backend is free).
-	cfg, err := pgx.ParseConfig(e.dsn(port))
+	cfg, err := pgx.ParseConfig(e.DSN(port))
 	if err != nil {
 		return r, err
 	}
@@ -159,12 +160,12 @@ func oneRun(ctx context.Context, e *env, t target, i int, script string, seconds
 	if err != nil {
 		return r, err
 	}
-	super, err := pgx.Connect(ctx, e.pg.SuperDSN())
+	super, err := pgx.Connect(ctx, e.PG.SuperDSN())
 	if err != nil {
 		return r, err
 	}
 	defer super.Close(context.WithoutCancel(ctx))
-	rows, err := super.Query(ctx, `SELECT pid FROM pg_stat_activity WHERE usename = $1 AND backend_type = 'client backend'`, e.user)
+	rows, err := super.Query(ctx, `SELECT pid FROM pg_stat_activity WHERE usename = $1 AND backend_type = 'client backend'`, e.User)
 	if err != nil {
 		return r, err
 	}
@@ -174,7 +175,7 @@ func oneRun(ctx context.Context, e *env, t target, i int, script string, seconds
 	}
 	var n, sum int64
 	for _, pid := range pids {
-		if kb := rssAnonKB(pid); kb >= 0 {
+		if kb := kit.RssAnonKB(pid); kb >= 0 {
 			n++
 			sum += kb
 			if kb > r.rssMaxKB {
@@ -198,10 +199,10 @@ func med(rs []run, f func(run) float64) float64 {
 	for _, r := range rs {
 		xs = append(xs, f(r))
 	}
-	return median(xs)
+	return kit.Median(xs)
 }
 
-func report(e *env, all map[string][]run, parts, seconds, runs, clients int) string {
+func report(e *kit.Env, all map[string][]run, parts, seconds, runs, clients int) string {
 	var b strings.Builder
 	b.WriteString("| target | backend plan_cache_mode | generic_plans / custom_plans (one backend) | latency avg, 6th+ exec | p99, 6th+ exec | tps | memory contexts, one backend | of which CachedPlan* | RssAnon, largest pool backend |\n")
 	b.WriteString("|---|---|---:|---:|---:|---:|---:|---:|---:|\n")
@@ -226,6 +227,6 @@ func report(e *env, all map[string][]run, parts, seconds, runs, clients int) str
 		"pgbench -M prepared -c %d -j 2 running `SELECT * FROM parted WHERE key = :k` (random k) through pgrecycle in transaction pooling, pool size %d; "+
 		"latency from pgbench's per-transaction log, leaving out each client's first 5 executions; memory of one pooled backend read through pgrecycle after the run "+
 		"(`pg_backend_memory_contexts`, `pg_prepared_statements`); RssAnon from /proc of every pool backend. %d CPUs (shared with another benchmark), Go %s.\n",
-		runs, seconds, e.pgVersion(), parts, clients, clients, runtime.NumCPU(), strings.TrimPrefix(runtime.Version(), "go"))
+		runs, seconds, e.PGVersion(), parts, clients, clients, runtime.NumCPU(), strings.TrimPrefix(runtime.Version(), "go"))
 	return b.String()
 }

@@ -1,8 +1,7 @@
-package main
-
-// Helpers copied from test/bench/manyschema (each recipe is its own
-// package main, so each has a copy): child processes killed on exit,
-// PostgreSQL via test/pgtest, pgrecycle built from the tree, pgbench.
+// Package kit holds what the recipe benchmarks share: child processes
+// killed on exit, PostgreSQL via test/pgtest, pgrecycle built from the
+// tree, pgbench runs and their logs.
+package kit
 
 import (
 	"bufio"
@@ -88,37 +87,37 @@ func (p *procs) stopAll() {
 	}
 }
 
-type env struct {
-	name  string
+type Env struct {
+	Name  string
 	procs *procs
-	pg    *pgtest.Server
-	work  string
-	user  string
-	pass  string
-	db    string
+	PG    *pgtest.Server
+	Work  string
+	User  string
+	Pass  string
+	DB    string
 	bin   string // pgrecycle
 	pgb   string // pgbench
 }
 
-func newEnv(name string) *env {
-	return &env{name: name, procs: &procs{live: map[*exec.Cmd]chan struct{}{}}, user: "bench", db: "bench"}
+func NewEnv(name string) *Env {
+	return &Env{Name: name, procs: &procs{live: map[*exec.Cmd]chan struct{}{}}, User: "bench", DB: "bench"}
 }
 
-func (e *env) logf(format string, args ...any) {
-	fmt.Printf(e.name+": "+format+"\n", args...)
+func (e *Env) Logf(format string, args ...any) {
+	fmt.Printf(e.Name+": "+format+"\n", args...)
 }
 
-func (e *env) cleanup() {
+func (e *Env) Cleanup() {
 	e.procs.stopAll()
-	if e.pg != nil {
-		if err := e.pg.Stop(); err != nil {
-			fmt.Fprintf(os.Stderr, "%s: stop PostgreSQL: %v\n", e.name, err)
+	if e.PG != nil {
+		if err := e.PG.Stop(); err != nil {
+			fmt.Fprintf(os.Stderr, "%s: stop PostgreSQL: %v\n", e.Name, err)
 		}
-		e.pg = nil
+		e.PG = nil
 	}
-	if e.work != "" {
-		_ = os.RemoveAll(e.work)
-		e.work = ""
+	if e.Work != "" {
+		_ = os.RemoveAll(e.Work)
+		e.Work = ""
 	}
 }
 
@@ -142,7 +141,7 @@ func repoRoot() (string, error) {
 
 // setup builds pgrecycle, starts PostgreSQL and creates the bench role and
 // database.
-func (e *env) setup(ctx context.Context, conf map[string]string) error {
+func (e *Env) Setup(ctx context.Context, conf map[string]string) error {
 	root, err := repoRoot()
 	if err == nil {
 		err = os.Chdir(root)
@@ -154,33 +153,33 @@ func (e *env) setup(ctx context.Context, conf map[string]string) error {
 		return errors.New("pgbench is not installed (Debian: apt-get install postgresql-client)")
 	}
 	// Under /tmp: the postgres account must be able to enter it.
-	if e.work, err = os.MkdirTemp("/tmp", "pgrecycle-"+e.name+"-"); err != nil {
+	if e.Work, err = os.MkdirTemp("/tmp", "pgrecycle-"+e.Name+"-"); err != nil {
 		return err
 	}
-	if err := os.Chmod(e.work, 0o755); err != nil {
+	if err := os.Chmod(e.Work, 0o755); err != nil {
 		return err
 	}
-	e.logf("building pgrecycle")
-	e.bin = filepath.Join(e.work, "pgrecycle")
+	e.Logf("building pgrecycle")
+	e.bin = filepath.Join(e.Work, "pgrecycle")
 	if out, err := exec.CommandContext(ctx, "go", "build", "-o", e.bin, "./cmd/pgrecycle").CombinedOutput(); err != nil {
 		return fmt.Errorf("go build ./cmd/pgrecycle: %v\n%s", err, out)
 	}
-	e.logf("starting PostgreSQL")
-	if e.pg, err = pgtest.Start(pgtest.Options{Name: e.name, ExtraConf: conf}); err != nil {
+	e.Logf("starting PostgreSQL")
+	if e.PG, err = pgtest.Start(pgtest.Options{Name: e.Name, ExtraConf: conf}); err != nil {
 		return err
 	}
 	pw := make([]byte, 12)
 	if _, err := rand.Read(pw); err != nil {
 		return err
 	}
-	e.pass = hex.EncodeToString(pw)
-	if err := e.pg.CreateRole(ctx, e.user, e.pass, false); err != nil {
+	e.Pass = hex.EncodeToString(pw)
+	if err := e.PG.CreateRole(ctx, e.User, e.Pass, false); err != nil {
 		return err
 	}
-	if err := e.pg.CreateDatabase(ctx, e.db, e.user); err != nil {
+	if err := e.PG.CreateDatabase(ctx, e.DB, e.User); err != nil {
 		return err
 	}
-	return e.pg.Exec(ctx, "GRANT pg_read_all_stats TO "+e.user)
+	return e.PG.Exec(ctx, "GRANT pg_read_all_stats TO "+e.User)
 }
 
 func freePort() (int, error) {
@@ -195,7 +194,7 @@ func freePort() (int, error) {
 // startPgrecycle starts pgrecycle in front of the bench database with the
 // given pool size and extra TOML (appended at the end) and waits until it
 // listens. stop ends it.
-func (e *env) startPgrecycle(ctx context.Context, dir string, size int, extra string) (port int, stop func(), err error) {
+func (e *Env) StartPgrecycle(ctx context.Context, dir string, size int, extra string) (port int, stop func(), err error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return 0, nil, err
 	}
@@ -203,7 +202,7 @@ func (e *env) startPgrecycle(ctx context.Context, dir string, size int, extra st
 		return 0, nil, err
 	}
 	auth := filepath.Join(dir, "userlist.txt")
-	if err := os.WriteFile(auth, []byte(fmt.Sprintf("%q %q\n", e.user, e.pass)), 0o600); err != nil {
+	if err := os.WriteFile(auth, []byte(fmt.Sprintf("%q %q\n", e.User, e.Pass)), 0o600); err != nil {
 		return 0, nil, err
 	}
 	conf := fmt.Sprintf(`[listen]
@@ -229,7 +228,7 @@ sslmode = "disable"
 
 [log]
 level = "info"
-%s`, port, auth, size, e.db, e.pg.Port, e.db, extra)
+%s`, port, auth, size, e.DB, e.PG.Port, e.DB, extra)
 	path := filepath.Join(dir, "pgrecycle.toml")
 	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
 		return 0, nil, err
@@ -272,19 +271,19 @@ level = "info"
 
 // dsn of the bench role on the bench database at port (PostgreSQL's or
 // pgrecycle's).
-func (e *env) dsn(port int) string {
-	return fmt.Sprintf("postgres://%s:%s@127.0.0.1:%d/%s?sslmode=disable", e.user, e.pass, port, e.db)
+func (e *Env) DSN(port int) string {
+	return fmt.Sprintf("postgres://%s:%s@127.0.0.1:%d/%s?sslmode=disable", e.User, e.Pass, port, e.DB)
 }
 
 // pgbench runs pgbench against port with args (before the database name)
 // and returns its output; -l logs go under prefix.
-func (e *env) pgbench(ctx context.Context, port int, prefix string, args ...string) (string, error) {
-	all := append([]string{"-h", "127.0.0.1", "-p", strconv.Itoa(port), "-U", e.user, "-n",
+func (e *Env) Pgbench(ctx context.Context, port int, prefix string, args ...string) (string, error) {
+	all := append([]string{"-h", "127.0.0.1", "-p", strconv.Itoa(port), "-U", e.User, "-n",
 		"-l", "--log-prefix=" + prefix}, args...)
-	all = append(all, e.db)
+	all = append(all, e.DB)
 	pb := exec.Command(e.pgb, all...)
 	pb.Dir = filepath.Dir(prefix)
-	pb.Env = append(pgFreeEnv(), "PGPASSWORD="+e.pass, "PGSSLMODE=disable", "PGCONNECT_TIMEOUT=60")
+	pb.Env = append(pgFreeEnv(), "PGPASSWORD="+e.Pass, "PGSSLMODE=disable", "PGCONNECT_TIMEOUT=60")
 	var stdout, stderr bytes.Buffer
 	pb.Stdout, pb.Stderr = &stdout, &stderr
 	done, err := e.procs.start(pb)
@@ -313,18 +312,18 @@ func pgFreeEnv() []string {
 	return out
 }
 
-// txEntry is one line of a pgbench -l log.
-type txEntry struct {
-	client, txno int
-	us           float64
+// TxEntry is one line of a pgbench -l log.
+type TxEntry struct {
+	Client, TxNo int
+	Us           float64
 }
 
-func readTxLogs(prefix string) ([]txEntry, error) {
+func ReadTxLogs(prefix string) ([]TxEntry, error) {
 	files, err := filepath.Glob(prefix + ".*")
 	if err != nil {
 		return nil, err
 	}
-	var out []txEntry
+	var out []TxEntry
 	for _, f := range files {
 		fh, err := os.Open(f)
 		if err != nil {
@@ -342,14 +341,14 @@ func readTxLogs(prefix string) ([]txEntry, error) {
 			if err != nil {
 				continue
 			}
-			out = append(out, txEntry{c, n, us})
+			out = append(out, TxEntry{c, n, us})
 		}
 		fh.Close()
 	}
 	return out, nil
 }
 
-func percentile(sorted []float64, p float64) float64 {
+func Percentile(sorted []float64, p float64) float64 {
 	if len(sorted) == 0 {
 		return 0
 	}
@@ -357,7 +356,7 @@ func percentile(sorted []float64, p float64) float64 {
 	return sorted[i]
 }
 
-func mean(xs []float64) float64 {
+func Mean(xs []float64) float64 {
 	if len(xs) == 0 {
 		return 0
 	}
@@ -368,7 +367,7 @@ func mean(xs []float64) float64 {
 	return s / float64(len(xs))
 }
 
-func median(xs []float64) float64 {
+func Median(xs []float64) float64 {
 	if len(xs) == 0 {
 		return 0
 	}
@@ -377,7 +376,7 @@ func median(xs []float64) float64 {
 	return c[len(c)/2]
 }
 
-func parseFloat(re *regexp.Regexp, s string) float64 {
+func ParseFloat(re *regexp.Regexp, s string) float64 {
 	m := re.FindStringSubmatch(s)
 	if m == nil {
 		return 0
@@ -386,9 +385,9 @@ func parseFloat(re *regexp.Regexp, s string) float64 {
 	return f
 }
 
-var reTPS = regexp.MustCompile(`(?m)^tps = ([0-9.]+)`)
+var ReTPS = regexp.MustCompile(`(?m)^tps = ([0-9.]+)`)
 
-func rssAnonKB(pid int) int64 {
+func RssAnonKB(pid int) int64 {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return -1
@@ -408,8 +407,8 @@ func rssAnonKB(pid int) int64 {
 }
 
 // pgVersion is `postgres --version`.
-func (e *env) pgVersion() string {
-	out, err := exec.Command(filepath.Join(e.pg.BinDir, "postgres"), "--version").Output()
+func (e *Env) PGVersion() string {
+	out, err := exec.Command(filepath.Join(e.PG.BinDir, "postgres"), "--version").Output()
 	if err != nil {
 		return "PostgreSQL"
 	}
