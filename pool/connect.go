@@ -14,6 +14,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/pgrecycle/pgrecycle/config"
 	"github.com/pgrecycle/pgrecycle/wire"
 )
 
@@ -28,28 +29,37 @@ func quoteDSN(s string) string {
 	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + "'"
 }
 
-func newConnectConfig(opts Options) (connectConfig, error) {
-	t := opts.Target
+// ConnString is the keyword/value connection string pgconn parses for a
+// database section, as user with password ("" for none). Every connection
+// pgrecycle opens to PostgreSQL starts from it.
+func ConnString(t config.Database, user, password string) string {
 	sslmode := t.SSLMode
 	if sslmode == "" {
-		sslmode = "prefer"
+		sslmode = config.DefaultSSLMode
 	}
 	parts := []string{
 		"host=" + quoteDSN(t.Host),
 		"port=" + strconv.Itoa(t.Port),
 		"dbname=" + quoteDSN(t.DBName),
-		"user=" + quoteDSN(opts.User),
+		"user=" + quoteDSN(user),
 		"sslmode=" + quoteDSN(sslmode),
 	}
-	if opts.Passthrough != nil {
-		parts = append(parts, "password="+quoteDSN(passthroughDummy))
-	} else if opts.Password != "" {
-		parts = append(parts, "password="+quoteDSN(opts.Password))
+	if password != "" {
+		parts = append(parts, "password="+quoteDSN(password))
 	}
 	if t.SSLRootCert != "" {
 		parts = append(parts, "sslrootcert="+quoteDSN(t.SSLRootCert))
 	}
-	cfg, err := pgconn.ParseConfig(strings.Join(parts, " "))
+	return strings.Join(parts, " ")
+}
+
+func newConnectConfig(opts Options) (connectConfig, error) {
+	t := opts.Target
+	password := opts.Password
+	if opts.Passthrough != nil {
+		password = passthroughDummy
+	}
+	cfg, err := pgconn.ParseConfig(ConnString(t, opts.User, password))
 	if err != nil {
 		return connectConfig{}, fmt.Errorf("database %q: %w", opts.Database, err)
 	}
@@ -254,7 +264,7 @@ func SimpleQuery(b *Backend, sql string, onRow func(body []byte)) (byte, error) 
 			}
 		case wire.MsgErrorResponse:
 			code, severity := wire.ErrorCode(body)
-			qerr = &QueryError{Code: string(code), Message: errorMessage(body)}
+			qerr = &QueryError{Code: string(code), Message: wire.ErrorMessage(body)}
 			// A FATAL ends the connection; an ERROR such as 57014 (a cancel
 			// or statement_timeout) leaves a healthy backend.
 			if sev := string(severity); sev == "FATAL" || sev == "PANIC" || strings.HasPrefix(string(code), "08") {
@@ -270,21 +280,6 @@ func SimpleQuery(b *Backend, sql string, onRow func(body []byte)) (byte, error) 
 			return 0, errors.New("proxy query started COPY")
 		}
 	}
-}
-
-func errorMessage(body []byte) string {
-	for len(body) > 0 && body[0] != 0 {
-		f := body[0]
-		v, rest, ok := wire.CString(body[1:])
-		if !ok {
-			break
-		}
-		if f == 'M' {
-			return string(v)
-		}
-		body = rest
-	}
-	return ""
 }
 
 // Cancel asks the server to cancel whatever b is running, on a new

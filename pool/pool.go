@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -528,7 +529,7 @@ func (p *Pool) openWith(ahead bool) {
 		b.pool = p
 		p.all[b] = struct{}{}
 		if p.params == nil {
-			p.params = copyMap(b.Params)
+			p.params = maps.Clone(b.Params)
 		}
 		b.Deadline = p.drawDeadlineLocked(b.Created)
 		p.handOffLocked(b)
@@ -696,14 +697,6 @@ func (p *Pool) Close() {
 		p.destroy(b, "shutdown", true)
 	}
 	p.wg.Wait()
-}
-
-func copyMap(m map[string]string) map[string]string {
-	c := make(map[string]string, len(m))
-	for k, v := range m {
-		c[k] = v
-	}
-	return c
 }
 
 func copyCounts(m map[string]int64) map[string]int64 {

@@ -3,8 +3,6 @@ package proxy
 import (
 	"context"
 	"fmt"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -12,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/pgrecycle/pgrecycle/config"
+	"github.com/pgrecycle/pgrecycle/pool"
 	"github.com/pgrecycle/pgrecycle/proxy/auth"
 )
 
@@ -76,25 +75,13 @@ func (s *Server) connectAuthQuery(ctx context.Context, cfg *config.Config, db *c
 	if sec, ok := (*s.users.Load())[cfg.Auth.QueryUser]; ok && password == "" && sec.Kind == auth.KindPlain {
 		password = sec.Plain
 	}
-	sslmode := db.SSLMode
-	if sslmode == "" {
-		sslmode = "prefer"
-	}
-	dsn := strings.Join([]string{
-		"host=" + quoteConnValue(db.Host), "port=" + strconv.Itoa(db.Port), "dbname=" + quoteConnValue(db.DBName),
-		"user=" + quoteConnValue(cfg.Auth.QueryUser), "password=" + quoteConnValue(password), "sslmode=" + quoteConnValue(sslmode),
-		"application_name=pgrecycle_auth_query",
-	}, " ")
+	dsn := pool.ConnString(*db, cfg.Auth.QueryUser, password) + " application_name=pgrecycle_auth_query"
 	pc, err := pgconn.Connect(ctx, dsn)
 	if err != nil {
 		s.log.Error("auth.query connection failed", zap.String("database", db.Name), zap.Error(err))
 		return nil, err
 	}
 	return pc, nil
-}
-
-func quoteConnValue(v string) string {
-	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(v) + "'"
 }
 
 // close ends the dedicated connections.

@@ -314,7 +314,7 @@ func (s *session) relayOne(b *pool.Backend, fatal **clientError) relayResult {
 			b.Broken = true
 			if s.txMode {
 				*fatal = &clientError{Severity: "ERROR", Code: codeConnectionFailure,
-					Message: "pgrecycle: server connection lost: " + string(code) + " " + errorMessageOf(msg[wire.HeaderLen:])}
+					Message: "pgrecycle: server connection lost: " + string(code) + " " + wire.ErrorMessage(msg[wire.HeaderLen:])}
 				return relayed
 			}
 		}
@@ -591,21 +591,6 @@ func (s *session) sendErrorDetached(ce *clientError) {
 	if !attached {
 		_ = s.sendError(ce)
 	}
-}
-
-func errorMessageOf(body []byte) string {
-	for len(body) > 0 && body[0] != 0 {
-		f := body[0]
-		v, rest, ok := wire.CString(body[1:])
-		if !ok {
-			break
-		}
-		if f == 'M' {
-			return string(v)
-		}
-		body = rest
-	}
-	return ""
 }
 
 // armIdleDeadline sets the read deadline for the wait that is about to

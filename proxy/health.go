@@ -9,7 +9,6 @@ import (
 	"net"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -461,21 +460,7 @@ type healthConn struct {
 // healthConnect opens the advisor's connection: read-only, with
 // statement_timeout and lock_timeout at query_timeout.
 func (s *Server) healthConnect(ctx context.Context, db *config.Database, user, password string, timeout time.Duration) (*healthConn, error) {
-	sslmode := db.SSLMode
-	if sslmode == "" {
-		sslmode = config.DefaultSSLMode
-	}
-	parts := []string{
-		"host=" + quoteConnValue(db.Host), "port=" + strconv.Itoa(db.Port), "dbname=" + quoteConnValue(db.DBName),
-		"user=" + quoteConnValue(user), "sslmode=" + quoteConnValue(sslmode),
-	}
-	if password != "" {
-		parts = append(parts, "password="+quoteConnValue(password))
-	}
-	if db.SSLRootCert != "" {
-		parts = append(parts, "sslrootcert="+quoteConnValue(db.SSLRootCert))
-	}
-	pcfg, err := pgconn.ParseConfig(strings.Join(parts, " "))
+	pcfg, err := pgconn.ParseConfig(pool.ConnString(*db, user, password))
 	if err != nil {
 		return nil, err
 	}

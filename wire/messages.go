@@ -86,3 +86,20 @@ func AppendHeader(dst []byte, typ byte, n int) []byte {
 	binary.BigEndian.PutUint32(dst[len(dst)-4:], uint32(n+4))
 	return dst
 }
+
+// ErrorMessage returns the message ('M' field) of an ErrorResponse or
+// NoticeResponse body.
+func ErrorMessage(body []byte) string {
+	for len(body) > 0 && body[0] != 0 {
+		field := body[0]
+		val, rest, ok := CString(body[1:])
+		if !ok {
+			break
+		}
+		if field == 'M' {
+			return string(val)
+		}
+		body = rest
+	}
+	return ""
+}
