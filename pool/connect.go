@@ -105,7 +105,7 @@ func dialerFor(opts Options) *net.Dialer {
 	}
 	if ut := l.TCPUserTimeout.D(); ut > 0 {
 		d.Control = func(network, address string, c syscall.RawConn) error {
-			return setUserTimeout(c, ut)
+			return SetUserTimeout(c, ut)
 		}
 	}
 	return d

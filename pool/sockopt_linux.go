@@ -5,9 +5,9 @@ import (
 	"time"
 )
 
-// setUserTimeout sets TCP_USER_TIMEOUT: how long sent data may stay
+// SetUserTimeout sets TCP_USER_TIMEOUT: how long sent data may stay
 // unacknowledged before the kernel drops the connection.
-func setUserTimeout(c syscall.RawConn, d time.Duration) error {
+func SetUserTimeout(c syscall.RawConn, d time.Duration) error {
 	var serr error
 	err := c.Control(func(fd uintptr) {
 		serr = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_TCP, 0x12 /* TCP_USER_TIMEOUT */, int(d.Milliseconds()))

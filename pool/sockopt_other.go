@@ -7,4 +7,4 @@ import (
 	"time"
 )
 
-func setUserTimeout(syscall.RawConn, time.Duration) error { return nil }
+func SetUserTimeout(syscall.RawConn, time.Duration) error { return nil }

@@ -216,9 +216,7 @@ func (s *Server) acceptLoop(ln net.Listener) {
 			_ = tc.SetNoDelay(true)
 			if ut := s.Config().Listen.TCPUserTimeout.D(); ut > 0 {
 				if rc, err := tc.SyscallConn(); err == nil {
-					_ = rc.Control(func(fd uintptr) {
-						_ = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_TCP, 0x12, int(ut.Milliseconds()))
-					})
+					_ = pool.SetUserTimeout(rc, ut)
 				}
 			}
 		}
