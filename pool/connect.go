@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgrecycle/pgrecycle/config"
+	"github.com/pgrecycle/pgrecycle/sockio"
 	"github.com/pgrecycle/pgrecycle/wire"
 )
 
@@ -150,7 +151,7 @@ func (p *Pool) connect(ctx context.Context) (*Backend, error) {
 		return nil, err
 	}
 	now := time.Now()
-	conn := unwrapConn(hj.Conn)
+	conn := sockio.Wrap(unwrapConn(hj.Conn))
 	b := &Backend{
 		Conn:      conn,
 		R:         wire.NewReader(conn, backendReadBuf),

@@ -1,7 +1,6 @@
 package pool
 
 import (
-	"net"
 	"syscall"
 	"testing"
 	"time"
@@ -23,9 +22,9 @@ func TestBackendSocketOptions(t *testing.T) {
 	p := newPool(t, opts)
 	b := acquire(t, p)
 	defer p.Release(b)
-	tc, ok := b.Conn.(*net.TCPConn)
+	tc, ok := b.Conn.(syscall.Conn)
 	if !ok {
-		t.Fatalf("backend connection is %T, want *net.TCPConn", b.Conn)
+		t.Fatalf("backend connection is %T, want a socket", b.Conn)
 	}
 	rc, err := tc.SyscallConn()
 	if err != nil {

@@ -60,7 +60,7 @@ func (s *session) adminStartup(cfg *config.Config) error {
 			return err
 		}
 	}
-	s.key = s.srv.cancels.register(s)
+	s.srv.cancels.register(s)
 	if err := s.cw.Append((&pgproto3.BackendKeyData{ProcessID: s.key.pid, SecretKey: s.key.secret[:]}).Encode); err != nil {
 		s.srv.cancels.unregister(s.key)
 		return err

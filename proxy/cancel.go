@@ -19,17 +19,25 @@ type cancelKey struct {
 	secret [4]byte
 }
 
-// cancelRegistry maps proxy-issued keys to live sessions.
+// cancelRegistry maps proxy-issued keys to live sessions. The secret is
+// kept beside the session, so a lookup racing a login never reads a
+// session's fields while they are being written.
 type cancelRegistry struct {
 	mu       sync.Mutex
-	sessions map[uint32]*session
+	sessions map[uint32]registeredKey
+}
+
+type registeredKey struct {
+	s      *session
+	secret [4]byte
 }
 
 func newCancelRegistry() *cancelRegistry {
-	return &cancelRegistry{sessions: make(map[uint32]*session)}
+	return &cancelRegistry{sessions: make(map[uint32]registeredKey)}
 }
 
-// register issues a fresh unique key for s.
+// register issues a fresh unique key for s and stores it in s.key while
+// holding the lock that readers of the registry take.
 func (r *cancelRegistry) register(s *session) cancelKey {
 	var k cancelKey
 	var b [8]byte
@@ -40,7 +48,8 @@ func (r *cancelRegistry) register(s *session) cancelKey {
 		k.pid = binary.BigEndian.Uint32(b[:4]) & 0x7fffffff
 		copy(k.secret[:], b[4:])
 		if _, taken := r.sessions[k.pid]; k.pid != 0 && !taken {
-			r.sessions[k.pid] = s
+			r.sessions[k.pid] = registeredKey{s: s, secret: k.secret}
+			s.key = k
 			return k
 		}
 	}
@@ -55,15 +64,15 @@ func (r *cancelRegistry) unregister(k cancelKey) {
 // lookup finds the session for a key, comparing secrets in constant time.
 func (r *cancelRegistry) lookup(pid uint32, secret []byte) *session {
 	r.mu.Lock()
-	s := r.sessions[pid]
+	e, ok := r.sessions[pid]
 	r.mu.Unlock()
-	if s == nil {
+	if !ok {
 		return nil
 	}
-	if subtle.ConstantTimeCompare(secret, s.key.secret[:]) != 1 {
+	if subtle.ConstantTimeCompare(secret, e.secret[:]) != 1 {
 		return nil
 	}
-	return s
+	return e.s
 }
 
 // handleCancel forwards a client's CancelRequest to the backend its session

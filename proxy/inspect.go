@@ -144,7 +144,7 @@ func (srv *Server) sessionEnded(s *session) {
 	r := srv.cancels
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.sessions[s.key.pid] == s {
+	if r.sessions[s.key.pid].s == s {
 		delete(r.sessions, s.key.pid)
 	}
 	if s.admin || s.pool == nil {
@@ -168,8 +168,8 @@ func (srv *Server) liveSessions() ([]*session, map[poolLabels]sessionTotals) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	live := make([]*session, 0, len(r.sessions))
-	for _, s := range r.sessions {
-		live = append(live, s)
+	for _, e := range r.sessions {
+		live = append(live, e.s)
 	}
 	srv.ops.mu.Lock()
 	ended := make(map[poolLabels]sessionTotals, len(srv.ops.ended))

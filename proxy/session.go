@@ -15,6 +15,7 @@ import (
 	"github.com/pgrecycle/pgrecycle/config"
 	"github.com/pgrecycle/pgrecycle/pool"
 	"github.com/pgrecycle/pgrecycle/proxy/auth"
+	"github.com/pgrecycle/pgrecycle/sockio"
 	"github.com/pgrecycle/pgrecycle/wire"
 )
 
@@ -132,7 +133,7 @@ func (sw *serverWriter) Write(p []byte) (int, error) {
 func newSession(srv *Server, c net.Conn) *session {
 	s := &session{
 		srv:     srv,
-		conn:    c,
+		conn:    sockio.Wrap(c),
 		raw:     c,
 		started: time.Now(),
 	}
@@ -243,7 +244,7 @@ func (s *session) startup() error {
 	var version uint32
 	tlsCfg := s.srv.tlsConfig.Load()
 	for first := true; ; first = false {
-		if first && tlsCfg != nil && !isUnix(s.conn) {
+		if first && tlsCfg != nil && !isUnix(s.raw) {
 			b, err := s.cr.PeekBytes(1)
 			if err != nil {
 				return err
@@ -277,7 +278,7 @@ func (s *session) startup() error {
 				_ = s.sendError(fatalf(codeProtocolViolation, "unexpected data after encryption request"))
 				return errSessionDone
 			}
-			if v == wire.SSLRequestCode && tlsCfg != nil && !s.tls && !isUnix(s.conn) {
+			if v == wire.SSLRequestCode && tlsCfg != nil && !s.tls && !isUnix(s.raw) {
 				if _, err := s.conn.Write([]byte{'S'}); err != nil {
 					return err
 				}
@@ -306,7 +307,7 @@ func (s *session) startup() error {
 		break
 	}
 
-	if cfg.TLS.Mode == "require" && !s.tls && !isUnix(s.conn) {
+	if cfg.TLS.Mode == "require" && !s.tls && !isUnix(s.raw) {
 		_ = s.sendError(fatalf(codeInvalidAuthSpec, "pgrecycle requires TLS for TCP connections (tls.mode = require): connect with sslmode=require"))
 		s.log.Info("login refused: TLS required")
 		return errSessionDone
@@ -408,7 +409,7 @@ func (s *session) startup() error {
 		}
 		return err
 	}
-	s.key = s.srv.cancels.register(s)
+	s.srv.cancels.register(s)
 	if err := s.sendWelcome(); err != nil {
 		s.srv.cancels.unregister(s.key)
 		return err

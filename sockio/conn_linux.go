@@ -1,0 +1,142 @@
+//go:build linux
+
+package sockio
+
+import (
+	"io"
+	"net"
+	"os"
+	"syscall"
+	"unsafe"
+)
+
+// Conn is a net.Conn whose Read and Write go straight to the socket. One
+// goroutine may read while another writes; two concurrent reads (or two
+// concurrent writes) are not supported, which matches how pgrecycle uses a
+// connection.
+type Conn struct {
+	net.Conn
+	rc syscall.RawConn
+
+	// Per-call state lives here, not in closures, so that Read and Write
+	// allocate nothing: readFn and writeFn are bound once in Wrap.
+	readFn  func(fd uintptr) bool
+	rbuf    []byte
+	rn      int
+	rerrno  syscall.Errno
+	writeFn func(fd uintptr) bool
+	wbuf    []byte
+	wn      int
+	werrno  syscall.Errno
+}
+
+// Wrap returns c reading and writing through raw system calls when it is a
+// TCP or unix socket, and c itself otherwise (TLS, pipes, test doubles).
+func Wrap(c net.Conn) net.Conn {
+	var sc syscall.Conn
+	switch t := c.(type) {
+	case *net.TCPConn:
+		sc = t
+	case *net.UnixConn:
+		sc = t
+	default:
+		return c
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return c
+	}
+	w := &Conn{Conn: c, rc: rc}
+	w.readFn = w.readOnce
+	w.writeFn = w.writeAll
+	return w
+}
+
+// SyscallConn exposes the socket, as *net.TCPConn does (socket options,
+// idle peeks).
+func (c *Conn) SyscallConn() (syscall.RawConn, error) { return c.rc, nil }
+
+// NetConn returns the wrapped connection.
+func (c *Conn) NetConn() net.Conn { return c.Conn }
+
+// Read reads what the socket has, waiting on the netpoller when it has
+// nothing; io.EOF at end of stream, as net.Conn.
+func (c *Conn) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	c.rbuf, c.rn, c.rerrno = p, 0, 0
+	err := c.rc.Read(c.readFn)
+	c.rbuf = nil
+	if err != nil {
+		return 0, err // deadline or closed: a *net.OpError, as net.Conn gives
+	}
+	if c.rerrno != 0 {
+		return 0, c.opError("read", c.rerrno)
+	}
+	if c.rn == 0 {
+		return 0, io.EOF
+	}
+	return c.rn, nil
+}
+
+func (c *Conn) readOnce(fd uintptr) bool {
+	for {
+		n, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&c.rbuf[0])), uintptr(len(c.rbuf)))
+		switch e {
+		case 0:
+			c.rn = int(n)
+			return true
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return false
+		default:
+			c.rerrno = e
+			return true
+		}
+	}
+}
+
+// Write writes all of p, waiting on the netpoller while the socket buffer
+// is full.
+func (c *Conn) Write(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	c.wbuf, c.wn, c.werrno = p, 0, 0
+	err := c.rc.Write(c.writeFn)
+	n := c.wn
+	c.wbuf = nil
+	if err != nil {
+		return n, err
+	}
+	if c.werrno != 0 {
+		return n, c.opError("write", c.werrno)
+	}
+	return n, nil
+}
+
+func (c *Conn) writeAll(fd uintptr) bool {
+	for c.wn < len(c.wbuf) {
+		n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&c.wbuf[c.wn])), uintptr(len(c.wbuf)-c.wn))
+		switch e {
+		case 0:
+			c.wn += int(n)
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return false
+		default:
+			c.werrno = e
+			return true
+		}
+	}
+	return true
+}
+
+// opError shapes a failed call like net.Conn's errors, so errors.Is
+// (syscall.ECONNRESET, syscall.EPIPE) and net.Error keep working.
+func (c *Conn) opError(op string, e syscall.Errno) error {
+	return &net.OpError{Op: op, Net: c.LocalAddr().Network(), Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: os.NewSyscallError(op, e)}
+}
