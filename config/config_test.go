@@ -55,6 +55,7 @@ func TestDefaults(t *testing.T) {
 			MaxClientConn:      10000,
 			ClientLoginTimeout: Duration(60 * time.Second),
 			ShutdownTimeout:    Duration(30 * time.Second),
+			ClientParkAfter:    Duration(time.Second),
 			TCPKeepalive:       true,
 		},
 		Auth: Auth{Type: "scram-sha-256", AdminUsers: []string{}, MaxFailedLogins: 20, QueryCacheTTL: Duration(30 * time.Second)},
@@ -131,6 +132,7 @@ unix_socket_dir = "/tmp/pgr"
 max_client_conn = 500
 client_login_timeout = "5s"
 shutdown_timeout = "1m"
+client_park_after = "250ms"
 tcp_keepalive = false
 tcp_keepidle = "30s"
 tcp_keepintvl = "10s"
@@ -253,7 +255,8 @@ func TestFullFileRoundTrip(t *testing.T) {
 		Listen: Listen{
 			Addr: "0.0.0.0:7432", UnixSocketDir: "/tmp/pgr", MaxClientConn: 500,
 			ClientLoginTimeout: Duration(5 * time.Second), ShutdownTimeout: Duration(time.Minute),
-			TCPKeepalive: false, TCPKeepIdle: Duration(30 * time.Second), TCPKeepIntvl: Duration(10 * time.Second),
+			ClientParkAfter: Duration(250 * time.Millisecond),
+			TCPKeepalive:    false, TCPKeepIdle: Duration(30 * time.Second), TCPKeepIntvl: Duration(10 * time.Second),
 			TCPKeepCnt: 3, TCPUserTimeout: Duration(20 * time.Second),
 		},
 		Auth:       Auth{Type: "md5", File: "/etc/pgrecycle/userlist.txt", AdminUsers: []string{"postgres", "ops"}, MaxFailedLogins: 20, QueryCacheTTL: Duration(30 * time.Second)},

@@ -845,6 +845,7 @@ func check(c *Config, defined func(toml.Key) bool) []*Error {
 	add(lk, atLeast("max_client_conn", int64(l.MaxClientConn), 1))
 	add(lk, nonNegative("client_login_timeout", l.ClientLoginTimeout))
 	add(lk, nonNegative("shutdown_timeout", l.ShutdownTimeout))
+	add(lk, nonNegative("client_park_after", l.ClientParkAfter))
 	add(lk, nonNegative("tcp_keepidle", l.TCPKeepIdle))
 	add(lk, nonNegative("tcp_keepintvl", l.TCPKeepIntvl))
 	add(lk, atLeast("tcp_keepcnt", int64(l.TCPKeepCnt), 0))

@@ -21,15 +21,22 @@ const resetTimeout = 5 * time.Second
 func (s *session) loop() error {
 	for {
 		if s.cr.Buffered() == 0 {
-			s.armIdleDeadline()
+			if s.armIdleDeadline() && s.canPark {
+				s.idleEpoch.Add(1)
+				s.idleWaiting.Store(true)
+			}
 			s.interruptible = true
 		}
 		typ, bodyLen, err := s.cr.Next()
 		s.interruptible = false
+		s.idleWaiting.Store(false)
 		if err != nil {
 			if isTimeout(err) && s.cr.Buffered() == 0 {
 				if done, err := s.onIdleDeadline(); done {
 					return err
+				}
+				if s.parkAsked.Swap(false) && s.tryPark() {
+					return errParked
 				}
 				continue
 			}
@@ -595,8 +602,10 @@ func (s *session) sendErrorDetached(ce *clientError) {
 
 // armIdleDeadline sets the read deadline for the wait that is about to
 // start: client_idle_timeout outside a transaction,
-// idle_transaction_timeout inside one, none otherwise.
-func (s *session) armIdleDeadline() {
+// idle_transaction_timeout inside one, none otherwise. It reports whether
+// no backend is attached, i.e. whether the client may park if the wait
+// lasts. A resumed parked client keeps the idleSince it parked with.
+func (s *session) armIdleDeadline() (detached bool) {
 	opts := s.pool.Options().Pool
 	s.mu.Lock()
 	attached := s.backend != nil
@@ -613,7 +622,11 @@ func (s *session) armIdleDeadline() {
 	if s.srv.draining.Load() && (!attached || idleSession) {
 		limit = time.Nanosecond
 	}
-	s.idleSince = time.Now()
+	if s.resumed && !attached {
+		s.resumed = false
+	} else {
+		s.idleSince = time.Now()
+	}
 	s.idleLimit = limit
 	if limit > 0 {
 		_ = s.conn.SetReadDeadline(s.idleSince.Add(limit))
@@ -622,6 +635,7 @@ func (s *session) armIdleDeadline() {
 		_ = s.conn.SetReadDeadline(time.Time{})
 		s.armed = false
 	}
+	return !attached
 }
 
 // onIdleDeadline decides what a read deadline means: shutdown, an idle

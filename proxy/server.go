@@ -51,6 +51,7 @@ type Server struct {
 	listeners []net.Listener
 	sessions  map[*session]struct{}
 	closing   bool
+	parked    *parkSet // nil where parking is unsupported
 
 	clients atomic.Int64
 	// draining is set by Shutdown: no new transactions, idle clients are
@@ -88,6 +89,7 @@ func New(opts Options) (*Server, error) {
 		cancel()
 		return nil, err
 	}
+	s.parked = newParkSet(s.log)
 	return s, nil
 }
 
@@ -183,6 +185,10 @@ func (s *Server) Serve() {
 	}
 	s.wg.Add(1)
 	go s.tickLoop()
+	if s.parked != nil {
+		s.wg.Add(1)
+		go s.runParkSet(parkSweep(max(s.Config().Listen.ClientParkAfter.D(), time.Second)))
+	}
 	s.startHealth()
 	s.serveMetrics()
 }
@@ -325,12 +331,16 @@ func (s *Server) Close() {
 	s.mu.Unlock()
 	s.cancel()
 	s.closeListeners()
-	s.mu.Lock()
-	for sess := range s.sessions {
+	for _, sess := range s.sessionList() {
 		sess.kill()
 	}
-	s.mu.Unlock()
+	if s.parked != nil {
+		s.parked.w.Close()
+	}
 	s.wg.Wait()
+	if s.parked != nil {
+		s.parked.w.Free()
+	}
 	for _, p := range s.poolList() {
 		p.Close()
 	}
@@ -408,9 +418,7 @@ func (s *Server) Draining() bool { return s.draining.Load() }
 // pokeSessions wakes every session blocked reading its client so it can
 // notice a state change (draining).
 func (s *Server) pokeSessions() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for sess := range s.sessions {
+	for _, sess := range s.sessionList() {
 		sess.poke()
 	}
 }

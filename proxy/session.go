@@ -6,6 +6,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"syscall"
 	"sync/atomic"
 	"time"
 
@@ -87,6 +88,24 @@ type session struct {
 	loggedIn      bool
 	bytes         byteCounts
 	tls           bool // the client connection is encrypted
+
+	// ended is called once when the session is over (run's caller).
+	ended func()
+	// Parking (park.go). idleWaiting is set while the client goroutine
+	// waits at the top of its loop with no backend attached, idleEpoch
+	// counts such waits, sweepSeen is the sweeper's last look at it and
+	// parkAsked its request to park. parkTok and parkRC (guarded by mu)
+	// are set while parked; parkedFlag mirrors parkTok != 0 for the sweep.
+	// resumed tells the resumed goroutine to keep idleSince.
+	idleWaiting atomic.Bool
+	idleEpoch   atomic.Uint32
+	sweepSeen   uint32
+	parkAsked   atomic.Bool
+	parkedFlag  atomic.Bool
+	parkTok     uint64
+	parkRC      syscall.RawConn
+	resumed     bool
+	canPark     bool // plaintext socket, not the admin console (client goroutine only)
 }
 
 // clientReader reads from the client, retrying reads that a deadline cut
@@ -109,8 +128,14 @@ func (r clientReader) Read(p []byte) (int, error) {
 	}
 }
 
-// poke wakes the client goroutine if it is blocked reading the client.
-func (s *session) poke() { _ = s.raw.SetReadDeadline(time.Now()) }
+// poke wakes the client goroutine if it is blocked reading the client, or
+// resumes it if it is parked; either way it re-examines its state.
+func (s *session) poke() {
+	if s.unpark() {
+		return
+	}
+	_ = s.raw.SetReadDeadline(time.Now())
+}
 
 // serverWriter writes to the attached backend and remembers the first
 // error, so a dead backend doesn't look like a dead client while a large
@@ -147,8 +172,12 @@ func (s *session) newClientWriter() *wire.Writer {
 	return wire.NewPooledWriter(sentCounter{w: s.conn, count: &s.bytes}, s.srv.bufs)
 }
 
-// kill disconnects the client (server shutdown); run then cleans up.
-func (s *session) kill() { _ = s.raw.Close() }
+// kill disconnects the client (server shutdown); its goroutine, resumed
+// if it was parked, then cleans up.
+func (s *session) kill() {
+	s.unpark()
+	_ = s.raw.Close()
+}
 
 // run serves the session and calls ended when it is over. The login runs
 // on this goroutine, whose stack grows deep (SCRAM, pgproto3); the session
@@ -163,11 +192,8 @@ func (s *session) run(ended func()) {
 		ended()
 		return
 	}
-	go func() {
-		defer ended()
-		defer s.cleanup()
-		s.serve()
-	}()
+	s.ended = ended
+	go s.serve()
 }
 
 func (s *session) cleanup() {
@@ -179,16 +205,22 @@ func (s *session) cleanup() {
 	}
 }
 
-// serve runs a logged-in session to its end.
+// serve runs a logged-in session until it ends or parks; a parked
+// session is resumed by calling serve on a new goroutine.
 func (s *session) serve() {
-	defer s.srv.sessionEnded(s)
 	var err error
 	if s.admin {
 		err = s.adminLoop()
 	} else {
 		err = s.loop()
+		if err == errParked {
+			return
+		}
 		s.finish()
 	}
+	defer s.ended()
+	defer s.cleanup()
+	defer s.srv.sessionEnded(s)
 	cause := "client closed"
 	if s.endCause != "" {
 		cause = s.endCause
@@ -416,6 +448,8 @@ func (s *session) startup() error {
 	}
 	_ = s.conn.SetDeadline(time.Time{})
 	s.loggedIn = true // from now on only idle waits may be cut by deadlines
+	_, isSocket := s.conn.(syscall.Conn)
+	s.canPark = isSocket && !s.tls && !s.admin
 	s.log.Debug("client logged in")
 	return nil
 }

@@ -2,7 +2,27 @@
 
 package sockio
 
-import "net"
+import (
+	"errors"
+	"net"
+	"syscall"
+	"time"
+)
 
 // Wrap returns c unchanged: the raw path is Linux-only.
 func Wrap(c net.Conn) net.Conn { return c }
+
+// Watcher is unavailable off Linux: NewWatcher fails and idle clients keep
+// their goroutine.
+type Watcher struct{}
+
+// NewWatcher reports that parking is unsupported here.
+func NewWatcher() (*Watcher, error) { return nil, errors.New("sockio: no watcher on this platform") }
+
+func (w *Watcher) Watch(rc syscall.RawConn, token uint64) error { return errors.ErrUnsupported }
+func (w *Watcher) Unwatch(rc syscall.RawConn)                   {}
+func (w *Watcher) Wait(timeout time.Duration, ready func(token uint64)) (bool, error) {
+	return true, nil
+}
+func (w *Watcher) Close() {}
+func (w *Watcher) Free()  {}
