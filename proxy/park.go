@@ -8,6 +8,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/pgrecycle/pgrecycle/sockio"
+	"github.com/pgrecycle/pgrecycle/wire"
 )
 
 // errParked ends a session goroutine without ending the session: the
@@ -32,6 +33,16 @@ type parkSet struct {
 	mu    sync.Mutex
 	byTok map[uint64]*session
 	next  uint64
+
+	readers sync.Pool // *wire.Reader, empty, of parked clients
+}
+
+// reader returns an empty client reader for a resumed session.
+func (p *parkSet) reader(s *session) *wire.Reader {
+	if r, ok := p.readers.Get().(*wire.Reader); ok && r.Reset(clientReader{s}) {
+		return r
+	}
+	return wire.NewPooledReader(clientReader{s}, s.srv.bufs)
 }
 
 func newParkSet(log *zap.Logger) *parkSet {
@@ -188,6 +199,10 @@ func (s *session) tryPark() bool {
 		s.log.Debug("parking failed", zap.Error(err))
 		return false
 	}
+	// The reader, with its inline buffer, is shared among parked clients;
+	// the goroutine that resumes this one takes one from the pool.
+	p.readers.Put(s.cr)
+	s.cr = nil
 	s.parkTok = tok
 	s.parkRC = rc
 	s.parkedFlag.Store(true)

@@ -208,6 +208,9 @@ func (s *session) cleanup() {
 // serve runs a logged-in session until it ends or parks; a parked
 // session is resumed by calling serve on a new goroutine.
 func (s *session) serve() {
+	if s.cr == nil { // resumed after parking
+		s.cr = s.srv.parked.reader(s)
+	}
 	var err error
 	if s.admin {
 		err = s.adminLoop()

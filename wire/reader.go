@@ -97,6 +97,19 @@ func (r *Reader) release() {
 // long blocking wait so an idle connection holds no large buffer.
 func (r *Reader) Release() { r.release() }
 
+// Reset makes an empty pooled reader read from rd, so idle connections can
+// share readers (and their inline buffers) through a sync.Pool. It reports
+// false, changing nothing, if r still holds data or a message.
+func (r *Reader) Reset(rd io.Reader) bool {
+	if r.r != r.w || r.hasMsg || r.owned {
+		return false
+	}
+	r.release()
+	r.rd = rd
+	r.maxLen = MaxMessageLen
+	return true
+}
+
 // ensure makes n contiguous bytes available from r.r, reading as needed.
 func (r *Reader) ensure(n int) error {
 	for r.w-r.r < n {

@@ -748,3 +748,47 @@ func TestReaderReadAll(t *testing.T) {
 		}
 	}
 }
+
+// A reader handed from one connection to another (parked clients share
+// readers) reads only the new connection, and refuses while it holds data.
+func TestReaderReset(t *testing.T) {
+	pool := NewBufferPool(4096)
+	one := append(frame('Q', []byte("one\x00")), frame('Q', []byte("two\x00"))...)
+	r := NewPooledReader(bytes.NewReader(one), pool)
+	if _, _, err := r.Next(); err != nil {
+		t.Fatal(err)
+	}
+	if r.Reset(bytes.NewReader(nil)) {
+		t.Fatal("Reset accepted a reader in the middle of a message")
+	}
+	if _, err := r.Message(); err != nil {
+		t.Fatal(err)
+	}
+	if r.Buffered() == 0 {
+		t.Fatal("test needs the second message buffered")
+	}
+	if r.Reset(bytes.NewReader(nil)) {
+		t.Fatal("Reset accepted a reader holding another message")
+	}
+	if _, _, err := r.Next(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Message(); err != nil {
+		t.Fatal(err)
+	}
+	big := frame('D', bytes.Repeat([]byte("x"), 3000)) // borrows a large buffer
+	r2 := NewPooledReader(bytes.NewReader(big), pool)
+	if _, _, err := r2.Next(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r2.Message(); err != nil {
+		t.Fatal(err)
+	}
+	if !r2.Reset(bytes.NewReader(frame('S', []byte("s\x00")))) || r2.big != nil {
+		t.Fatal("Reset of an empty reader failed or kept its large buffer")
+	}
+	typ, n, err := r2.Next()
+	if err != nil || typ != 'S' || n != 2 {
+		t.Fatalf("after Reset: %q %d %v, want the new connection's message", typ, n, err)
+	}
+}
