@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"time"
 
@@ -308,7 +309,13 @@ func (s *session) relayOne(b *pool.Backend, fatal **clientError) relayResult {
 			b.Params[name] = value
 			if _, tracked := s.want[name]; tracked || canonicalTracked(name) != "" {
 				s.mu.Lock()
-				s.want[name] = value
+				if cur, ok := s.want[name]; !ok || cur != value {
+					if s.wantShared {
+						s.want = maps.Clone(s.want)
+						s.wantShared = false
+					}
+					s.want[name] = value
+				}
 				s.mu.Unlock()
 			}
 		}

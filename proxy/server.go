@@ -52,6 +52,7 @@ type Server struct {
 	sessions  map[*session]struct{}
 	closing   bool
 	parked    *parkSet // nil where parking is unsupported
+	params    *paramSets
 
 	clients atomic.Int64
 	// draining is set by Shutdown: no new transactions, idle clients are
@@ -81,6 +82,7 @@ func New(opts Options) (*Server, error) {
 		pools:    make(map[poolKey]*pool.Pool),
 		limiters: make(map[string]*pool.DBLimiter),
 		sessions: make(map[*session]struct{}),
+		params:   newParamSets(),
 		ctx:      ctx,
 		cancel:   cancel,
 	}

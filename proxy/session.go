@@ -6,8 +6,8 @@ import (
 	"net"
 	"strings"
 	"sync"
-	"syscall"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -42,11 +42,14 @@ type session struct {
 	txMode    bool
 	pool      *pool.Pool
 	key       cancelKey
-	counted   bool // holds a max_client_conn slot
-	want      map[string]string
-	extra     map[string]string
-	admin     bool
-	endCause  string
+	counted   bool              // holds a max_client_conn slot
+	want      map[string]string // guarded by mu once logged in
+	// wantShared marks want as a set shared with other sessions
+	// (paramSets): copy it before changing it.
+	wantShared bool
+	extra      map[string]string
+	admin      bool
+	endCause   string
 
 	// mu guards the attachment: which backend, how many ReadyForQuery are
 	// owed to the client, and whether an extended-protocol batch is open.
@@ -444,6 +447,8 @@ func (s *session) startup() error {
 		}
 		return err
 	}
+	s.want = s.srv.params.share(s.want)
+	s.wantShared = true
 	s.srv.cancels.register(s)
 	if err := s.sendWelcome(); err != nil {
 		s.srv.cancels.unregister(s.key)

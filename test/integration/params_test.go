@@ -230,3 +230,33 @@ func TestParamsStartupOptions(t *testing.T) {
 func qEscape(s string) string {
 	return strings.ReplaceAll(url.QueryEscape(s), "+", "%20")
 }
+
+// Clients that log in with the same parameters share one parameter set in
+// the proxy; a SET by one of them must not leak into the others.
+func TestParamsSharedSetCopiedOnWrite(t *testing.T) {
+	leakCheck(t)
+	e := startProxy(t, proxyOpts{mode: "transaction", size: 1})
+	ctx := testCtx(t)
+	opts := []string{"default_query_exec_mode=exec", "application_name=same", "TimeZone=" + qEscape("America/New_York")}
+	a := e.connect(ctx, opts...)
+	b := e.connect(ctx, opts...)
+	if _, err := a.Exec(ctx, "SET TimeZone = 'Asia/Tokyo'"); err != nil {
+		t.Fatal(err)
+	}
+	var tzA, tzB string
+	if err := b.QueryRow(ctx, "SHOW TimeZone").Scan(&tzB); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.QueryRow(ctx, "SHOW TimeZone").Scan(&tzA); err != nil {
+		t.Fatal(err)
+	}
+	if tzA != "Asia/Tokyo" || tzB != "America/New_York" {
+		t.Fatalf("after A's SET: A sees %q (want Asia/Tokyo), B sees %q (want America/New_York)", tzA, tzB)
+	}
+	// A third client with the same login gets the login's value too.
+	c := e.connect(ctx, opts...)
+	var tzC string
+	if err := c.QueryRow(ctx, "SHOW TimeZone").Scan(&tzC); err != nil || tzC != "America/New_York" {
+		t.Fatalf("new client sees %q, %v; want America/New_York", tzC, err)
+	}
+}
