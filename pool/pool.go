@@ -165,6 +165,33 @@ func sameTarget(a, b Options) bool {
 // Acquire returns an idle backend, waiting in FIFO order for one to be
 // released or opened until ctx is done.
 func (p *Pool) Acquire(ctx context.Context) (*Backend, error) {
+	w := NewWaiter()
+	b, err := p.AcquireWith(w, nil, ctx.Done())
+	if err == ErrStopped {
+		err = ctx.Err()
+	}
+	return b, err
+}
+
+// Waiter is a reusable slot for waiting on a pool, so that a wait allocates
+// nothing: under load most transactions wait for a backend. A Waiter is
+// used by one Acquire at a time.
+type Waiter struct{ w waiter }
+
+// NewWaiter returns a Waiter for AcquireWith.
+func NewWaiter() *Waiter { return &Waiter{w: waiter{ch: make(chan result, 1)}} }
+
+// ErrStopped is AcquireWith's error when stop was closed.
+var ErrStopped = errors.New("pool: wait stopped")
+
+// ErrWaitTimeout is AcquireWith's error when timeout fired.
+var ErrWaitTimeout = context.DeadlineExceeded
+
+// AcquireWith waits in FIFO order for a backend like Acquire, without a
+// context: it gives up with ErrWaitTimeout when timeout delivers (nil:
+// never) and with an error when stop is closed.
+func (p *Pool) AcquireWith(wt *Waiter, timeout <-chan time.Time, stop <-chan struct{}) (*Backend, error) {
+	w := &wt.w
 	for {
 		if b := p.TryAcquire(); b != nil {
 			return b, nil
@@ -178,26 +205,31 @@ func (p *Pool) Acquire(ctx context.Context) (*Backend, error) {
 			p.mu.Unlock() // released meanwhile: take it
 			continue
 		}
-		w := &waiter{ch: make(chan result, 1), since: time.Now()}
+		w.since = time.Now()
 		p.waiters = append(p.waiters, w)
 		p.spawnOpenersLocked()
 		p.mu.Unlock()
 
+		var err error
 		select {
 		case r := <-w.ch:
 			return r.b, r.err
-		case <-ctx.Done():
-			p.mu.Lock()
-			removed := p.removeWaiterLocked(w)
-			p.mu.Unlock()
-			if !removed {
-				// Handed over concurrently: give it back.
-				if r := <-w.ch; r.b != nil {
-					p.Release(r.b)
-				}
-			}
-			return nil, ctx.Err()
+		case <-timeout:
+			err = ErrWaitTimeout
+		case <-stop:
+			err = ErrStopped
 		}
+		p.mu.Lock()
+		removed := p.removeWaiterLocked(w)
+		p.mu.Unlock()
+		if !removed {
+			// Handed over concurrently: give it back (and leave the
+			// channel empty for the Waiter's next use).
+			if r := <-w.ch; r.b != nil {
+				p.Release(r.b)
+			}
+		}
+		return nil, err
 	}
 }
 

@@ -593,3 +593,41 @@ func TestCancel(t *testing.T) {
 		t.Errorf("cancelled backend not kept: %+v", s)
 	}
 }
+
+// One Waiter serves wait after wait: a timeout, a stop and a handoff each
+// leave it reusable, and the pool's queue clean.
+func TestAcquireWithReusesWaiter(t *testing.T) {
+	leakCheck(t)
+	p := newPool(t, testOptions(t, pgtest.Shared(t), 1))
+	held := acquire(t, p)
+	w := NewWaiter()
+
+	if _, err := p.AcquireWith(w, time.After(30*time.Millisecond), nil); !errors.Is(err, ErrWaitTimeout) {
+		t.Fatalf("wait past its timeout: %v, want ErrWaitTimeout", err)
+	}
+	stop := make(chan struct{})
+	close(stop)
+	if _, err := p.AcquireWith(w, nil, stop); !errors.Is(err, ErrStopped) {
+		t.Fatalf("stopped wait: %v, want ErrStopped", err)
+	}
+	if n := p.Stats().Waiting; n != 0 {
+		t.Fatalf("%d waiters left queued after timeout and stop", n)
+	}
+	got := make(chan *Backend, 1)
+	go func() {
+		b, err := p.AcquireWith(w, nil, nil)
+		if err != nil {
+			t.Error(err)
+		}
+		got <- b
+	}()
+	if !waitFor(5*time.Second, func() bool { return p.Stats().Waiting == 1 }) {
+		t.Fatal("reused waiter not queued")
+	}
+	p.Release(held)
+	b := <-got
+	if b != held {
+		t.Fatalf("handoff gave %v, want the released backend", b)
+	}
+	p.Release(b)
+}

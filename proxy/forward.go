@@ -99,6 +99,45 @@ func (s *session) loop() error {
 	}
 }
 
+// waitBackend waits for a backend of the session's pool without a context
+// or a fresh timer: a pooled slot holds both the pool's waiter and the
+// query_wait_timeout timer, so the wait most transactions make under load
+// allocates nothing.
+func (s *session) waitBackend() (*pool.Backend, error) {
+	slot, _ := s.srv.waitSlots.Get().(*waitSlot)
+	if slot == nil {
+		slot = &waitSlot{w: pool.NewWaiter(), t: time.NewTimer(time.Hour)}
+		slot.t.Stop()
+	}
+	var timeout <-chan time.Time
+	d := s.pool.Options().Pool.QueryWaitTimeout.D()
+	if d > 0 {
+		slot.t.Reset(d)
+		timeout = slot.t.C
+	}
+	start := s.beginWait()
+	b, err := s.pool.AcquireWith(slot.w, timeout, s.srv.ctx.Done())
+	s.endWait(start)
+	slot.t.Stop() // since Go 1.23 no stale tick is left in t.C after Stop
+	s.srv.waitSlots.Put(slot)
+	switch {
+	case err == nil:
+		return b, nil
+	case errors.Is(err, pool.ErrClosed) || errors.Is(err, pool.ErrStopped) || s.srv.ctx.Err() != nil:
+		return nil, fatalf(codeAdminShutdown, "pgrecycle is shutting down")
+	case errors.Is(err, pool.ErrWaitTimeout):
+		return nil, errorf(codeQueryCanceled,
+			"pgrecycle: no server connection available within query_wait_timeout (%s)", d)
+	}
+	return nil, fromBackendError("ERROR", err)
+}
+
+// waitSlot is what a wait for a backend needs; Server.waitSlots pools them.
+type waitSlot struct {
+	w *pool.Waiter
+	t *time.Timer
+}
+
 // attachAndMark returns the backend for the next client message, acquiring
 // one if none is attached, and records what the message obliges the server
 // to answer, in the same critical section the pump decides releases in.
@@ -147,6 +186,12 @@ func (s *session) attach() error {
 	}
 	var ctx context.Context
 	for attempt := 0; ; attempt++ {
+		if b == nil && ctx == nil && !s.srv.ops.pausedAny.Load() {
+			var err error
+			if b, err = s.waitBackend(); err != nil {
+				return err
+			}
+		}
 		if b == nil {
 			if ctx == nil {
 				var cancel context.CancelFunc
@@ -629,9 +674,12 @@ func (s *session) armIdleDeadline() (detached bool) {
 	if s.srv.draining.Load() && (!attached || idleSession) {
 		limit = time.Nanosecond
 	}
-	if s.resumed && !attached {
-		s.resumed = false
-	} else {
+	keep := s.resumed && !attached && !s.idleSince.IsZero()
+	s.resumed = false
+	switch {
+	case limit <= 0:
+		s.idleSince = time.Time{} // no clock read per transaction when no timeout applies
+	case !keep:
 		s.idleSince = time.Now()
 	}
 	s.idleLimit = limit

@@ -51,7 +51,8 @@ type Server struct {
 	listeners []net.Listener
 	sessions  map[*session]struct{}
 	closing   bool
-	parked    *parkSet // nil where parking is unsupported
+	parked    *parkSet  // nil where parking is unsupported
+	waitSlots sync.Pool // *waitSlot (forward.go)
 	params    *paramSets
 
 	clients atomic.Int64
