@@ -301,11 +301,11 @@ func (p *Pool) Release(b *Backend) {
 		p.destroy(b, "error", false)
 		return
 	}
-	if reason, value := p.retireReason(b, time.Now()); reason != "" {
+	now := time.Now()
+	if reason, value := p.retireReason(b, now); reason != "" {
 		p.retire(b, reason, value...)
 		return
 	}
-	now := time.Now()
 	b.LastUsed = now
 	p.mu.Lock()
 	if p.closed {
