@@ -422,10 +422,15 @@ func (s *session) readInline(b *pool.Backend) {
 			if !done {
 				continue
 			}
-			_ = s.cw.Flush()
 			if release {
+				// The replies are all in the client writer already: the next
+				// waiter can have the backend while they are written out.
 				s.pool.Release(b)
-			} else if needPump {
+				_ = s.cw.Flush()
+				return
+			}
+			_ = s.cw.Flush()
+			if needPump {
 				s.startPump(b)
 			}
 			return

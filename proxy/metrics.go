@@ -195,6 +195,7 @@ type collector struct {
 
 	info            *prometheus.Desc
 	clientConns     *prometheus.Desc
+	parkedClients   *prometheus.Desc
 	clients         *prometheus.Desc
 	backends        *prometheus.Desc
 	poolSize        *prometheus.Desc
@@ -223,6 +224,7 @@ func newCollector(srv *Server) *collector {
 		memBuckets:      memoryBuckets(),
 		info:            d("build_info", "Always 1; the version label tells the pgrecycle version.", "version"),
 		clientConns:     d("client_connections", "Client connections open, including those logging in and admin console ones."),
+		parkedClients:   d("clients_parked", "Idle clients parked (listen.client_park_after): no goroutine or buffer until their next byte."),
 		clients:         d("clients", "Logged-in clients by pool and state: active (a backend attached), idle, waiting (for a backend).", append(pl, "state")...),
 		backends:        d("backends", "Backend connections by pool and state: active (lent to a client), idle, opening.", append(pl, "state")...),
 		poolSize:        d("pool_size", "Configured maximum of backends (pool.size).", pl...),
@@ -243,7 +245,7 @@ func newCollector(srv *Server) *collector {
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.info, c.clientConns, c.clients, c.backends, c.poolSize, c.waiting,
+	for _, d := range []*prometheus.Desc{c.info, c.clientConns, c.parkedClients, c.clients, c.backends, c.poolSize, c.waiting,
 		c.maxWait, c.paused, c.queries, c.transactions, c.received, c.sent, c.retirements, c.connectErrors,
 		c.memory, c.memoryMax, c.backendsSampled} {
 		ch <- d
@@ -261,6 +263,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	gauge(c.info, 1, srv.version)
 	gauge(c.clientConns, float64(srv.clients.Load()))
+	gauge(c.parkedClients, float64(srv.ParkedClients()))
 
 	snap := srv.snapshotSessions(nil)
 	type clientCounts struct{ active, idle, waiting int }

@@ -28,7 +28,7 @@ func waitParked(t *testing.T, e *env, want int) {
 // and get their own answers, singly and in pipelines.
 func TestIdleClientsPark(t *testing.T) {
 	leakCheck(t)
-	e := startProxy(t, proxyOpts{size: 2, listenExtra: `client_park_after = "100ms"`})
+	e := startProxy(t, proxyOpts{size: 2, listenExtra: `client_park_after = "100ms"`, extra: metricsExtra})
 	ctx := testCtx(t)
 	const n = 20
 	conns := make([]*pgx.Conn, n)
@@ -39,6 +39,9 @@ func TestIdleClientsPark(t *testing.T) {
 		}
 	}
 	waitParked(t, e, n)
+	if v, ok := sample(e.scrape(ctx), "pgrecycle_clients_parked"); !ok || v != n {
+		t.Fatalf("pgrecycle_clients_parked = %v (found %v), want %d", v, ok, n)
+	}
 	// Parked clients hold no goroutine: starting a query on each must add
 	// goroutines back, and all of them go away again once idle.
 	parkedGoroutines := runtime.NumGoroutine()
