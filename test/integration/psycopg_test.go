@@ -95,8 +95,16 @@ step("error", error_then_query)
 
 step("big", lambda: len(conn.execute("SELECT repeat('y', 3000000)").fetchone()[0]))
 
+def parked():
+    import time
+    time.sleep(0.5)  # longer than the test's client_park_after: both connections park
+    return conn.execute("SELECT %s::int", (41,)).fetchone()[0] + other.execute("SELECT 1").fetchone()[0]
+
+step("parked", parked)
+
 conn.close()
 other.close()
+
 print(json.dumps(out))
 `
 
@@ -119,7 +127,8 @@ type psycopgResult struct {
 		SQLState string
 		After    string
 	}
-	Big int
+	Big    int
+	Parked int
 }
 
 func TestPsycopg(t *testing.T) {
@@ -129,7 +138,7 @@ func TestPsycopg(t *testing.T) {
 	if err := os.WriteFile(script, []byte(psycopgScript), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	forModes(t, proxyOpts{size: 3}, func(t *testing.T, e *env, mode string) {
+	forModes(t, proxyOpts{size: 3, listenExtra: `client_park_after = "100ms"`}, func(t *testing.T, e *env, mode string) {
 		ctx := testCtx(t)
 		table := uniqueName("psy")
 		dropTable(t, e, table)
@@ -153,6 +162,9 @@ func TestPsycopg(t *testing.T) {
 		}
 		for _, e := range r.Errors {
 			t.Errorf("psycopg: %s", e)
+		}
+		if r.Parked != 42 {
+			t.Errorf("queries after idling past client_park_after: sum %d, want 42", r.Parked)
 		}
 		if r.Simple != 2 {
 			t.Errorf("SELECT 1 + 1 = %d", r.Simple)
