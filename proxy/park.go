@@ -123,7 +123,7 @@ func (srv *Server) runParkSet(sweep time.Duration) {
 }
 
 // parkSweep is how often idle clients are examined: twice per park delay,
-// so a client parks between after and 1.5×after of idleness.
+// so a client parks after between 1 and 1.5 times the delay of idleness.
 func parkSweep(after time.Duration) time.Duration { return max(after/2, 10*time.Millisecond) }
 
 // sweepIdle asks clients idle since the previous sweep to park, and wakes
@@ -141,11 +141,14 @@ func (srv *Server) sweepIdle(now time.Time) {
 		if parkAfter <= 0 || !s.idleWaiting.Load() {
 			continue
 		}
-		// Idle across a whole sweep interval: the epoch of its wait has not
-		// moved since the last look.
+		// The same wait seen at two more sweeps: idle for at least two
+		// sweep intervals (parkAfter), at most three.
 		epoch := s.idleEpoch.Load()
 		if epoch != s.sweepSeen {
-			s.sweepSeen = epoch
+			s.sweepSeen, s.sweepIdle = epoch, 0
+			continue
+		}
+		if s.sweepIdle++; s.sweepIdle < 2 {
 			continue
 		}
 		s.parkAsked.Store(true)

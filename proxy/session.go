@@ -103,6 +103,7 @@ type session struct {
 	idleWaiting atomic.Bool
 	idleEpoch   atomic.Uint32
 	sweepSeen   uint32
+	sweepIdle   uint8 // sweeps that saw the same idle wait (sweeper only)
 	parkAsked   atomic.Bool
 	parkedFlag  atomic.Bool
 	parkTok     uint64

@@ -187,3 +187,31 @@ func loggedCause(e *env, cause string) bool {
 	}
 	return false
 }
+
+// A client parks only once it has been idle for client_park_after, not at
+// the first sweep that sees it waiting.
+func TestClientParksOnlyAfterDelay(t *testing.T) {
+	leakCheck(t)
+	e := startProxy(t, proxyOpts{listenExtra: `client_park_after = "400ms"`})
+	ctx := testCtx(t)
+	c := e.connect(ctx)
+	// The first sweeps run before the sweep period adapts to the setting:
+	// park and resume once, then time the second park.
+	if _, err := c.Exec(ctx, "SELECT 1"); err != nil {
+		t.Fatal(err)
+	}
+	waitParked(t, e, 1)
+	time.Sleep(100 * time.Millisecond) // start the idle period between two sweeps
+	if _, err := c.Exec(ctx, "SELECT 1"); err != nil {
+		t.Fatal(err)
+	}
+	idleFrom := time.Now()
+	waitParked(t, e, 1)
+	if d := time.Since(idleFrom); d < 400*time.Millisecond || d > 2*time.Second {
+		t.Fatalf("client parked after %s of idleness, want between 400ms and 600ms (2s allowed)", d)
+	}
+	var n int
+	if err := c.QueryRow(ctx, "SELECT 7").Scan(&n); err != nil || n != 7 {
+		t.Fatalf("after parking: %d, %v", n, err)
+	}
+}
