@@ -38,7 +38,7 @@ type Listen struct {
 	MaxClientConn      int      `toml:"max_client_conn"`      // default 10000
 	ClientLoginTimeout Duration `toml:"client_login_timeout"` // default 60s; 0 = no limit
 	ShutdownTimeout    Duration `toml:"shutdown_timeout"`     // default 30s
-	ClientParkAfter    Duration `toml:"client_park_after"`    // default 1s; 0 = never park idle clients
+	ClientParkAfter    Duration `toml:"client_park_after"`    // default 500ms; 0 = never park idle clients
 	SOReusePort        bool     `toml:"so_reuseport"`         // default false: let several processes share the TCP port
 	TCPKeepalive       bool     `toml:"tcp_keepalive"`        // default true (client and server sockets)
 	TCPKeepIdle        Duration `toml:"tcp_keepidle"`         // default 0 = OS default
@@ -212,7 +212,7 @@ func Default() *Config {
 			MaxClientConn:      10000,
 			ClientLoginTimeout: Duration(60e9),
 			ShutdownTimeout:    Duration(30e9),
-			ClientParkAfter:    Duration(time.Second),
+			ClientParkAfter:    Duration(500 * time.Millisecond),
 			TCPKeepalive:       true,
 		},
 		Auth: Auth{

@@ -55,7 +55,7 @@ func TestDefaults(t *testing.T) {
 			MaxClientConn:      10000,
 			ClientLoginTimeout: Duration(60 * time.Second),
 			ShutdownTimeout:    Duration(30 * time.Second),
-			ClientParkAfter:    Duration(time.Second),
+			ClientParkAfter:    Duration(500 * time.Millisecond),
 			TCPKeepalive:       true,
 		},
 		Auth: Auth{Type: "scram-sha-256", AdminUsers: []string{}, MaxFailedLogins: 20, QueryCacheTTL: Duration(30 * time.Second)},

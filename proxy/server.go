@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -190,7 +191,7 @@ func (s *Server) Serve() {
 	go s.tickLoop()
 	if s.parked != nil {
 		s.wg.Add(1)
-		go s.runParkSet(parkSweep(max(s.Config().Listen.ClientParkAfter.D(), time.Second)))
+		go s.runParkSet(parkSweep(cmp.Or(s.Config().Listen.ClientParkAfter.D(), time.Second)))
 	}
 	s.startHealth()
 	s.serveMetrics()
