@@ -33,12 +33,12 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/pgrecycle/pgrecycle/test/bench/recipes/kit"
 	"github.com/pgrecycle/pgrecycle/test/pgtest"
 )
 
@@ -114,69 +114,8 @@ func (r *result) final() sample {
 	return r.samples[len(r.samples)-1]
 }
 
-// procs keeps every child so that all are killed on exit.
-type procs struct {
-	mu   sync.Mutex
-	live map[*exec.Cmd]chan struct{}
-}
-
-func (p *procs) start(cmd *exec.Cmd) (chan struct{}, error) {
-	if cmd.SysProcAttr == nil {
-		cmd.SysProcAttr = &syscall.SysProcAttr{}
-	}
-	cmd.SysProcAttr.Setpgid = true
-	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	done := make(chan struct{})
-	p.mu.Lock()
-	p.live[cmd] = done
-	p.mu.Unlock()
-	go func() {
-		_ = cmd.Wait()
-		p.mu.Lock()
-		delete(p.live, cmd)
-		p.mu.Unlock()
-		close(done)
-	}()
-	return done, nil
-}
-
-// stop sends SIGTERM to cmd's process group, SIGKILL after grace.
-func (p *procs) stop(cmd *exec.Cmd, done chan struct{}, grace time.Duration) {
-	select {
-	case <-done:
-		return
-	default:
-	}
-	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-	select {
-	case <-done:
-		return
-	case <-time.After(grace):
-	}
-	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-	}
-}
-
-func (p *procs) stopAll() {
-	p.mu.Lock()
-	all := make(map[*exec.Cmd]chan struct{}, len(p.live))
-	for c, d := range p.live {
-		all[c] = d
-	}
-	p.mu.Unlock()
-	for c, d := range all {
-		p.stop(c, d, 3*time.Second)
-	}
-}
-
 type env struct {
-	procs  *procs
+	procs  *kit.Procs
 	pg     *pgtest.Server
 	work   string
 	o      options
@@ -241,7 +180,7 @@ func realMain() int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
-	root, err := repoRoot()
+	root, err := kit.RepoRoot()
 	if err == nil {
 		err = os.Chdir(root)
 	}
@@ -249,7 +188,7 @@ func realMain() int {
 		fmt.Fprintf(os.Stderr, "manyschema: %v\n", err)
 		return 1
 	}
-	e := &env{procs: &procs{live: map[*exec.Cmd]chan struct{}{}}, o: o, user: "bench", db: "bench"}
+	e := &env{procs: kit.NewProcs(), o: o, user: "bench", db: "bench"}
 	defer e.cleanup()
 	defer func() {
 		if p := recover(); p != nil {
@@ -318,7 +257,7 @@ func realMain() int {
 }
 
 func (e *env) cleanup() {
-	e.procs.stopAll()
+	e.procs.StopAll()
 	if e.pg != nil {
 		if err := e.pg.Stop(); err != nil {
 			fmt.Fprintf(os.Stderr, "manyschema: stop PostgreSQL: %v\n", err)
@@ -328,24 +267,6 @@ func (e *env) cleanup() {
 	if e.work != "" {
 		_ = os.RemoveAll(e.work)
 		e.work = ""
-	}
-}
-
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if b, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil &&
-			strings.Contains(string(b), "module github.com/pgrecycle/pgrecycle\n") {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("run from inside the pgrecycle repository")
-		}
-		dir = parent
 	}
 }
 
@@ -485,19 +406,10 @@ END $$`, s, e.o.tables)
 	return nil
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 // startPooler writes the configuration of target t, starts it and waits
 // until it listens.
 func (e *env) startPooler(ctx context.Context, t target, dir string) (*exec.Cmd, chan struct{}, int, error) {
-	port, err := freePort()
+	port, err := kit.FreePort()
 	if err != nil {
 		return nil, nil, 0, err
 	}
@@ -577,7 +489,7 @@ level = "info"
 	}
 	cmd.Dir = dir
 	cmd.Stdout, cmd.Stderr = out, out
-	done, err := e.procs.start(cmd)
+	done, err := e.procs.Start(cmd)
 	if err != nil {
 		return nil, nil, 0, err
 	}
@@ -593,12 +505,12 @@ level = "info"
 			b, _ := os.ReadFile(filepath.Join(dir, "pooler.log"))
 			return nil, nil, 0, fmt.Errorf("%s exited:\n%s", t.label, b)
 		case <-ctx.Done():
-			e.procs.stop(cmd, done, time.Second)
+			e.procs.Stop(cmd, done, time.Second)
 			return nil, nil, 0, ctx.Err()
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			e.procs.stop(cmd, done, time.Second)
+			e.procs.Stop(cmd, done, time.Second)
 			return nil, nil, 0, fmt.Errorf("%s does not listen: %v", t.label, err)
 		}
 	}
@@ -624,7 +536,7 @@ WHERE usename = $1 AND datname = $2 AND backend_type = 'client backend'`, e.user
 			}
 			rows.Close()
 			for _, pid := range list {
-				kb := rssAnonKB(pid)
+				kb := kit.RssAnonKB(pid)
 				if kb < 0 {
 					continue // exited meanwhile
 				}
@@ -643,26 +555,6 @@ WHERE usename = $1 AND datname = $2 AND backend_type = 'client backend'`, e.user
 		case <-tick.C:
 		}
 	}
-}
-
-func rssAnonKB(pid int) int64 {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return -1
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := sc.Text()
-		if strings.HasPrefix(line, "RssAnon:") {
-			f := strings.Fields(line)
-			if len(f) >= 2 {
-				n, _ := strconv.ParseInt(f[1], 10, 64)
-				return n
-			}
-		}
-	}
-	return -1
 }
 
 var (
@@ -698,7 +590,7 @@ func (e *env) run(ctx context.Context, t target, results string) *result {
 		return r
 	}
 	defer func() {
-		e.procs.stop(cmd, done, 5*time.Second)
+		e.procs.Stop(cmd, done, 5*time.Second)
 		if b, err := os.ReadFile(filepath.Join(dir, "pooler.log")); err == nil {
 			_ = os.WriteFile(filepath.Join(results, t.key+"-pooler.log"), b, 0o644)
 		}
@@ -709,7 +601,7 @@ func (e *env) run(ctx context.Context, t target, results string) *result {
 		"-n", "-M", "simple", "-f", e.script, "-c", strconv.Itoa(e.o.clients), "-j", strconv.Itoa(e.o.jobs),
 		"-T", strconv.Itoa(e.o.seconds), "-l", "--log-prefix="+prefix, e.db)
 	pb.Dir = dir
-	pb.Env = append(pgFreeEnv(), "PGPASSWORD="+e.pass, "PGSSLMODE=disable", "PGCONNECT_TIMEOUT=60")
+	pb.Env = append(kit.PgFreeEnv(), "PGPASSWORD="+e.pass, "PGSSLMODE=disable", "PGCONNECT_TIMEOUT=60")
 	var stdout, stderr bytes.Buffer
 	pb.Stdout, pb.Stderr = &stdout, &stderr
 
@@ -718,7 +610,7 @@ func (e *env) run(ctx context.Context, t target, results string) *result {
 	samples := make(chan []sample, 1)
 	start := time.Now()
 	go func() { samples <- e.sampler(sctx, super, start, pids) }()
-	pbDone, err := e.procs.start(pb)
+	pbDone, err := e.procs.Start(pb)
 	if err != nil {
 		stopSampling()
 		<-samples
@@ -728,9 +620,9 @@ func (e *env) run(ctx context.Context, t target, results string) *result {
 	select {
 	case <-pbDone:
 	case <-ctx.Done():
-		e.procs.stop(pb, pbDone, time.Second)
+		e.procs.Stop(pb, pbDone, time.Second)
 	case <-time.After(time.Duration(e.o.seconds)*time.Second + 3*time.Minute):
-		e.procs.stop(pb, pbDone, time.Second)
+		e.procs.Stop(pb, pbDone, time.Second)
 	}
 	stopSampling()
 	r.samples = <-samples
@@ -745,9 +637,9 @@ func (e *env) run(ctx context.Context, t target, results string) *result {
 	if pb.ProcessState == nil || !pb.ProcessState.Success() {
 		r.err = fmt.Errorf("pgbench failed: %s", lastLines(stderr.String(), 5))
 	}
-	r.tps = parseFloat(reTPS, stdout.String())
-	r.txns = int64(parseFloat(reProcessed, stdout.String()))
-	r.failed = int64(parseFloat(reFailed, stdout.String()))
+	r.tps = kit.ParseFloat(reTPS, stdout.String())
+	r.txns = int64(kit.ParseFloat(reProcessed, stdout.String()))
+	r.failed = int64(kit.ParseFloat(reFailed, stdout.String()))
 	lats, err := readTxLogs(prefix)
 	if err != nil && r.err == nil {
 		r.err = err
@@ -766,15 +658,6 @@ func writeSamples(path string, ss []sample) {
 		fmt.Fprintf(&b, "%.1f,%d,%d,%d\n", s.at.Seconds(), s.backends, s.totalKB, s.maxKB)
 	}
 	_ = os.WriteFile(path, []byte(b.String()), 0o644)
-}
-
-func parseFloat(re *regexp.Regexp, s string) float64 {
-	m := re.FindStringSubmatch(s)
-	if m == nil {
-		return 0
-	}
-	f, _ := strconv.ParseFloat(m[1], 64)
-	return f
 }
 
 // readTxLogs returns the latencies (µs) of pgbench's per-transaction logs.
@@ -830,16 +713,6 @@ func lastLines(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, " | ")
-}
-
-func pgFreeEnv() []string {
-	var out []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "PG") {
-			out = append(out, kv)
-		}
-	}
-	return out
 }
 
 func mib(kb int64) string { return fmt.Sprintf("%.0f MiB", float64(kb)/1024) }

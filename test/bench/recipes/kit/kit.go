@@ -26,13 +26,16 @@ import (
 	"github.com/pgrecycle/pgrecycle/test/pgtest"
 )
 
-// procs keeps every child so that all are killed on exit.
-type procs struct {
+// Procs keeps every child so that all are killed on exit.
+type Procs struct {
 	mu   sync.Mutex
 	live map[*exec.Cmd]chan struct{}
 }
 
-func (p *procs) start(cmd *exec.Cmd) (chan struct{}, error) {
+// NewProcs returns an empty set of children.
+func NewProcs() *Procs { return &Procs{live: map[*exec.Cmd]chan struct{}{}} }
+
+func (p *Procs) Start(cmd *exec.Cmd) (chan struct{}, error) {
 	if cmd.SysProcAttr == nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{}
 	}
@@ -56,7 +59,7 @@ func (p *procs) start(cmd *exec.Cmd) (chan struct{}, error) {
 }
 
 // stop sends SIGTERM to cmd's process group, SIGKILL after grace.
-func (p *procs) stop(cmd *exec.Cmd, done chan struct{}, grace time.Duration) {
+func (p *Procs) Stop(cmd *exec.Cmd, done chan struct{}, grace time.Duration) {
 	select {
 	case <-done:
 		return
@@ -75,7 +78,7 @@ func (p *procs) stop(cmd *exec.Cmd, done chan struct{}, grace time.Duration) {
 	}
 }
 
-func (p *procs) stopAll() {
+func (p *Procs) StopAll() {
 	p.mu.Lock()
 	all := make(map[*exec.Cmd]chan struct{}, len(p.live))
 	for c, d := range p.live {
@@ -83,13 +86,13 @@ func (p *procs) stopAll() {
 	}
 	p.mu.Unlock()
 	for c, d := range all {
-		p.stop(c, d, 3*time.Second)
+		p.Stop(c, d, 3*time.Second)
 	}
 }
 
 type Env struct {
 	Name  string
-	procs *procs
+	procs *Procs
 	PG    *pgtest.Server
 	Work  string
 	User  string
@@ -100,7 +103,7 @@ type Env struct {
 }
 
 func NewEnv(name string) *Env {
-	return &Env{Name: name, procs: &procs{live: map[*exec.Cmd]chan struct{}{}}, User: "bench", DB: "bench"}
+	return &Env{Name: name, procs: NewProcs(), User: "bench", DB: "bench"}
 }
 
 func (e *Env) Logf(format string, args ...any) {
@@ -108,7 +111,7 @@ func (e *Env) Logf(format string, args ...any) {
 }
 
 func (e *Env) Cleanup() {
-	e.procs.stopAll()
+	e.procs.StopAll()
 	if e.PG != nil {
 		if err := e.PG.Stop(); err != nil {
 			fmt.Fprintf(os.Stderr, "%s: stop PostgreSQL: %v\n", e.Name, err)
@@ -121,7 +124,7 @@ func (e *Env) Cleanup() {
 	}
 }
 
-func repoRoot() (string, error) {
+func RepoRoot() (string, error) {
 	dir, err := os.Getwd()
 	if err != nil {
 		return "", err
@@ -142,7 +145,7 @@ func repoRoot() (string, error) {
 // setup builds pgrecycle, starts PostgreSQL and creates the bench role and
 // database.
 func (e *Env) Setup(ctx context.Context, conf map[string]string) error {
-	root, err := repoRoot()
+	root, err := RepoRoot()
 	if err == nil {
 		err = os.Chdir(root)
 	}
@@ -182,7 +185,7 @@ func (e *Env) Setup(ctx context.Context, conf map[string]string) error {
 	return e.PG.Exec(ctx, "GRANT pg_read_all_stats TO "+e.User)
 }
 
-func freePort() (int, error) {
+func FreePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err
@@ -198,7 +201,7 @@ func (e *Env) StartPgrecycle(ctx context.Context, dir string, size int, extra st
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return 0, nil, err
 	}
-	if port, err = freePort(); err != nil {
+	if port, err = FreePort(); err != nil {
 		return 0, nil, err
 	}
 	auth := filepath.Join(dir, "userlist.txt")
@@ -241,11 +244,11 @@ level = "info"
 	cmd := exec.Command(e.bin, "-config", path)
 	cmd.Dir = dir
 	cmd.Stdout, cmd.Stderr = out, out
-	done, err := e.procs.start(cmd)
+	done, err := e.procs.Start(cmd)
 	if err != nil {
 		return 0, nil, err
 	}
-	stop = func() { e.procs.stop(cmd, done, 5*time.Second) }
+	stop = func() { e.procs.Stop(cmd, done, 5*time.Second) }
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		c, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), time.Second)
@@ -283,17 +286,17 @@ func (e *Env) Pgbench(ctx context.Context, port int, prefix string, args ...stri
 	all = append(all, e.DB)
 	pb := exec.Command(e.pgb, all...)
 	pb.Dir = filepath.Dir(prefix)
-	pb.Env = append(pgFreeEnv(), "PGPASSWORD="+e.Pass, "PGSSLMODE=disable", "PGCONNECT_TIMEOUT=60")
+	pb.Env = append(PgFreeEnv(), "PGPASSWORD="+e.Pass, "PGSSLMODE=disable", "PGCONNECT_TIMEOUT=60")
 	var stdout, stderr bytes.Buffer
 	pb.Stdout, pb.Stderr = &stdout, &stderr
-	done, err := e.procs.start(pb)
+	done, err := e.procs.Start(pb)
 	if err != nil {
 		return "", err
 	}
 	select {
 	case <-done:
 	case <-ctx.Done():
-		e.procs.stop(pb, done, time.Second)
+		e.procs.Stop(pb, done, time.Second)
 		return "", ctx.Err()
 	}
 	if !pb.ProcessState.Success() {
@@ -302,7 +305,7 @@ func (e *Env) Pgbench(ctx context.Context, port int, prefix string, args ...stri
 	return stdout.String() + stderr.String(), nil
 }
 
-func pgFreeEnv() []string {
+func PgFreeEnv() []string {
 	var out []string
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "PG") {
