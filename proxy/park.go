@@ -126,7 +126,7 @@ func (srv *Server) runParkSet(sweep time.Duration) {
 // so a client parks after between 1 and 1.5 times the delay of idleness.
 func parkSweep(after time.Duration) time.Duration { return max(after/2, 10*time.Millisecond) }
 
-// sweepIdle asks clients idle since the previous sweep to park, and wakes
+// sweepIdle asks clients idle for client_park_after to park, and wakes
 // parked clients whose client_idle_timeout (or a drain) needs their
 // goroutine.
 func (srv *Server) sweepIdle(now time.Time) {
@@ -151,6 +151,7 @@ func (srv *Server) sweepIdle(now time.Time) {
 		if s.sweepIdle++; s.sweepIdle < 2 {
 			continue
 		}
+		s.sweepIdle = 0 // if it can't park after all, ask again only after as long
 		s.parkAsked.Store(true)
 		_ = s.raw.SetReadDeadline(now)
 	}
