@@ -38,6 +38,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/pgrecycle/pgrecycle/test/bench/recipes/kit"
 	"github.com/pgrecycle/pgrecycle/test/pgtest"
 )
 
@@ -215,7 +216,7 @@ func realMain() (code int) {
 		}
 	}()
 
-	root, err := repoRoot()
+	root, err := kit.RepoRoot()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
 		return 1
@@ -280,24 +281,6 @@ func realMain() (code int) {
 		return 1
 	}
 	return code
-}
-
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if b, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil &&
-			strings.Contains(string(b), "module github.com/pgrecycle/pgrecycle\n") {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("run from inside the pgrecycle repository")
-		}
-		dir = parent
-	}
 }
 
 // setup starts PostgreSQL, creates the benchmark role and database,

@@ -1,20 +1,19 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/pgrecycle/pgrecycle/test/bench/recipes/kit"
 )
 
 // pgbenchOpts is one pgbench invocation (always the built-in select-only
@@ -108,7 +107,7 @@ func (e *env) pgbench(ctx context.Context, port int, o pgbenchOpts, dir string) 
 		r.ClientCPU = (ps.UserTime() + ps.SystemTime()).Seconds()
 	}
 	if werr != nil {
-		r.Err = fmt.Errorf("pgbench: %w: %s", werr, lastLines(r.Stderr, 5))
+		r.Err = fmt.Errorf("pgbench: %w: %s", werr, kit.LastLines(r.Stderr, 5))
 	}
 	r.TPS = parseFloat(reTPS, r.Stdout)
 	r.LatAvgMs = parseFloat(reLatAvg, r.Stdout)
@@ -116,7 +115,7 @@ func (e *env) pgbench(ctx context.Context, port int, o pgbenchOpts, dir string) 
 	r.Txns = int64(parseFloat(reProcessed, r.Stdout))
 	r.Failed = int64(parseFloat(reFailed, r.Stdout))
 	if r.Err == nil && reProcessed.FindString(r.Stdout) == "" {
-		r.Err = fmt.Errorf("pgbench printed no report: %s", lastLines(r.Stderr, 5))
+		r.Err = fmt.Errorf("pgbench printed no report: %s", kit.LastLines(r.Stderr, 5))
 	}
 	if r.Err == nil && r.Txns == 0 {
 		// -T counts from the start, logins included: with many clients on
@@ -124,14 +123,14 @@ func (e *env) pgbench(ctx context.Context, port int, o pgbenchOpts, dir string) 
 		r.Err = errNoTx
 	}
 	if prefix != "" {
-		lats, err := readTxLogs(prefix)
+		lats, err := kit.ReadLatencies(prefix)
 		if err != nil && r.Err == nil {
 			r.Err = err
 		}
 		r.Samples = len(lats)
 		if len(lats) > 0 {
-			r.P50Ms = percentile(lats, 0.50) / 1000
-			r.P99Ms = percentile(lats, 0.99) / 1000
+			r.P50Ms = kit.NearestRank(lats, 0.50) / 1000
+			r.P99Ms = kit.NearestRank(lats, 0.99) / 1000
 		}
 		// The logs can be large; the percentiles are what we keep.
 		for _, f := range txLogFiles(prefix) {
@@ -153,65 +152,6 @@ func parseFloat(re *regexp.Regexp, s string) float64 {
 func txLogFiles(prefix string) []string {
 	files, _ := filepath.Glob(prefix + ".*")
 	return files
-}
-
-// readTxLogs returns the latencies (µs) of pgbench's per-transaction logs:
-// "client_id transaction_no time script_no time_epoch time_us ...", where
-// time is the latency in microseconds (or "failed"/"skipped").
-func readTxLogs(prefix string) ([]float64, error) {
-	var lats []float64
-	files := txLogFiles(prefix)
-	if len(files) == 0 {
-		return nil, fmt.Errorf("no pgbench log files %s.*", prefix)
-	}
-	for _, path := range files {
-		f, err := os.Open(path)
-		if err != nil {
-			return nil, err
-		}
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			fields := strings.Fields(sc.Text())
-			if len(fields) < 3 {
-				continue
-			}
-			v, err := strconv.ParseFloat(fields[2], 64)
-			if err != nil {
-				continue
-			}
-			lats = append(lats, v)
-		}
-		err = sc.Err()
-		f.Close()
-		if err != nil {
-			return nil, err
-		}
-	}
-	sort.Float64s(lats)
-	return lats, nil
-}
-
-// percentile of sorted values (nearest rank).
-func percentile(sorted []float64, p float64) float64 {
-	if len(sorted) == 0 {
-		return math.NaN()
-	}
-	i := int(math.Ceil(p*float64(len(sorted)))) - 1
-	if i < 0 {
-		i = 0
-	}
-	if i >= len(sorted) {
-		i = len(sorted) - 1
-	}
-	return sorted[i]
-}
-
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, " | ")
 }
 
 // pgFreeEnv is our environment without the PG* variables that would

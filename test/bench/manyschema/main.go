@@ -13,7 +13,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -21,7 +20,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"math"
 	"net"
 	"os"
 	"os/exec"
@@ -30,7 +28,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
-	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -635,18 +632,19 @@ func (e *env) run(ctx context.Context, t target, results string) *result {
 		return r
 	}
 	if pb.ProcessState == nil || !pb.ProcessState.Success() {
-		r.err = fmt.Errorf("pgbench failed: %s", lastLines(stderr.String(), 5))
+		r.err = fmt.Errorf("pgbench failed: %s", kit.LastLines(stderr.String(), 5))
 	}
 	r.tps = kit.ParseFloat(reTPS, stdout.String())
 	r.txns = int64(kit.ParseFloat(reProcessed, stdout.String()))
 	r.failed = int64(kit.ParseFloat(reFailed, stdout.String()))
-	lats, err := readTxLogs(prefix)
+	lats, err := kit.ReadLatencies(prefix)
+	removeTxLogs(prefix)
 	if err != nil && r.err == nil {
 		r.err = err
 	}
 	if len(lats) > 0 {
-		r.p50 = percentile(lats, 0.50) / 1000
-		r.p99 = percentile(lats, 0.99) / 1000
+		r.p50 = kit.NearestRank(lats, 0.50) / 1000
+		r.p99 = kit.NearestRank(lats, 0.99) / 1000
 	}
 	return r
 }
@@ -658,61 +656,6 @@ func writeSamples(path string, ss []sample) {
 		fmt.Fprintf(&b, "%.1f,%d,%d,%d\n", s.at.Seconds(), s.backends, s.totalKB, s.maxKB)
 	}
 	_ = os.WriteFile(path, []byte(b.String()), 0o644)
-}
-
-// readTxLogs returns the latencies (µs) of pgbench's per-transaction logs.
-func readTxLogs(prefix string) ([]float64, error) {
-	files, _ := filepath.Glob(prefix + ".*")
-	if len(files) == 0 {
-		return nil, fmt.Errorf("no pgbench log files %s.*", prefix)
-	}
-	var lats []float64
-	for _, path := range files {
-		f, err := os.Open(path)
-		if err != nil {
-			return nil, err
-		}
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			fields := strings.Fields(sc.Text())
-			if len(fields) < 3 {
-				continue
-			}
-			if v, err := strconv.ParseFloat(fields[2], 64); err == nil {
-				lats = append(lats, v)
-			}
-		}
-		err = sc.Err()
-		f.Close()
-		_ = os.Remove(path)
-		if err != nil {
-			return nil, err
-		}
-	}
-	sort.Float64s(lats)
-	return lats, nil
-}
-
-func percentile(sorted []float64, p float64) float64 {
-	if len(sorted) == 0 {
-		return math.NaN()
-	}
-	i := int(math.Ceil(p*float64(len(sorted)))) - 1
-	if i < 0 {
-		i = 0
-	}
-	if i >= len(sorted) {
-		i = len(sorted) - 1
-	}
-	return sorted[i]
-}
-
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, " | ")
 }
 
 func mib(kb int64) string { return fmt.Sprintf("%.0f MiB", float64(kb)/1024) }
@@ -856,4 +799,13 @@ func replaceBlock(path, block, appendIfMissing string) error {
 		return fmt.Errorf("%s has no %s … %s markers", path, tableBegin, tableEnd)
 	}
 	return os.WriteFile(path, []byte(s), 0o644)
+}
+
+// removeTxLogs deletes pgbench's per-transaction logs once read: at 20
+// clients for 60 s they are large, and only the percentiles are kept.
+func removeTxLogs(prefix string) {
+	files, _ := filepath.Glob(prefix + ".*")
+	for _, f := range files {
+		_ = os.Remove(f)
+	}
 }
