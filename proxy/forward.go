@@ -21,8 +21,9 @@ const resetTimeout = 5 * time.Second
 // attaching one at the first message of a transaction.
 func (s *session) loop() error {
 	for {
+		waiting := false // visible to the park sweep (park.go)
 		if s.cr.Buffered() == 0 {
-			if s.armIdleDeadline() && s.canPark {
+			if waiting = s.armIdleDeadline() && s.canPark; waiting {
 				s.idleEpoch.Add(1)
 				s.idleWaiting.Store(true)
 			}
@@ -30,7 +31,9 @@ func (s *session) loop() error {
 		}
 		typ, bodyLen, err := s.cr.Next()
 		s.interruptible = false
-		s.idleWaiting.Store(false)
+		if waiting { // pipelined messages pay no atomic store
+			s.idleWaiting.Store(false)
+		}
 		if err != nil {
 			if isTimeout(err) && s.cr.Buffered() == 0 {
 				if done, err := s.onIdleDeadline(); done {
