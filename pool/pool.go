@@ -294,8 +294,9 @@ func (p *Pool) checkIdle(b *Backend) string {
 }
 
 // Release returns a backend after use. Only a clean backend is kept; one
-// due for retirement is closed and replaced in the background.
-func (p *Pool) Release(b *Backend) {
+// due for retirement is closed and replaced in the background. It reports
+// whether a waiting client got the backend.
+func (p *Pool) Release(b *Backend) (handedOff bool) {
 	b.InUse.Store(false)
 	if b.Broken || b.TxStatus != 'I' || b.R.Buffered() > 0 || b.W.Buffered() > 0 {
 		p.destroy(b, "error", false)
@@ -329,8 +330,9 @@ func (p *Pool) Release(b *Backend) {
 			return
 		}
 	}
-	p.handOffLocked(b)
+	handedOff = p.handOffLocked(b)
 	p.mu.Unlock()
+	return handedOff
 }
 
 // checkMemory samples b and retires it when over max_memory; it reports
@@ -391,7 +393,7 @@ func (p *Pool) openAhead(reserved bool) {
 }
 
 // handOffLocked gives b to the longest waiter, or parks it idle.
-func (p *Pool) handOffLocked(b *Backend) {
+func (p *Pool) handOffLocked(b *Backend) bool {
 	if len(p.waiters) > 0 {
 		w := p.waiters[0]
 		copy(p.waiters, p.waiters[1:])
@@ -399,9 +401,10 @@ func (p *Pool) handOffLocked(b *Backend) {
 		p.waiters = p.waiters[:len(p.waiters)-1]
 		b.InUse.Store(true)
 		w.ch <- result{b: b}
-		return
+		return true
 	}
 	p.idle = append(p.idle, b)
+	return false
 }
 
 // retireReason applies the recycling policies at release. Age and count

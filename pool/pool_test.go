@@ -624,10 +624,14 @@ func TestAcquireWithReusesWaiter(t *testing.T) {
 	if !waitFor(5*time.Second, func() bool { return p.Stats().Waiting == 1 }) {
 		t.Fatal("reused waiter not queued")
 	}
-	p.Release(held)
+	if !p.Release(held) {
+		t.Fatal("Release to a queued waiter did not report the hand-off")
+	}
 	b := <-got
 	if b != held {
 		t.Fatalf("handoff gave %v, want the released backend", b)
 	}
-	p.Release(b)
+	if p.Release(b) {
+		t.Fatal("Release with nobody waiting reported a hand-off")
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"net"
+	"runtime"
 	"time"
 
 	"go.uber.org/zap"
@@ -428,7 +429,12 @@ func (s *session) readInline(b *pool.Backend) {
 			if release {
 				// The replies are all in the client writer already: the next
 				// waiter can have the backend while they are written out.
-				s.pool.Release(b)
+				// A waiter that got it runs first: its query reaches the
+				// backend now rather than after our write, so the backend
+				// isn't idle for that long (most visible with one P).
+				if s.pool.Release(b) {
+					runtime.Gosched()
+				}
 				_ = s.cw.Flush()
 				return
 			}

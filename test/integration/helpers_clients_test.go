@@ -60,6 +60,14 @@ const systemPython = "/usr/bin/python3"
 // requirePsycopg returns the python interpreter that can import psycopg 3.
 func requirePsycopg(t *testing.T) string {
 	t.Helper()
+	return requirePythonModule(t, "psycopg", "python3-psycopg")
+}
+
+// requirePythonModule returns Debian's python interpreter once it can
+// import module (from the Debian package pkg), skipping the test (failing
+// it under CI=true) when it can't.
+func requirePythonModule(t *testing.T, module, pkg string) string {
+	t.Helper()
 	fail := func(msg string) {
 		if inCI() {
 			t.Fatal(msg)
@@ -71,11 +79,11 @@ func requirePsycopg(t *testing.T) string {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, systemPython, "-c", "import psycopg; print(psycopg.__version__)").CombinedOutput()
+	out, err := exec.CommandContext(ctx, systemPython, "-c", "import "+module+"; print("+module+".__version__)").CombinedOutput()
 	if err != nil {
-		fail(fmt.Sprintf("psycopg 3 not importable by %s (Debian: apt-get install python3-psycopg): %v\n%s", systemPython, err, out))
+		fail(fmt.Sprintf("%s not importable by %s (Debian: apt-get install %s): %v\n%s", module, systemPython, pkg, err, out))
 	}
-	t.Logf("psycopg %s", strings.TrimSpace(string(out)))
+	t.Logf("%s %s", module, strings.TrimSpace(string(out)))
 	return systemPython
 }
 

@@ -93,6 +93,22 @@ def error_then_query():
     return {"sqlstate": state, "after": conn.execute("SELECT 'ok'").fetchone()[0]}
 step("error", error_then_query)
 
+def pipeline():
+    with conn.pipeline() as p:
+        curs = [conn.execute("SELECT %s::int", (i,)) for i in range(20)]
+        p.sync()
+        total = sum(c.fetchone()[0] for c in curs)
+    state = None
+    try:
+        with conn.pipeline():
+            conn.execute("SELECT 1")
+            conn.execute("SELECT 1/0")
+            conn.execute("SELECT 2")
+    except psycopg.Error as e:
+        state = e.sqlstate
+    return {"sum": total, "sqlstate": state, "after": conn.execute("SELECT 'ok'").fetchone()[0]}
+step("pipeline", pipeline)
+
 step("big", lambda: len(conn.execute("SELECT repeat('y', 3000000)").fetchone()[0]))
 
 def parked():
@@ -124,6 +140,11 @@ type psycopgResult struct {
 	}
 	Notices [][]string
 	Error   struct {
+		SQLState string
+		After    string
+	}
+	Pipeline struct {
+		Sum      int
 		SQLState string
 		After    string
 	}
@@ -195,6 +216,9 @@ func TestPsycopg(t *testing.T) {
 		}
 		if r.Error.SQLState != "22012" || r.Error.After != "ok" {
 			t.Errorf("error handling: %+v", r.Error)
+		}
+		if r.Pipeline.Sum != 190 || r.Pipeline.SQLState != "22012" || r.Pipeline.After != "ok" {
+			t.Errorf("pipeline mode: %+v (want the sum of 0..19 = 190, then 22012, then ok)", r.Pipeline)
 		}
 		if r.Big != 3_000_000 {
 			t.Errorf("big value of %d bytes", r.Big)
