@@ -158,17 +158,34 @@ func (s *session) attachAndMark(typ byte) (*pool.Backend, error) {
 	switch typ {
 	case wire.MsgQuery, wire.MsgFunctionCall:
 		s.pending++
+		s.copyTrack.command(false)
 	case wire.MsgSync:
+		if s.copyTrack.in {
+			break // the server ignores Sync in copy-in mode: no ReadyForQuery
+		}
 		s.pending++
+		s.copyTrack.sync()
 		s.unsynced = false
 		s.flushSent = false
+		if s.mapStmt {
+			s.push(request{kind: reqSync})
+		}
 	case wire.MsgFlush:
+		if s.copyTrack.in {
+			break // ignored in copy-in mode too
+		}
 		s.unsynced = true
 		s.flushSent = true
 	case wire.MsgCopyData, wire.MsgCopyDone, wire.MsgCopyFail:
 		if s.pending == 0 {
 			s.unsynced = true
 		}
+		if typ != wire.MsgCopyData {
+			s.copyTrack.ended()
+		}
+	case wire.MsgExecute:
+		s.unsynced = true
+		s.copyTrack.command(true)
 	default:
 		s.unsynced = true
 	}
@@ -232,6 +249,7 @@ func (s *session) attach() error {
 		s.pending = 0
 		s.unsynced = false
 		s.flushSent = false
+		s.copyTrack = copyTrack{}
 		s.stopping = false
 		s.pumpDone = nil
 		s.pumping = false
@@ -350,6 +368,9 @@ func (s *session) relayOne(b *pool.Backend, fatal **clientError) relayResult {
 		_, _ = s.cw.Write(msg)
 		return relayReady
 	case wire.MsgCopyInResponse, wire.MsgCopyBoth:
+		s.mu.Lock()
+		s.copyInStarted()
+		s.mu.Unlock()
 		_, _ = s.cw.Write(msg)
 		return relayCopyIn
 	case wire.MsgParameterStatus:
@@ -369,6 +390,9 @@ func (s *session) relayOne(b *pool.Backend, fatal **clientError) relayResult {
 			}
 		}
 	case wire.MsgErrorResponse:
+		s.mu.Lock()
+		s.copyInFailed()
+		s.mu.Unlock()
 		code, severity := wire.ErrorCode(msg[wire.HeaderLen:])
 		if string(severity) == "FATAL" || string(severity) == "PANIC" {
 			// The server is about to close this connection. In

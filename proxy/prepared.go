@@ -233,12 +233,10 @@ func (s *session) forwardMapped(b *pool.Backend, typ byte, bodyLen int) (handled
 	switch typ {
 	case wire.MsgExecute:
 		r.kind = reqExecute
-	case wire.MsgSync:
-		r.kind = reqSync
 	case wire.MsgFunctionCall:
 		r.kind = reqQuery
 	default:
-		return false, nil // Flush, COPY data: no reply of their own
+		return false, nil // Sync (recorded by attachAndMark), Flush, COPY data
 	}
 	s.mu.Lock()
 	s.push(r)

@@ -59,6 +59,7 @@ type session struct {
 	unsynced  bool
 	stopping  bool
 	flushSent bool // a Flush since the last Sync: replies may come with none owed
+	copyTrack copyTrack
 	pumping   bool // a pump goroutine relays this attachment's replies
 	pumpDone  chan struct{}
 	// wmu is held while the client goroutine writes to the backend, so the

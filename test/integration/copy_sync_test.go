@@ -1,0 +1,169 @@
+package integration
+
+// COPY FROM STDIN over the extended protocol with a Sync the server never
+// answers. PostgreSQL ignores Sync (and Flush) while it is in copy-in mode,
+// so a client that sends Bind, Execute and Sync in one batch before its
+// COPY data (tokio-postgres does) gets one ReadyForQuery for two Syncs.
+// The proxy must not wait for the second: in transaction pooling it would
+// hold the backend for good.
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// rawFrontend logs in over a plain socket (trust auth) and returns a
+// pgproto3 frontend ready for queries.
+func (e *env) rawFrontend(t *testing.T) (*pgproto3.Frontend, net.Conn) {
+	t.Helper()
+	c := e.rawDial(t, 20*time.Second)
+	fe := pgproto3.NewFrontend(c, c)
+	fe.Send(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersionNumber,
+		Parameters: map[string]string{"user": "postgres", "database": "app"}})
+	if err := fe.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	expectUntilReady(t, fe)
+	return fe, c
+}
+
+// expectUntilReady reads messages up to ReadyForQuery, failing on an
+// ErrorResponse, and returns their types in order.
+func expectUntilReady(t *testing.T, fe *pgproto3.Frontend) []string {
+	t.Helper()
+	var got []string
+	for {
+		m, err := fe.Receive()
+		if err != nil {
+			t.Fatalf("after %v: %v", got, err)
+		}
+		got = append(got, fmt.Sprintf("%T", m))
+		switch m := m.(type) {
+		case *pgproto3.ErrorResponse:
+			t.Fatalf("after %v: %s %s", got, m.Code, m.Message)
+		case *pgproto3.ReadyForQuery:
+			return got
+		}
+	}
+}
+
+// expectType reads one message and fails unless it has type T.
+func expectType[T pgproto3.BackendMessage](t *testing.T, fe *pgproto3.Frontend) T {
+	t.Helper()
+	m, err := fe.Receive()
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, ok := m.(T)
+	if !ok {
+		var want T
+		t.Fatalf("got %T %+v, want %T", m, m, want)
+	}
+	return v
+}
+
+func TestCopyInWithEarlySync(t *testing.T) {
+	leakCheck(t)
+	cases := []struct {
+		name string
+		stmt string // "" = unnamed statement
+		// early sends Sync with Bind and Execute, before COPY data
+		// (tokio-postgres); otherwise Flush, and a Sync once the server
+		// answered CopyInResponse (the server is then in copy mode).
+		early bool
+		bad   bool // the data fails: the server leaves copy mode early
+	}{
+		{"unnamed, Sync with Execute", "", true, false},
+		{"named, Sync with Execute", "copy_stmt", true, false},
+		{"unnamed, Sync after CopyInResponse", "", false, false},
+		{"named, Sync with Execute, bad data", "copy_bad", true, true},
+	}
+	for _, mode := range poolModes() {
+		t.Run(mode, func(t *testing.T) {
+			// One backend: a session that kept it would starve the other.
+			e := startProxy(t, proxyOpts{mode: mode, size: 1})
+			ctx := testCtx(t)
+			table := uniqueName("copysync")
+			dropTable(t, e, table)
+			if _, err := e.direct(ctx).Exec(ctx, "CREATE TABLE "+table+" (id int)"); err != nil {
+				t.Fatal(err)
+			}
+			for i, tc := range cases {
+				t.Run(tc.name, func(t *testing.T) {
+					fe, conn := e.rawFrontend(t)
+					fe.Send(&pgproto3.Parse{Name: tc.stmt, Query: "COPY " + table + " FROM STDIN"})
+					fe.Send(&pgproto3.Bind{PreparedStatement: tc.stmt})
+					fe.Send(&pgproto3.Execute{})
+					if tc.early {
+						fe.Send(&pgproto3.Sync{})
+					} else {
+						fe.Send(&pgproto3.Flush{})
+					}
+					if err := fe.Flush(); err != nil {
+						t.Fatal(err)
+					}
+					expectType[*pgproto3.ParseComplete](t, fe)
+					expectType[*pgproto3.BindComplete](t, fe)
+					expectType[*pgproto3.CopyInResponse](t, fe)
+					if !tc.early {
+						fe.Send(&pgproto3.Sync{}) // ignored by the server in copy mode
+					}
+					data := fmt.Appendf(nil, "%d\n%d\n", 10*i+1, 10*i+2)
+					if tc.bad {
+						data = []byte("not a number\n")
+					}
+					fe.Send(&pgproto3.CopyData{Data: data})
+					fe.Send(&pgproto3.CopyDone{})
+					fe.Send(&pgproto3.Sync{})
+					if err := fe.Flush(); err != nil {
+						t.Fatal(err)
+					}
+					if tc.bad {
+						if er := expectType[*pgproto3.ErrorResponse](t, fe); er.Code != "22P02" {
+							t.Fatalf("bad COPY data: %s %s", er.Code, er.Message)
+						}
+					} else if cc := expectType[*pgproto3.CommandComplete](t, fe); string(cc.CommandTag) != "COPY 2" {
+						t.Fatalf("command tag %q", cc.CommandTag)
+					}
+					if rfq := expectType[*pgproto3.ReadyForQuery](t, fe); rfq.TxStatus != 'I' {
+						t.Fatalf("ReadyForQuery %q", rfq.TxStatus)
+					}
+
+					// The same session goes on: a query answered once, in order.
+					fe.Send(&pgproto3.Query{String: "SELECT count(*) FROM " + table})
+					if err := fe.Flush(); err != nil {
+						t.Fatal(err)
+					}
+					got := expectUntilReady(t, fe)
+					if len(got) != 4 {
+						t.Fatalf("count query answered with %v", got)
+					}
+
+					if mode == "transaction" {
+						// The one backend went back to the pool: another
+						// client gets it at once.
+						qctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+						defer cancel()
+						other := e.connect(qctx)
+						var n int
+						if err := other.QueryRow(qctx, "SELECT count(*) FROM "+table).Scan(&n); err != nil {
+							t.Fatalf("another client after the COPY: %v (backend not released?)", err)
+						}
+						if want := 2 * min(i+1, 3); n != want { // the bad COPY adds none
+							t.Fatalf("%d rows after copy %d, want %d", n, i+1, want)
+						}
+						_ = other.Close(ctx)
+					}
+					fe.Send(&pgproto3.Terminate{})
+					_ = fe.Flush()
+					_ = conn.Close()
+				})
+			}
+		})
+	}
+}
