@@ -88,6 +88,12 @@ func (s *session) loop() error {
 		if err := s.forward(b, typ, bodyLen); err != nil {
 			return err
 		}
+		if s.flushDeferred {
+			s.flushDeferred = false
+			s.flushAwaitingReply(b)
+			s.readInline(b)
+			continue
+		}
 		if s.txMode && s.cr.Buffered() == 0 {
 			s.mu.Lock()
 			mine := s.backend == b && !s.pumping
@@ -295,7 +301,11 @@ func (s *session) forward(b *pool.Backend, typ byte, bodyLen int) error {
 		}
 	}
 	if s.cr.Buffered() == 0 && s.sw.err == nil {
-		if err := b.W.Flush(); err != nil {
+		if s.repliesInline(b) {
+			// readInline writes the batch and waits for the reply in one
+			// go (flushAwaitingReply).
+			s.flushDeferred = true
+		} else if err := b.W.Flush(); err != nil {
 			s.sw.err = err
 		}
 	}
@@ -468,6 +478,44 @@ func (s *session) readInline(b *pool.Backend) {
 			}
 			return
 		}
+	}
+}
+
+// repliesInline reports whether the loop reads the backend's replies to
+// the batch just forwarded on this goroutine (readInline), as the loop
+// decides after forward returns.
+func (s *session) repliesInline(b *pool.Backend) bool {
+	if !s.txMode {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.backend == b && !s.pumping && s.pending > 0
+}
+
+// awaitWriter is a connection that can write a request and wait for its
+// reply to be readable in one netpoller wait (sockio.Conn).
+type awaitWriter interface {
+	WriteAwaitReadable(p []byte) error
+}
+
+// flushAwaitingReply writes the batch forward left buffered and waits for
+// the reply, so readInline's first read finds it.
+func (s *session) flushAwaitingReply(b *pool.Backend) {
+	if s.cw.Buffered() > 0 {
+		_ = s.cw.Flush() // nothing owed to the client waits behind the reply
+	}
+	var err error
+	if aw, ok := b.Conn.(awaitWriter); ok {
+		err = b.W.FlushWith(aw.WriteAwaitReadable)
+	} else {
+		err = b.W.Flush()
+	}
+	if err != nil {
+		// As in forward: readInline's read fails and tells the client.
+		s.sw.err = err
+		b.Broken = true
+		_ = b.Conn.Close()
 	}
 }
 

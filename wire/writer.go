@@ -107,6 +107,26 @@ func (w *Writer) Flush() error {
 	return err
 }
 
+// FlushWith hands the pending data to write instead of the underlying
+// writer (a write that also waits for the reply), then empties the buffer
+// as Flush does.
+func (w *Writer) FlushWith(write func(p []byte) error) error {
+	if w.own == nil {
+		return nil
+	}
+	var err error
+	if len(w.buf) > 0 {
+		err = write(w.buf)
+		w.buf = w.buf[:0]
+	}
+	if w.pool != nil {
+		w.pool.Put(w.own)
+		w.own = nil
+		w.buf = nil
+	}
+	return err
+}
+
 // Reset drops pending data without writing it.
 func (w *Writer) Reset() {
 	if w.own == nil {

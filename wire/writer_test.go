@@ -385,3 +385,31 @@ func TestWriterReaderNetPipe(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestWriterFlushWith(t *testing.T) {
+	for _, wr := range writers {
+		t.Run(wr.name, func(t *testing.T) {
+			var rec recWriter
+			w := wr.new(&rec, 1024)
+			if err := w.FlushWith(func([]byte) error { t.Fatal("called with nothing pending"); return nil }); err != nil {
+				t.Fatal(err)
+			}
+			m := frame('Q', []byte("SELECT 1\x00"))
+			if _, err := w.Write(m); err != nil {
+				t.Fatal(err)
+			}
+			var got []byte
+			if err := w.FlushWith(func(p []byte) error { got = append(got, p...); return nil }); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, m) || len(rec.writes) != 0 || w.Buffered() != 0 {
+				t.Fatalf("FlushWith handed %q (want %q), %d direct writes, %d left buffered", got, m, len(rec.writes), w.Buffered())
+			}
+			boom := errors.New("boom")
+			_, _ = w.Write(m)
+			if err := w.FlushWith(func([]byte) error { return boom }); !errors.Is(err, boom) || w.Buffered() != 0 {
+				t.Fatalf("failed FlushWith: %v, %d left buffered", err, w.Buffered())
+			}
+		})
+	}
+}
