@@ -67,7 +67,7 @@ demo:
 
 # Side-by-side benchmark against PgBouncer (not a test; CI never runs it).
 # ~15 min, writes BENCHMARKS.md; `make bench BENCH_QUICK=1` takes ~2 min.
-# Knobs: BENCH_TIME, BENCH_RUNS, BENCH_IDLE, BENCH_MANY, BENCH_GMP1, BENCH_SCENARIOS.
+# Knobs: BENCH_TIME, BENCH_RUNS, BENCH_IDLE, BENCH_MANY, BENCH_ALLCPUS, BENCH_SCENARIOS.
 bench:
 	$(GO) run ./test/bench
 

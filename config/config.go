@@ -45,6 +45,10 @@ type Listen struct {
 	TCPKeepIntvl       Duration `toml:"tcp_keepintvl"`        // default 0 = OS default
 	TCPKeepCnt         int      `toml:"tcp_keepcnt"`          // default 0 = OS default
 	TCPUserTimeout     Duration `toml:"tcp_user_timeout"`     // default 0 = OS default
+	// WorkerThreads is how many threads run pgrecycle's code at once
+	// (GOMAXPROCS). Default 0 = half the CPUs available, at least one,
+	// unless GOMAXPROCS is set in the environment.
+	WorkerThreads int `toml:"worker_threads"`
 }
 
 // DefaultPort is the port of the Unix socket name when listen.addr is "".

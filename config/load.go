@@ -850,6 +850,7 @@ func check(c *Config, defined func(toml.Key) bool) []*Error {
 	add(lk, nonNegative("tcp_keepintvl", l.TCPKeepIntvl))
 	add(lk, atLeast("tcp_keepcnt", int64(l.TCPKeepCnt), 0))
 	add(lk, nonNegative("tcp_user_timeout", l.TCPUserTimeout))
+	add(lk, atLeast("worker_threads", int64(l.WorkerThreads), 0))
 
 	// [auth]
 	ak := toml.Key{"auth"}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -68,11 +69,19 @@ func testSignals(t *testing.T, bin string) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "pgrecycle.toml")
 	addr := freeAddr(t)
-	good := fmt.Sprintf("[listen]\naddr = %q\nshutdown_timeout = \"2s\"\n[auth]\ntype = \"trust\"\n[log]\nformat = \"console\"\n", addr)
+	withThreads := func(n int) string {
+		return fmt.Sprintf("[listen]\naddr = %q\nshutdown_timeout = \"2s\"\nworker_threads = %d\n[auth]\ntype = \"trust\"\n[log]\nformat = \"console\"\n", addr, n)
+	}
+	good := withThreads(0)
 	if err := os.WriteFile(path, []byte(good), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(bin, "-config", path)
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "GOMAXPROCS=") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -106,17 +115,23 @@ func testSignals(t *testing.T, bin string) {
 			}
 		}
 	}
+	// Go's default here is this test's GOMAXPROCS, unless the environment
+	// set it (then the child, which has none, may differ).
+	if _, set := os.LookupEnv("GOMAXPROCS"); !set {
+		waitLine(fmt.Sprintf(`worker threads	{"threads": %d, "from": "half the CPUs available"`, max(1, runtime.GOMAXPROCS(0)/2)))
+	}
 	waitLine("pgrecycle started")
 	if err := os.WriteFile(path, []byte(good+"[pool]\nsise = 1\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	_ = cmd.Process.Signal(syscall.SIGHUP)
 	waitLine("reload refused")
-	if err := os.WriteFile(path, []byte(good), 0o600); err != nil {
+	if err := os.WriteFile(path, []byte(withThreads(3)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	_ = cmd.Process.Signal(syscall.SIGHUP)
 	waitLine("configuration reloaded")
+	waitLine(`worker threads	{"threads": 3, "from": "listen.worker_threads"`)
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatalf("not serving after reloads: %v", err)
@@ -133,5 +148,26 @@ func testSignals(t *testing.T, bin string) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("no exit after SIGTERM")
+	}
+}
+
+func TestWorkerThreads(t *testing.T) {
+	for _, tc := range []struct {
+		configured int
+		envSet     bool
+		available  int
+		want       int
+	}{
+		{0, false, 1, 1},
+		{0, false, 2, 1},
+		{0, false, 3, 1},
+		{0, false, 8, 4},
+		{0, true, 3, 3}, // GOMAXPROCS in the environment is kept
+		{6, true, 3, 6}, // the configuration wins over both
+		{2, false, 16, 2},
+	} {
+		if got, _ := workerThreads(tc.configured, tc.envSet, tc.available); got != tc.want {
+			t.Errorf("workerThreads(%d, %v, %d) = %d, want %d", tc.configured, tc.envSet, tc.available, got, tc.want)
+		}
 	}
 }

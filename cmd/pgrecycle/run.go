@@ -42,6 +42,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer func() { _ = log.Sync() }()
+	_, envProcs := os.LookupEnv("GOMAXPROCS")
+	threads := newThreadSetter(envProcs, log)
+	threads.apply(cfg.Listen.WorkerThreads)
 
 	// Signals are caught before anything is served, so an early SIGHUP
 	// reloads rather than kills.
@@ -76,7 +79,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		if sig == syscall.SIGHUP {
 			if err := srv.Reload(); err != nil {
 				log.Error("reload refused; keeping the old configuration", zap.Error(err))
+				continue
 			}
+			threads.apply(srv.Config().Listen.WorkerThreads)
 			continue
 		}
 		log.Info("shutting down", zap.String("signal", sig.String()))

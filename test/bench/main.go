@@ -11,7 +11,7 @@
 // Environment (flags of the same meaning win): BENCH_TIME (seconds per
 // measured run), BENCH_RUNS (repetitions), BENCH_QUICK, BENCH_IDLE (idle
 // connections held in the many-clients scenario), BENCH_MANY (active
-// clients there), BENCH_GMP1 (1 adds a pgrecycle GOMAXPROCS=1 column),
+// clients there), BENCH_ALLCPUS (1 adds a column for pgrecycle with a thread per CPU),
 // BENCH_SCENARIOS (comma list of latency,pooled,many,churn), BENCH_MD
 // (path of the Markdown report to update, "" for none).
 //
@@ -49,7 +49,7 @@ type options struct {
 	quick     bool
 	idle      int
 	many      int
-	gmp1      bool
+	allCPUs   bool
 	scenarios map[string]bool
 	md        string
 	results   string
@@ -98,7 +98,7 @@ func parseOptions() (options, error) {
 	runs := fs.Int("runs", 0, "repetitions of each measurement (env BENCH_RUNS; default 3, quick 1)")
 	idle := fs.Int("idle", 0, "idle connections held in the many-clients scenario (env BENCH_IDLE; default 10000, quick 1000)")
 	many := fs.Int("many", 0, "active clients in the many-clients scenario (env BENCH_MANY; default 1000, quick 200)")
-	gmp1 := fs.String("gmp1", "", "also run pgrecycle with GOMAXPROCS=1 as a third column: true|false (env BENCH_GMP1; default false: it adds ~40% to the run time)")
+	allCPUs := fs.String("allcpus", "", "also run pgrecycle with a thread per CPU (GOMAXPROCS = CPUs, not the default half) as a third column: true|false (env BENCH_ALLCPUS; default false: it adds ~40% to the run time)")
 	scen := fs.String("scenarios", os.Getenv("BENCH_SCENARIOS"), "comma list of latency,pooled,many,churn (env BENCH_SCENARIOS; default all)")
 	md, mdSet := os.LookupEnv("BENCH_MD")
 	fs.StringVar(&o.md, "md", md, "Markdown report to update (env BENCH_MD; default BENCHMARKS.md, quick none)")
@@ -131,13 +131,13 @@ func parseOptions() (options, error) {
 	o.idle = pick(*idle, "BENCH_IDLE", 10000, 1000)
 	o.many = pick(*many, "BENCH_MANY", 1000, 200)
 	o.warmup = 1
-	o.gmp1 = envBool("BENCH_GMP1", false)
-	if *gmp1 != "" {
-		b, err := strconv.ParseBool(*gmp1)
+	o.allCPUs = envBool("BENCH_ALLCPUS", false)
+	if *allCPUs != "" {
+		b, err := strconv.ParseBool(*allCPUs)
 		if err != nil {
-			return o, fmt.Errorf("-gmp1: %v", err)
+			return o, fmt.Errorf("-allcpus: %v", err)
 		}
-		o.gmp1 = b
+		o.allCPUs = b
 	}
 	o.mdSet = mdSet || isFlagSet(fs, "md")
 	if !o.mdSet {

@@ -80,8 +80,8 @@ func (b *bench) poolers() []string {
 	if b.pgbouncerBin != "" {
 		t = append(t, tPgbouncer)
 	}
-	if b.opts.gmp1 {
-		t = append(t, tPgrecycle1)
+	if b.opts.allCPUs {
+		t = append(t, tPgrecycleAll)
 	}
 	return t
 }

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -19,10 +20,10 @@ import (
 // Target keys. "direct" is PostgreSQL itself, a reference for latency and
 // connection churn.
 const (
-	tDirect     = "direct"
-	tPgrecycle  = "pgrecycle"
-	tPgbouncer  = "pgbouncer"
-	tPgrecycle1 = "pgrecycle-gmp1" // pgrecycle with GOMAXPROCS=1
+	tDirect       = "direct"
+	tPgrecycle    = "pgrecycle"
+	tPgbouncer    = "pgbouncer"
+	tPgrecycleAll = "pgrecycle-allcpus" // pgrecycle with a thread per CPU
 )
 
 func targetLabel(key string) string {
@@ -33,8 +34,8 @@ func targetLabel(key string) string {
 		return "pgrecycle"
 	case tPgbouncer:
 		return "PgBouncer"
-	case tPgrecycle1:
-		return "pgrecycle GOMAXPROCS=1"
+	case tPgrecycleAll:
+		return "pgrecycle, thread per CPU"
 	}
 	return key
 }
@@ -139,8 +140,8 @@ func (e *env) start(ctx context.Context, key string) (*running, error) {
 		}
 		var r *running
 		switch key {
-		case tPgrecycle, tPgrecycle1:
-			r, err = e.startPgrecycle(dir, port, key == tPgrecycle1)
+		case tPgrecycle, tPgrecycleAll:
+			r, err = e.startPgrecycle(dir, port, key == tPgrecycleAll)
 		case tPgbouncer:
 			r, err = e.startPgbouncer(dir, port)
 		default:
@@ -227,7 +228,7 @@ level = "warn"
 	return path, os.WriteFile(path, []byte(conf), 0o644)
 }
 
-func (e *env) startPgrecycle(dir string, port int, oneProc bool) (*running, error) {
+func (e *env) startPgrecycle(dir string, port int, allCPUs bool) (*running, error) {
 	path, err := e.pgrecycleConfig(dir, port)
 	if err != nil {
 		return nil, err
@@ -242,8 +243,8 @@ func (e *env) startPgrecycle(dir string, port int, oneProc bool) (*running, erro
 	cmd.Dir = dir
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Env = withoutEnv(os.Environ(), "GOMAXPROCS")
-	if oneProc {
-		cmd.Env = append(cmd.Env, "GOMAXPROCS=1")
+	if allCPUs {
+		cmd.Env = append(cmd.Env, "GOMAXPROCS="+strconv.Itoa(runtime.NumCPU()))
 	}
 	c, err := e.reg.spawn("pgrecycle", cmd)
 	if err != nil {
