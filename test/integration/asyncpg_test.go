@@ -6,10 +6,7 @@ package integration
 // traffic: type introspection, cursors, COPY, its own connection pool.
 
 import (
-	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 	"testing"
 )
 
@@ -117,10 +114,7 @@ type asyncpgResult struct {
 func TestAsyncpg(t *testing.T) {
 	leakCheck(t)
 	py := requirePythonModule(t, "asyncpg", "python3-asyncpg")
-	script := filepath.Join(t.TempDir(), "asyncpg_check.py")
-	if err := os.WriteFile(script, []byte(asyncpgScript), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	script := writeProgram(t, "asyncpg_check.py", asyncpgScript)
 	forModes(t, proxyOpts{size: 3}, func(t *testing.T, e *env, mode string) {
 		ctx := testCtx(t)
 		table := uniqueName("apg")
@@ -140,19 +134,12 @@ func TestAsyncpg(t *testing.T) {
 		if mode == "session" {
 			poolMax = 2
 		}
-		arg, _ := json.Marshal(map[string]any{
+		var r asyncpgResult
+		runPythonJSON(ctx, t, py, script, map[string]any{
 			"dsn":      fmt.Sprintf("postgresql://postgres@%s:%d/app?sslmode=disable", e.host, e.port),
 			"table":    table,
 			"pool_max": poolMax,
-		})
-		out, errOut, code := runCmd(ctx, t, "", clientEnv(), py, script, string(arg))
-		if code != 0 {
-			t.Fatalf("python exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
-		}
-		var r asyncpgResult
-		if err := json.Unmarshal([]byte(out), &r); err != nil {
-			t.Fatalf("bad JSON from the script: %v\n%s\nstderr:\n%s", err, out, errOut)
-		}
+		}, &r)
 		for _, e := range r.Errors {
 			t.Errorf("asyncpg: %s", e)
 		}

@@ -9,12 +9,14 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -343,4 +345,33 @@ func dumpLogsOnFailure(t *testing.T, e *env) {
 			t.Logf("proxy log: %s %s %v", x.Level, x.Message, x.ContextMap())
 		}
 	})
+}
+
+// writeProgram writes a client program (a script or a Java source) into
+// the test's temporary directory and returns its path.
+func writeProgram(t *testing.T, name, text string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// runPythonJSON runs a python script with one JSON argument and decodes
+// the JSON it prints into result, failing the test on a non-zero exit or
+// undecodable output.
+func runPythonJSON(ctx context.Context, t *testing.T, py, script string, arg, result any) {
+	t.Helper()
+	a, err := json.Marshal(arg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code := runCmd(ctx, t, "", clientEnv(), py, script, string(a))
+	if code != 0 {
+		t.Fatalf("python exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	if err := json.Unmarshal([]byte(out), result); err != nil {
+		t.Fatalf("bad JSON from the script: %v\n%s\nstderr:\n%s", err, out, errOut)
+	}
 }

@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -145,10 +144,7 @@ func requireJDBC(t *testing.T) string {
 func TestJDBC(t *testing.T) {
 	leakCheck(t)
 	java := requireJDBC(t)
-	src := filepath.Join(t.TempDir(), "JdbcCheck.java")
-	if err := os.WriteFile(src, []byte(jdbcProgram), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	src := writeProgram(t, "JdbcCheck.java", jdbcProgram)
 	forModes(t, proxyOpts{size: 3}, func(t *testing.T, e *env, mode string) {
 		ctx, cancel := context.WithTimeout(testCtx(t), 2*time.Minute)
 		defer cancel()

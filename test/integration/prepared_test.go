@@ -7,11 +7,8 @@ package integration
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -195,24 +192,14 @@ func TestPreparedPsycopgTransactionMode(t *testing.T) {
 	e := startProxy(t, proxyOpts{mode: "transaction", size: 3})
 	dumpLogsOnFailure(t, e)
 	ctx := testCtx(t)
-	script := filepath.Join(t.TempDir(), "psycopg_prepared.py")
-	if err := os.WriteFile(script, []byte(psycopgPreparedScript), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	arg, _ := json.Marshal(map[string]string{"dsn": e.kv("postgres", "app")})
-	out, errOut, code := runCmd(ctx, t, "", clientEnv(), py, script, string(arg))
-	if code != 0 {
-		t.Fatalf("python exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
-	}
+	script := writeProgram(t, "psycopg_prepared.py", psycopgPreparedScript)
 	var r struct {
 		Errors   []string
 		Results  []int
 		PIDs     []int `json:"pids"`
 		Prepared []string
 	}
-	if err := json.Unmarshal([]byte(out), &r); err != nil {
-		t.Fatalf("bad JSON: %v\n%s\n%s", err, out, errOut)
-	}
+	runPythonJSON(ctx, t, py, script, map[string]string{"dsn": e.kv("postgres", "app")}, &r)
 	if len(r.Errors) > 0 {
 		t.Fatalf("%d errors with psycopg prepare_threshold=0 in transaction mode:\n%s", len(r.Errors), strings.Join(r.Errors, "\n"))
 	}

@@ -4,9 +4,6 @@ package integration
 // does the work and prints JSON that the test checks.
 
 import (
-	"encoding/json"
-	"os"
-	"path/filepath"
 	"strconv"
 	"testing"
 )
@@ -155,10 +152,7 @@ type psycopgResult struct {
 func TestPsycopg(t *testing.T) {
 	leakCheck(t)
 	py := requirePsycopg(t)
-	script := filepath.Join(t.TempDir(), "psycopg_check.py")
-	if err := os.WriteFile(script, []byte(psycopgScript), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	script := writeProgram(t, "psycopg_check.py", psycopgScript)
 	forModes(t, proxyOpts{size: 3, listenExtra: `client_park_after = "100ms"`}, func(t *testing.T, e *env, mode string) {
 		ctx := testCtx(t)
 		table := uniqueName("psy")
@@ -168,19 +162,12 @@ func TestPsycopg(t *testing.T) {
 		if _, err := d.Exec(ctx, "CREATE TABLE "+table+" (id int PRIMARY KEY); CREATE TABLE "+table+"_copy (id int, v text)"); err != nil {
 			t.Fatal(err)
 		}
-		arg, _ := json.Marshal(map[string]string{
+		var r psycopgResult
+		runPythonJSON(ctx, t, py, script, map[string]string{
 			"dsn":   e.kv("postgres", "app") + " application_name=psy",
 			"table": table,
 			"mode":  mode,
-		})
-		out, errOut, code := runCmd(ctx, t, "", clientEnv(), py, script, string(arg))
-		if code != 0 {
-			t.Fatalf("python exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
-		}
-		var r psycopgResult
-		if err := json.Unmarshal([]byte(out), &r); err != nil {
-			t.Fatalf("bad JSON from the script: %v\n%s\nstderr:\n%s", err, out, errOut)
-		}
+		}, &r)
 		for _, e := range r.Errors {
 			t.Errorf("psycopg: %s", e)
 		}
