@@ -7,7 +7,7 @@ FUZZTIME  ?= 10s
 # Go sources outside VCS metadata and vendored code.
 GOFILES    = find . -name '*.go' -not -path './.git/*' -not -path './vendor/*' -print0
 
-.PHONY: all build test unit fuzz benchcheck lint fmtcheck vet demo bench clean
+.PHONY: all build test unit fuzz benchcheck lint fmtcheck vet crossbuild demo bench clean
 
 all: build
 
@@ -53,7 +53,13 @@ fuzz:
 benchcheck:
 	$(GO) test -run='^$$' -bench=. -benchtime=1x ./...
 
-lint: fmtcheck vet
+lint: fmtcheck vet crossbuild
+
+# The binary must keep building off Linux (raw socket I/O, parking and
+# SO_REUSEPORT have per-platform files); the tests and benchmarks are Linux-only.
+crossbuild:
+	GOOS=windows GOARCH=amd64 $(GO) build -o /dev/null ./cmd/pgrecycle
+	GOOS=darwin GOARCH=arm64 $(GO) build -o /dev/null ./cmd/pgrecycle
 
 fmtcheck:
 	@files=$$($(GOFILES) | xargs -0 -r gofmt -l); \

@@ -10,7 +10,6 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"go.uber.org/zap"
@@ -425,16 +424,4 @@ func (s *Server) pokeSessions() {
 	for _, sess := range s.sessionList() {
 		sess.poke()
 	}
-}
-
-// setReusePort sets SO_REUSEPORT so several processes can accept on one
-// port: a fleet on one host, or an old and a new version during an upgrade.
-func setReusePort(network, address string, c syscall.RawConn) error {
-	var serr error
-	if err := c.Control(func(fd uintptr) {
-		serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, 0xf /* SO_REUSEPORT */, 1)
-	}); err != nil {
-		return err
-	}
-	return serr
 }
