@@ -391,8 +391,25 @@ func (s *Server) Reload() error {
 			s.log.Error("reload: pool not updated", zap.Stringer("pool", p), zap.Error(err))
 		}
 	}
-	s.log.Info("configuration reloaded", zap.String("config", cfg.Path), zap.Strings("changed", config.Diff(cur, cfg)))
+	changed := config.Diff(cur, cfg)
+	for _, key := range changed {
+		if restartOnly(key) {
+			s.log.Warn("reload: this setting takes effect at the next start; the running process keeps the old value",
+				zap.String("key", key))
+		}
+	}
+	s.log.Info("configuration reloaded", zap.String("config", cfg.Path), zap.Strings("changed", changed))
 	return nil
+}
+
+// restartOnly reports whether a configuration key is read only when the
+// listeners open: a reload records it but cannot apply it.
+func restartOnly(key string) bool {
+	switch key {
+	case "listen.addr", "listen.unix_socket_dir", "listen.so_reuseport", "metrics.addr":
+		return true
+	}
+	return false
 }
 
 // Shutdown stops accepting clients and drains: idle clients are told

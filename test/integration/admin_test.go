@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"go.uber.org/zap"
 )
 
 // TestAdminConsolePsql drives the console with psql after known pgx
@@ -387,6 +388,23 @@ func TestAdminReload(t *testing.T) {
 	// The client was never dropped.
 	if _, err := c.Exec(ctx, "SELECT 1"); err != nil {
 		t.Fatal(err)
+	}
+
+	// A listener address can't move on reload: said so, and the old one
+	// keeps serving.
+	e.editConfig(func(s string) string {
+		s = strings.Replace(s, "size = \"many\"", "size = 7", 1)
+		return strings.Replace(s, `addr = "127.0.0.1:0"`, `addr = "127.0.0.1:1"`, 1)
+	})
+	if _, err := adminExec(ctx, admin, "RELOAD"); err != nil {
+		t.Fatalf("RELOAD with a new listen.addr: %v", err)
+	}
+	warned := e.logs.FilterMessageSnippet("takes effect at the next start").FilterField(zap.String("key", "listen.addr"))
+	if warned.Len() != 1 {
+		t.Errorf("%d warnings naming listen.addr after its reload, want 1", warned.Len())
+	}
+	if _, err := e.connect(ctx).Exec(ctx, "SELECT 1"); err != nil {
+		t.Fatalf("new client on the old address after the reload: %v", err)
 	}
 }
 
