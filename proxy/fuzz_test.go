@@ -134,19 +134,48 @@ func FuzzStatementReset(f *testing.F) {
 func FuzzReplyTracking(f *testing.F) {
 	f.Add([]byte{0, 3, 8, 100, 101, 105, 108})
 	f.Add([]byte{1, 2, 3, 4, 5, 8, 110, 114, 115, 116, 117, 118})
+	f.Add([]byte{92, 94, 112, 95, 98, 105, 110}) // Execute, Sync, CopyIn, CopyDone, Sync, CommandComplete, ReadyForQuery
 	f.Fuzz(func(t *testing.T, ops []byte) {
-		s := &session{stmts: map[string]*clientStmt{"c": {server: "pgrecycle_x"}}}
+		s := &session{stmts: map[string]*clientStmt{"c": {server: "pgrecycle_x"}}, mapStmt: true}
 		b := &pool.Backend{}
 		b.Statements.Add("pgrecycle_x", 10)
-		replies := []byte{'1', '2', '3', 'T', 'n', 'C', 'I', 's', 'E', 'D', 'Z', 'N'}
+		replies := []byte{'1', '2', '3', 'T', 'n', 'C', 'I', 's', 'E', 'D', 'Z', 'N', 'G'}
 		for _, op := range ops {
-			if op < 100 {
+			switch {
+			case op >= 90 && op < 100: // what attachAndMark records around a COPY
+				switch op % 4 {
+				case 0:
+					s.copyTrack.command(true)
+					s.push(request{kind: reqExecute})
+				case 1:
+					s.copyTrack.command(false)
+					s.pending++
+					s.push(request{kind: reqQuery})
+				case 2:
+					if !s.copyTrack.in {
+						s.pending++
+						s.copyTrack.sync()
+						s.push(request{kind: reqSync})
+					}
+				case 3:
+					s.copyTrack.ended()
+				}
+				continue
+			case op < 100:
 				s.push(request{kind: reqKind(op % 11), client: "c", server: "pgrecycle_x", tag: "DEALLOCATE"})
 				continue
 			}
 			typ := replies[int(op-100)%len(replies)]
-			if typ == 'Z' {
+			switch typ {
+			case 'Z':
 				s.completeThroughSync(b)
+				s.pending = max(0, s.pending-1)
+				continue
+			case 'G':
+				s.copyInStarted()
+				if s.pending < 0 || s.reqHead > len(s.reqs) {
+					t.Fatalf("after CopyInResponse: pending %d, queue head %d of %d", s.pending, s.reqHead, len(s.reqs))
+				}
 				continue
 			}
 			body := []byte("SELECT 1\x00")
