@@ -55,6 +55,20 @@ func (p *Pool) memoryDue(b *Backend, now time.Time) bool {
 	return at.IsZero() || now.Sub(at) >= rc.MemoryCheckInterval.D()
 }
 
+// memoryOverdueLocked reports whether b's memory sample is two check
+// intervals old (or, never sampled, b is): with memory_check_interval
+// "0s", at every release. Callers hold p.mu.
+func (p *Pool) memoryOverdueLocked(b *Backend, now time.Time) bool {
+	if p.opts.Recycle.MaxMemory <= 0 || p.memSource == memOff {
+		return false
+	}
+	_, at := b.Memory()
+	if at.IsZero() {
+		at = b.Created
+	}
+	return now.Sub(at) >= 2*p.opts.Recycle.MemoryCheckInterval.D()
+}
+
 // sampleMemory measures an idle backend (outside any transaction) and
 // returns its size; ok is false when no measurement could be taken, which
 // never fails client traffic.

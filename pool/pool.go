@@ -314,9 +314,11 @@ func (p *Pool) Release(b *Backend) (handedOff bool) {
 		p.destroy(b, "shutdown", true)
 		return
 	}
-	// Sample memory only when nobody waits: a waiter gets the backend now
-	// and the background tick samples it later.
-	if len(p.waiters) == 0 {
+	// Sample memory when nobody waits: a waiter gets the backend now and
+	// the background tick samples it later, once it is idle. A pool that
+	// always has waiters never leaves a backend idle, so a sample overdue
+	// by a whole interval is taken here anyway.
+	if len(p.waiters) == 0 || p.memoryOverdueLocked(b, now) {
 		p.mu.Unlock()
 		if p.memoryDue(b, now) {
 			if retired := p.checkMemory(b); retired {

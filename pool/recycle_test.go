@@ -649,3 +649,33 @@ func TestTickMinIdleAndIdleTimeout(t *testing.T) {
 		t.Errorf("after idle timeout Stats = %+v, want min_idle 2 kept", s)
 	}
 }
+
+// A pool that always has a client waiting never leaves a backend idle for
+// the background tick: a release samples anyway once the last sample is
+// two intervals old.
+func TestMaxMemoryWhileClientsAlwaysWait(t *testing.T) {
+	leakCheck(t)
+	srv := pgtest.Shared(t)
+	memTables(t, srv, 1500)
+	opts := testOptions(t, srv, 1)
+	opts.Recycle.MaxMemory = 8 << 20
+	opts.Recycle.MemoryCheckInterval = config.Duration(100 * time.Millisecond)
+	opts.Recycle.MemorySource = "contexts"
+	p := newPool(t, opts)
+
+	b := acquire(t, p)
+	query(t, b, touchTables(1500))
+	got := make(chan *Backend, 1)
+	go func() { got <- acquire(t, p) }()
+	if !waitFor(5*time.Second, func() bool { return p.Stats().Waiting == 1 }) {
+		t.Fatal("second client not waiting")
+	}
+	time.Sleep(250 * time.Millisecond) // past two intervals since b opened
+	p.Release(b)
+	next := <-got
+	if next == b {
+		t.Fatal("the oversized backend went to the waiting client unsampled")
+	}
+	retiredOnly(t, p, map[string]int64{"memory": 1})
+	p.Release(next)
+}
