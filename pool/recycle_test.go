@@ -430,16 +430,23 @@ func touchTables(n int) string {
 END $$`
 }
 
-func TestMaxMemoryContexts(t *testing.T) {
-	leakCheck(t)
+// memoryLimitedPool is a one-backend pool with max_memory = 8MB, over a
+// server with 1,500 tables for touchTables to fill a backend's caches.
+func memoryLimitedPool(t *testing.T, interval time.Duration) (*Pool, *pgtest.Server) {
+	t.Helper()
 	srv := pgtest.Shared(t)
 	memTables(t, srv, 1500)
-	c := superConn(t, srv)
 	opts := testOptions(t, srv, 1)
 	opts.Recycle.MaxMemory = 8 << 20
-	opts.Recycle.MemoryCheckInterval = 0
+	opts.Recycle.MemoryCheckInterval = config.Duration(interval)
 	opts.Recycle.MemorySource = "contexts"
-	p := newPool(t, opts)
+	return newPool(t, opts), srv
+}
+
+func TestMaxMemoryContexts(t *testing.T) {
+	leakCheck(t)
+	p, srv := memoryLimitedPool(t, 0)
+	c := superConn(t, srv)
 
 	b := acquire(t, p)
 	big := b.PID
@@ -479,12 +486,7 @@ func TestMaxMemoryContexts(t *testing.T) {
 // release.
 func TestMaxMemoryOnTick(t *testing.T) {
 	leakCheck(t)
-	srv := pgtest.Shared(t)
-	memTables(t, srv, 1500)
-	opts := testOptions(t, srv, 1)
-	opts.Recycle.MaxMemory = 8 << 20
-	opts.Recycle.MemoryCheckInterval = config.Duration(10 * time.Second)
-	p := newPool(t, opts)
+	p, _ := memoryLimitedPool(t, 10*time.Second)
 
 	b := acquire(t, p)
 	p.Release(b) // first release: sampled, small
@@ -655,13 +657,7 @@ func TestTickMinIdleAndIdleTimeout(t *testing.T) {
 // two intervals old.
 func TestMaxMemoryWhileClientsAlwaysWait(t *testing.T) {
 	leakCheck(t)
-	srv := pgtest.Shared(t)
-	memTables(t, srv, 1500)
-	opts := testOptions(t, srv, 1)
-	opts.Recycle.MaxMemory = 8 << 20
-	opts.Recycle.MemoryCheckInterval = config.Duration(100 * time.Millisecond)
-	opts.Recycle.MemorySource = "contexts"
-	p := newPool(t, opts)
+	p, _ := memoryLimitedPool(t, 100*time.Millisecond)
 
 	b := acquire(t, p)
 	query(t, b, touchTables(1500))
