@@ -85,28 +85,44 @@ func (s *session) loop() error {
 			}
 			return err
 		}
-		if err := s.forward(b, typ, bodyLen); err != nil {
+		next, err := s.forward(b, typ, bodyLen)
+		if err != nil {
 			return err
 		}
-		if s.flushDeferred {
-			s.flushDeferred = false
+		switch next {
+		case nextReadInline:
 			s.flushAwaitingReply(b)
 			s.readInline(b)
-			continue
-		}
-		if s.txMode && s.cr.Buffered() == 0 {
-			s.mu.Lock()
-			mine := s.backend == b && !s.pumping
-			pending, flushWait := s.pending, s.unsynced && s.flushSent
-			s.mu.Unlock()
-			switch {
-			case mine && pending > 0:
-				s.readInline(b)
-			case mine && flushWait:
-				s.startPump(b)
-			}
+		case nextPump:
+			s.startPump(b)
 		}
 	}
+}
+
+// nextStep is what the client goroutine does once forward has sent a
+// batch in transaction pooling.
+type nextStep uint8
+
+const (
+	nextClient     nextStep = iota // read the client's next message
+	nextReadInline                 // replies are owed: relay them here (readInline)
+	nextPump                       // a Flush awaits replies: a pump relays them
+)
+
+// afterBatch decides nextStep when the client has nothing more buffered.
+func (s *session) afterBatch(b *pool.Backend) nextStep {
+	if !s.txMode {
+		return nextClient
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch mine := s.backend == b && !s.pumping; {
+	case mine && s.pending > 0:
+		return nextReadInline
+	case mine && s.unsynced && s.flushSent:
+		return nextPump
+	}
+	return nextClient
 }
 
 // waitBackend waits for a backend of the session's pool without a context
@@ -274,8 +290,9 @@ func (s *session) attach() error {
 
 // forward copies the current client message to the backend, streaming it
 // if it is larger than the buffer, and flushes when the client has nothing
-// more buffered: one write per batch.
-func (s *session) forward(b *pool.Backend, typ byte, bodyLen int) error {
+// more buffered: one write per batch. When replies are owed the flush is
+// left to flushAwaitingReply, which also waits for them.
+func (s *session) forward(b *pool.Backend, typ byte, bodyLen int) (nextStep, error) {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	if typ == wire.MsgQuery || typ == wire.MsgExecute {
@@ -286,27 +303,27 @@ func (s *session) forward(b *pool.Backend, typ byte, bodyLen int) error {
 	if s.mapStmt {
 		var err error
 		if handled, err = s.forwardMapped(b, typ, bodyLen); err != nil {
-			return err
+			return nextClient, err
 		}
 	}
 	if !handled {
 		if s.cr.Fits() {
 			msg, err := s.cr.Message()
 			if err != nil {
-				return err
+				return nextClient, err
 			}
 			_, _ = s.sw.Write(msg)
 		} else if err := s.cr.Stream(&s.sw); err != nil {
-			return err
+			return nextClient, err
 		}
 	}
-	if s.cr.Buffered() == 0 && s.sw.err == nil {
-		if s.repliesInline(b) {
-			// readInline writes the batch and waits for the reply in one
-			// go (flushAwaitingReply).
-			s.flushDeferred = true
-		} else if err := b.W.Flush(); err != nil {
-			s.sw.err = err
+	next := nextClient
+	if s.cr.Buffered() == 0 {
+		next = s.afterBatch(b)
+		if next != nextReadInline && s.sw.err == nil {
+			if err := b.W.Flush(); err != nil {
+				s.sw.err = err
+			}
 		}
 	}
 	if s.sw.err != nil {
@@ -314,7 +331,7 @@ func (s *session) forward(b *pool.Backend, typ byte, bodyLen int) error {
 		b.Broken = true
 		_ = b.Conn.Close()
 	}
-	return nil
+	return next, nil
 }
 
 // relayResult says what the server message relayOne handled meant.
@@ -481,18 +498,6 @@ func (s *session) readInline(b *pool.Backend) {
 	}
 }
 
-// repliesInline reports whether the loop reads the backend's replies to
-// the batch just forwarded on this goroutine (readInline), as the loop
-// decides after forward returns.
-func (s *session) repliesInline(b *pool.Backend) bool {
-	if !s.txMode {
-		return false
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.backend == b && !s.pumping && s.pending > 0
-}
-
 // awaitWriter is a connection that can write a request and wait for its
 // reply to be readable in one netpoller wait (sockio.Conn).
 type awaitWriter interface {
@@ -502,6 +507,9 @@ type awaitWriter interface {
 // flushAwaitingReply writes the batch forward left buffered and waits for
 // the reply, so readInline's first read finds it.
 func (s *session) flushAwaitingReply(b *pool.Backend) {
+	if s.sw.err != nil {
+		return // the backend is closed: readInline's read reports it
+	}
 	if s.cw.Buffered() > 0 {
 		_ = s.cw.Flush() // nothing owed to the client waits behind the reply
 	}

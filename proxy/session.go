@@ -60,11 +60,8 @@ type session struct {
 	stopping  bool
 	flushSent bool // a Flush since the last Sync: replies may come with none owed
 	copyTrack copyTrack
-	// flushDeferred: forward left the batch in the backend writer for
-	// readInline to write (client goroutine only).
-	flushDeferred bool
-	pumping       bool // a pump goroutine relays this attachment's replies
-	pumpDone      chan struct{}
+	pumping   bool // a pump goroutine relays this attachment's replies
+	pumpDone  chan struct{}
 	// wmu is held while the client goroutine writes to the backend, so the
 	// pump can't release a backend mid-write.
 	wmu sync.Mutex

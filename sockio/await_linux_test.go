@@ -107,7 +107,7 @@ func TestWriteAwaitReadableDeadline(t *testing.T) {
 	}
 }
 
-// Writing to a peer that reset the connection fails with the write error.
+// Writing on a connection already closed on this side fails.
 func TestWriteAwaitReadableClosedConn(t *testing.T) {
 	c, _ := pair(t)
 	_ = c.Close()

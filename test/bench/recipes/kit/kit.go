@@ -321,6 +321,9 @@ type TxEntry struct {
 	Us           float64
 }
 
+// ReadTxLogs reads pgbench's per-transaction logs PREFIX.*: "client_id
+// transaction_no time ...", time in microseconds; "failed" and "skipped"
+// lines are left out.
 func ReadTxLogs(prefix string) ([]TxEntry, error) {
 	files, err := filepath.Glob(prefix + ".*")
 	if err != nil {
@@ -346,7 +349,11 @@ func ReadTxLogs(prefix string) ([]TxEntry, error) {
 			}
 			out = append(out, TxEntry{c, n, us})
 		}
+		err = sc.Err()
 		fh.Close()
+		if err != nil {
+			return nil, err
+		}
 	}
 	return out, nil
 }

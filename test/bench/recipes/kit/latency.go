@@ -1,45 +1,26 @@
 package kit
 
 import (
-	"bufio"
 	"fmt"
 	"math"
-	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 )
 
 // ReadLatencies returns the sorted latencies (µs) of pgbench's
-// per-transaction logs PREFIX.*: "client_id transaction_no time ...", where
-// time is the latency in microseconds (or "failed"/"skipped", skipped here).
+// per-transaction logs PREFIX.* (ReadTxLogs), failing when there are none.
 func ReadLatencies(prefix string) ([]float64, error) {
-	files, _ := filepath.Glob(prefix + ".*")
-	if len(files) == 0 {
+	if files, _ := filepath.Glob(prefix + ".*"); len(files) == 0 {
 		return nil, fmt.Errorf("no pgbench log files %s.*", prefix)
 	}
-	var lats []float64
-	for _, path := range files {
-		f, err := os.Open(path)
-		if err != nil {
-			return nil, err
-		}
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			fields := strings.Fields(sc.Text())
-			if len(fields) < 3 {
-				continue
-			}
-			if v, err := strconv.ParseFloat(fields[2], 64); err == nil {
-				lats = append(lats, v)
-			}
-		}
-		err = sc.Err()
-		f.Close()
-		if err != nil {
-			return nil, err
-		}
+	txs, err := ReadTxLogs(prefix)
+	if err != nil {
+		return nil, err
+	}
+	lats := make([]float64, len(txs))
+	for i, tx := range txs {
+		lats[i] = tx.Us
 	}
 	sort.Float64s(lats)
 	return lats, nil
