@@ -86,7 +86,7 @@ clean:
 # and its section of BENCHMARKS.md. `make bench-manyschema QUICK=1`: 15 s runs, no docs.
 .PHONY: bench-manyschema
 bench-manyschema:
-	$(GO) run ./test/bench/manyschema $(if $(QUICK),-quick)
+	$(GO) run ./test/bench/manyschema $(if $(QUICK),-quick) $(if $(ZIPF),-zipf $(ZIPF))
 
 # Recipes of docs/recipes/ (not tests; CI never runs them). Each starts its
 # own PostgreSQL, builds pgrecycle and prints its table; ~1–2 min each.

@@ -50,6 +50,7 @@ type options struct {
 	maxMemory string
 	interval  string
 	targets   string
+	zipf      float64 // 0: uniform access; else pgbench random_zipfian's parameter over schemas
 	write     bool
 	results   string
 }
@@ -140,6 +141,7 @@ func parseOptions() (options, error) {
 	fs.IntVar(&o.pool, "pool", 10, "pool size of both poolers")
 	fs.StringVar(&o.maxMemory, "max-memory", "32MB", "max_memory of target (c)")
 	fs.StringVar(&o.interval, "memory-check-interval", "1s", "memory_check_interval of target (c)")
+	fs.Float64Var(&o.zipf, "zipf", 0, "0: every schema equally likely; else the skew of pgbench's random_zipfian over schemas (e.g. 1.1: a few tenants busy, a long tail rarely)")
 	fs.StringVar(&o.targets, "targets", "a,b,c", "targets to run, in order: a (PgBouncer), b (pgrecycle, no recycling), c (pgrecycle, max_memory)")
 	write := fs.String("write", "", "write docs/recipes/many-schemas.md and the BENCHMARKS.md section: true|false (default true, quick false)")
 	fs.StringVar(&o.results, "results", "test/bench/results", "directory for raw results (gitignored)")
@@ -159,6 +161,9 @@ func parseOptions() (options, error) {
 			return o, fmt.Errorf("-write: %v", err)
 		}
 		o.write = b
+	}
+	if o.zipf != 0 && (o.zipf < 1.001 || o.zipf > 1000) {
+		return o, errors.New("-zipf: pgbench's random_zipfian takes 1.001 to 1000")
 	}
 	if o.schemas < 1 || o.tables < 1 || o.clients < 1 || o.jobs < 1 || o.pool < 1 {
 		return o, errors.New("schemas, tables, clients, jobs and pool must be positive")
@@ -244,7 +249,7 @@ func realMain() int {
 		return 1
 	}
 	if o.write {
-		if err := writeDocs(md); err != nil {
+		if err := writeDocs(o, md); err != nil {
 			fmt.Fprintf(os.Stderr, "manyschema: %v\n", err)
 			return 1
 		}
@@ -327,7 +332,11 @@ func (e *env) setup(ctx context.Context) error {
 		return err
 	}
 	e.script = filepath.Join(e.work, "touch.sql")
-	script := fmt.Sprintf("\\set s random(1, %d)\n\\set t random(1, %d)\nSELECT touch(:s, :t);\n", e.o.schemas, e.o.tables)
+	schema := fmt.Sprintf("random(1, %d)", e.o.schemas)
+	if e.o.zipf != 0 {
+		schema = fmt.Sprintf("random_zipfian(1, %d, %g)", e.o.schemas, e.o.zipf)
+	}
+	script := fmt.Sprintf("\\set s %s\n\\set t random(1, %d)\nSELECT touch(:s, :t);\n", schema, e.o.tables)
 	return os.WriteFile(e.script, []byte(script), 0o644)
 }
 
@@ -739,10 +748,10 @@ func (e *env) report(rs []*result, started time.Time) string {
 		}
 	}
 	fmt.Fprintf(&b, "\nRun of %s: %d schemas × %d tables (each with a primary key, an index and 10 rows); "+
-		"pgbench -M simple -c %d -j %d -T %d running `SELECT touch(:s, :t)` on a random schema and table; pool size %d; "+
+		"pgbench -M simple -c %d -j %d -T %d running `SELECT touch(:s, :t)` on %s; pool size %d; "+
 		"RssAnon from /proc/<pid>/status of every backend of the benchmark role, sampled every second. "+
 		"%s, %s, %d CPUs, Go %s.\n",
-		started.UTC().Format("2006-01-02"), o.schemas, o.tables, o.clients, o.jobs, o.seconds, o.pool,
+		started.UTC().Format("2006-01-02"), o.schemas, o.tables, o.clients, o.jobs, o.seconds, o.access(), o.pool,
 		pgv, bv, runtime.NumCPU(), strings.TrimPrefix(runtime.Version(), "go"))
 	return b.String()
 }
@@ -764,39 +773,63 @@ const (
 	recipePath  = "docs/recipes/many-schemas.md"
 	benchPath   = "BENCHMARKS.md"
 	sectionHead = "## Many schemas (recycling)"
-	tableBegin  = "<!-- manyschema:begin -->"
-	tableEnd    = "<!-- manyschema:end -->"
 )
 
-// writeDocs puts the table between the manyschema markers of the recipe
-// and of the BENCHMARKS.md section (appended at the end when missing).
-func writeDocs(md string) error {
-	block := tableBegin + "\n" + md + tableEnd
-	if err := replaceBlock(recipePath, block, ""); err != nil {
+// access describes how the benchmark picks a schema, for the report.
+func (o options) access() string {
+	if o.zipf == 0 {
+		return "a random schema (all equally likely) and table"
+	}
+	return fmt.Sprintf("a schema drawn by `random_zipfian(1, %d, %g)` (a few busy tenants, a long tail) and a random table", o.schemas, o.zipf)
+}
+
+// markers name the block of the docs that a run replaces: uniform and
+// skewed access keep a table each.
+func (o options) markers() (begin, end string) {
+	name := "manyschema"
+	if o.zipf != 0 {
+		name = "manyschema-zipfian"
+	}
+	return "<!-- " + name + ":begin -->", "<!-- " + name + ":end -->"
+}
+
+// writeDocs puts the table between the run's markers in the recipe and in
+// the BENCHMARKS.md section; a block missing from a file is appended to it.
+func writeDocs(o options, md string) error {
+	begin, end := o.markers()
+	block := begin + "\n" + md + end
+	recipeAppend := ""
+	if o.zipf != 0 {
+		recipeAppend = "\n### Skewed access\n\n" + block + "\n"
+	}
+	if err := replaceBlock(recipePath, begin, end, block, recipeAppend); err != nil {
 		return err
 	}
 	section := "\n" + sectionHead + "\n\n" +
 		"Tenant-per-schema databases make every PostgreSQL backend cache the catalog of each table it touches; " +
 		"see [docs/recipes/many-schemas.md](docs/recipes/many-schemas.md). Reproduce with `make bench-manyschema` (~5 minutes).\n\n" +
 		block + "\n"
-	return replaceBlock(benchPath, block, section)
+	if o.zipf != 0 {
+		section = "\n" + block + "\n"
+	}
+	return replaceBlock(benchPath, begin, end, block, section)
 }
 
-func replaceBlock(path, block, appendIfMissing string) error {
+func replaceBlock(path, begin, end, block, appendIfMissing string) error {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return err
 	}
 	s := string(b)
-	i := strings.Index(s, tableBegin)
-	j := strings.Index(s, tableEnd)
+	i := strings.Index(s, begin)
+	j := strings.Index(s, end)
 	switch {
 	case i >= 0 && j > i:
-		s = s[:i] + block + s[j+len(tableEnd):]
+		s = s[:i] + block + s[j+len(end):]
 	case appendIfMissing != "":
 		s = strings.TrimRight(s, "\n") + "\n" + appendIfMissing
 	default:
-		return fmt.Errorf("%s has no %s … %s markers", path, tableBegin, tableEnd)
+		return fmt.Errorf("%s has no %s … %s markers", path, begin, end)
 	}
 	return os.WriteFile(path, []byte(s), 0o644)
 }
