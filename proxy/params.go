@@ -119,10 +119,17 @@ func paramSQL(want map[string]string, extra map[string]string, current map[strin
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
+	// set_config parses a value as the startup packet does: SET would
+	// take a quoted list such as search_path's "a,b" as one element.
+	sep := "SELECT "
 	for _, k := range keys {
 		if cur, ok := proxySet[k]; !ok || cur != extra[k] {
-			fmt.Fprintf(&sb, "SET %s TO %s;", k, quoteLiteral(extra[k]))
+			fmt.Fprintf(&sb, "%spg_catalog.set_config(%s, %s, false)", sep, quoteLiteral(k), quoteLiteral(extra[k]))
+			sep = ", "
 		}
+	}
+	if sep != "SELECT " {
+		sb.WriteByte(';')
 	}
 	for k := range proxySet {
 		if _, ok := extra[k]; !ok {

@@ -177,9 +177,14 @@ func TestParamsStartupOptions(t *testing.T) {
 	e := startProxy(t, proxyOpts{mode: "transaction", size: 1})
 	ctx := testCtx(t)
 
-	opts := qEscape("-c search_path=myschema -c statement_timeout=1234")
+	// search_path is a list: "myschema,public" is two schemas, as
+	// PostgreSQL reads it from the startup packet, not one quoted name.
+	opts := qEscape("-c search_path=myschema,public -c statement_timeout=1234")
 	a := e.connect(ctx, "default_query_exec_mode=exec", "options="+opts)
 	b := e.connect(ctx, "default_query_exec_mode=exec")
+	// The same list as a startup parameter of its own (lib/pq, pgjdbc's
+	// currentSchema): public is on the path, so its tables resolve.
+	c := e.connect(ctx, "default_query_exec_mode=exec", "search_path="+qEscape("other, public"))
 
 	var defPath string
 	if err := e.direct(ctx).QueryRow(ctx, "SHOW search_path").Scan(&defPath); err != nil {
@@ -203,8 +208,16 @@ func TestParamsStartupOptions(t *testing.T) {
 		}
 	}
 	for i := 0; i < 3; i++ {
-		check("A (options)", a, "1234ms", "myschema")
+		check("A (options)", a, "1234ms", "myschema,public")
 		check("B (no options)", b, "0", defPath)
+		check("C (search_path parameter)", c, "0", "other, public")
+		var schemas string
+		if err := c.QueryRow(ctx, "SELECT array_to_string(current_schemas(false), ',')").Scan(&schemas); err != nil {
+			t.Fatal(err)
+		}
+		if schemas != "public" {
+			t.Fatalf("C: current_schemas = %q, want public (the path was taken as one name?)", schemas)
+		}
 	}
 
 	// The option is in force, not only displayed: A's long query times out.
@@ -222,7 +235,7 @@ func TestParamsStartupOptions(t *testing.T) {
 	if _, err := b.Exec(qctx, "SELECT pg_sleep(1.5)"); err != nil {
 		t.Fatalf("B's pg_sleep(1.5) failed (A's statement_timeout leaked?): %v", err)
 	}
-	check("A again", a, "1234ms", "myschema")
+	check("A again", a, "1234ms", "myschema,public")
 	check("B again", b, "0", defPath)
 }
 
