@@ -277,6 +277,7 @@ func (s *session) attach() error {
 		s.pumping = false
 		s.txStatus = 'I'
 		s.clearQueue()
+		s.unnamedDealloc, s.portalDealloc = "", ""
 		s.sw.w = b.W
 		s.sw.err = nil
 		s.mu.Unlock()

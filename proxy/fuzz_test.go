@@ -162,7 +162,7 @@ func FuzzReplyTracking(f *testing.F) {
 				}
 				continue
 			case op < 100:
-				s.push(request{kind: reqKind(op % 11), client: "c", server: "pgrecycle_x", tag: "DEALLOCATE"})
+				s.push(request{kind: reqKind(op % 12), client: "c", server: "pgrecycle_x", tag: "DEALLOCATE"})
 				continue
 			}
 			typ := replies[int(op-100)%len(replies)]

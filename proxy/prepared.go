@@ -34,32 +34,37 @@ const noopStatement = "pgrecycle_noop"
 
 // clientStmt is a named statement as one client defined it.
 type clientStmt struct {
-	server string
-	tail   []byte // Parse body after the name: query, parameter count, types
+	server  string
+	tail    []byte // Parse body after the name: query, parameter count, types
+	dealloc string // the client statement it DEALLOCATEs, parsed as an empty query
 }
+
+// emptyQueryTail is the Parse tail of an empty query without parameters.
+var emptyQueryTail = [...]byte{0, 0, 0}
 
 // reqKind is what a forwarded message is owed by the server.
 type reqKind uint8
 
 const (
-	reqParse           reqKind = iota // client's Parse: ParseComplete forwarded
-	reqParseHidden                    // proxy's Parse: ParseComplete swallowed
-	reqParseViaClose                  // already prepared: CloseComplete shown as ParseComplete
-	reqBind                           // BindComplete
-	reqDescribe                       // RowDescription or NoData
-	reqExecute                        // CommandComplete, EmptyQuery or PortalSuspended
-	reqClose                          // CloseComplete forwarded
-	reqCloseHidden                    // eviction: CloseComplete swallowed
-	reqSync                           // ReadyForQuery
-	reqQuery                          // ReadyForQuery (after any number of results)
-	reqQueryDeallocate                // DEALLOCATE sent as an empty query
+	reqParse             reqKind = iota // client's Parse: ParseComplete forwarded
+	reqParseHidden                      // proxy's Parse: ParseComplete swallowed
+	reqParseViaClose                    // already prepared: CloseComplete shown as ParseComplete
+	reqBind                             // BindComplete
+	reqDescribe                         // RowDescription or NoData
+	reqExecute                          // CommandComplete, EmptyQuery or PortalSuspended
+	reqClose                            // CloseComplete forwarded
+	reqCloseHidden                      // eviction: CloseComplete swallowed
+	reqSync                             // ReadyForQuery
+	reqQuery                            // ReadyForQuery (after any number of results)
+	reqQueryDeallocate                  // DEALLOCATE sent as an empty query
+	reqExecuteDeallocate                // Execute of a DEALLOCATE parsed as an empty query
 )
 
 type request struct {
 	kind   reqKind
-	client string // client statement name, for reqParse*
+	client string // client statement name, for reqParse* and reqExecuteDeallocate
 	server string // backend statement name, for reqParse*
-	tag    string // CommandComplete tag to show, for reqQueryDeallocate
+	tag    string // CommandComplete tag to show, for reqQueryDeallocate and reqExecuteDeallocate
 }
 
 // serverStmtName names a statement on backends after its text and types.
@@ -136,8 +141,11 @@ func (s *session) track(b *pool.Backend, typ byte, body []byte) (reply, string) 
 	defer s.mu.Unlock()
 	h := s.head()
 	if typ == 'C' && body != nil && isDiscardAllTag(body) {
+		// Sent with the extended protocol (the simple one is rewritten by
+		// mapQuery): the backend's statements and the client's are gone.
 		b.Statements.Clear()
 		b.ProxySet = nil
+		s.stmts = nil
 	}
 	if h == nil {
 		return replyForward, ""
@@ -180,6 +188,12 @@ func (s *session) track(b *pool.Backend, typ byte, body []byte) (reply, string) 
 			s.pop()
 		case reqQueryDeallocate:
 			return replyAsCommandComplete, h.tag
+		case reqExecuteDeallocate:
+			r := s.pop()
+			if r.client != "" {
+				delete(s.stmts, r.client)
+			}
+			return replyAsCommandComplete, r.tag
 		}
 	case 'E':
 		switch h.kind {
@@ -233,6 +247,9 @@ func (s *session) forwardMapped(b *pool.Backend, typ byte, bodyLen int) (handled
 	switch typ {
 	case wire.MsgExecute:
 		r.kind = reqExecute
+		if s.portalDealloc != "" { // unsynchronised read: only the client goroutine writes it
+			return false, s.markExecuteDeallocate()
+		}
 	case wire.MsgFunctionCall:
 		r.kind = reqQuery
 	default:
@@ -256,16 +273,34 @@ func (s *session) mapParse(b *pool.Backend) error {
 	if !ok || len(name) == 0 {
 		s.mu.Lock()
 		s.push(request{kind: reqParse})
+		target := ""
+		if ok {
+			target = s.deallocTarget(tail)
+		}
+		s.unnamedDealloc = target
 		s.mu.Unlock()
+		if target != "" {
+			// An empty query answers Describe with NoData and Execute
+			// with EmptyQueryResponse, shown as DEALLOCATE's
+			// CommandComplete (reqExecuteDeallocate).
+			_ = s.sw.w.WriteHeader(wire.MsgParse, 1+len(emptyQueryTail))
+			_, _ = s.sw.Write([]byte{0})
+			_, _ = s.sw.Write(emptyQueryTail[:])
+			return nil
+		}
 		_, _ = s.sw.Write(msg)
 		return nil
 	}
 	client := string(name)
-	stmt := &clientStmt{tail: append([]byte(nil), tail...)}
-	stmt.server = serverStmtName(stmt.tail)
 	max := s.pool.Options().Pool.MaxPreparedStatements
 
 	s.mu.Lock()
+	stmt := &clientStmt{}
+	if stmt.dealloc = s.deallocTarget(tail); stmt.dealloc != "" {
+		tail = emptyQueryTail[:] // a DEALLOCATE prepared by name (pgx's statement cache)
+	}
+	stmt.tail = append([]byte(nil), tail...)
+	stmt.server = serverStmtName(stmt.tail)
 	if s.stmts == nil {
 		s.stmts = make(map[string]*clientStmt)
 	}
@@ -337,6 +372,16 @@ func (s *session) mapBind(b *pool.Backend, bodyLen int) (bool, error) {
 	var cs *clientStmt
 	if ok && len(name) > 0 {
 		cs = s.stmts[string(name)]
+	}
+	if ok && len(portal) == 0 {
+		switch {
+		case len(name) == 0:
+			s.portalDealloc = s.unnamedDealloc
+		case cs != nil:
+			s.portalDealloc = cs.dealloc
+		default:
+			s.portalDealloc = ""
+		}
 	}
 	if cs == nil {
 		s.push(request{kind: reqBind})
@@ -427,6 +472,10 @@ func (s *session) mapQuery(b *pool.Backend, bodyLen int) (bool, error) {
 	target, all, isDealloc, isDiscard := parseStatementReset(peek[wire.HeaderLen:])
 	s.mu.Lock()
 	switch {
+	case isDealloc && !all && s.stmts[target] == nil:
+		// Not a protocol-level statement of the client's: a statement of
+		// SQL PREPARE lives on the backend, and an unknown name gets the
+		// server's own 26000.
 	case isDealloc:
 		tag := "DEALLOCATE"
 		if all {
@@ -449,6 +498,53 @@ func (s *session) mapQuery(b *pool.Backend, bodyLen int) (bool, error) {
 	s.push(request{kind: reqQuery})
 	s.mu.Unlock()
 	return false, nil
+}
+
+// deallocTarget returns the client statement an unnamed Parse's query
+// deallocates, or "" when it is anything else or names no statement of the
+// client's (the server then answers it, with 26000 if it is unknown there
+// too). Callers hold s.mu.
+func (s *session) deallocTarget(tail []byte) string {
+	if len(s.stmts) == 0 || !startsWithDeallocate(tail) {
+		return "" // almost every Parse: decided without scanning the query
+	}
+	query, _, ok := wire.CString(tail)
+	if !ok || len(query) > 256 {
+		return ""
+	}
+	target, all, isDealloc, _ := parseStatementReset(query)
+	if !isDealloc || all || s.stmts[target] == nil {
+		return ""
+	}
+	return target
+}
+
+// startsWithDeallocate reports whether a query begins, after blanks, with
+// DEALLOCATE in any case.
+func startsWithDeallocate(q []byte) bool {
+	i := 0
+	for i < len(q) && (q[i] == ' ' || q[i] == '\t' || q[i] == '\n' || q[i] == '\r') {
+		i++
+	}
+	return hasPrefixFold(q[i:], "deallocate")
+}
+
+// markExecuteDeallocate records an Execute: of the unnamed portal bound
+// from a rewritten DEALLOCATE, its EmptyQueryResponse is shown as
+// DEALLOCATE and the client's statement is forgotten then.
+func (s *session) markExecuteDeallocate() error {
+	peek, err := s.cr.Peek(wire.HeaderLen + 1)
+	if err != nil {
+		return err
+	}
+	r := request{kind: reqExecute}
+	s.mu.Lock()
+	if peek[wire.HeaderLen] == 0 { // the unnamed portal
+		r = request{kind: reqExecuteDeallocate, client: s.portalDealloc, tag: "DEALLOCATE"}
+	}
+	s.push(r)
+	s.mu.Unlock()
+	return nil
 }
 
 // parseStatementReset recognises a whole query that is DEALLOCATE

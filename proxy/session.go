@@ -72,6 +72,11 @@ type session struct {
 	reqHead int
 	stmts   map[string]*clientStmt
 	mapStmt bool // map named statements (transaction mode, max_prepared_statements > 0)
+	// A DEALLOCATE of a client statement sent with the extended protocol
+	// (PQexecParams: psycopg 3 evicting its cache) is parsed as an empty
+	// query; these carry its target from the unnamed statement to the
+	// unnamed portal bound from it. Guarded by mu.
+	unnamedDealloc, portalDealloc string
 
 	queries      atomic.Int64
 	transactions atomic.Int64

@@ -92,6 +92,74 @@ func TestPreparedSharedAndClosed(t *testing.T) {
 	}
 }
 
+// TestPreparedDeallocateExtended: DEALLOCATE sent with the extended
+// protocol, unnamed (PQexecParams; psycopg 3 evicting its cache) or
+// prepared by name (pgx's statement cache), acts on the client's own
+// statement like the simple-protocol one; DEALLOCATE ALL and DISCARD ALL
+// leave other clients' statements working; an unknown name and statements
+// of SQL PREPARE get PostgreSQL's own answers.
+func TestPreparedDeallocateExtended(t *testing.T) {
+	leakCheck(t)
+	e := startProxy(t, proxyOpts{size: 1})
+	ctx := testCtx(t)
+	a, other := e.connect(ctx), e.connect(ctx)
+	prepare := func(c *pgx.Conn) {
+		t.Helper()
+		if _, err := c.PgConn().Prepare(ctx, "same", "SELECT 40 + $1::int", nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	exec := func(c *pgx.Conn) *pgconn.Result {
+		return c.PgConn().ExecPrepared(ctx, "same", [][]byte{[]byte("2")}, nil, nil).Read()
+	}
+	prepare(other)
+	for _, tc := range []struct{ sql, tag string }{
+		{"DEALLOCATE same", "DEALLOCATE"},
+		{"deallocate prepare \"same\";", "DEALLOCATE"},
+		{"DEALLOCATE ALL", "DEALLOCATE ALL"},
+		{"DISCARD ALL", "DISCARD ALL"},
+	} {
+		for _, named := range []bool{false, true} {
+			prepare(a)
+			var tag string
+			var err error
+			if named {
+				var ct pgconn.CommandTag
+				ct, err = a.Exec(ctx, tc.sql, pgx.QueryExecModeCacheStatement)
+				tag = ct.String()
+			} else {
+				r := a.PgConn().ExecParams(ctx, tc.sql, nil, nil, nil, nil).Read()
+				err, tag = r.Err, r.CommandTag.String()
+			}
+			if err != nil || tag != tc.tag {
+				t.Fatalf("%q (named %v): tag %q, error %v; want %q", tc.sql, named, tag, err, tc.tag)
+			}
+			if r := exec(a); r.Err == nil {
+				t.Fatalf("after %q (named %v) the statement still runs", tc.sql, named)
+			}
+			if r := exec(other); r.Err != nil || string(r.Rows[0][0]) != "42" {
+				t.Fatalf("another client's statement broken by %q (named %v): %v", tc.sql, named, r.Err)
+			}
+		}
+	}
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeExec, pgx.QueryExecModeSimpleProtocol} {
+		if _, err := a.Exec(ctx, "DEALLOCATE nosuch", mode); sqlState(err) != "26000" {
+			t.Fatalf("DEALLOCATE of an unknown name (%v): %v, want 26000", mode, err)
+		}
+	}
+	// SQL PREPARE lives on the backend (a pool of one keeps it there):
+	// DEALLOCATE reaches it, so the name can be prepared again.
+	for _, sql := range []string{"PREPARE sqlp AS SELECT 42", "EXECUTE sqlp", "DEALLOCATE sqlp", "PREPARE sqlp AS SELECT 43"} {
+		if _, err := a.Exec(ctx, sql, pgx.QueryExecModeSimpleProtocol); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	var n int
+	if err := a.QueryRow(ctx, "EXECUTE sqlp", pgx.QueryExecModeSimpleProtocol).Scan(&n); err != nil || n != 43 {
+		t.Fatalf("EXECUTE sqlp after re-PREPARE: %d, %v", n, err)
+	}
+}
+
 // TestPreparedParseErrorInPipeline: a Parse that fails is reported where
 // PostgreSQL reports it, the rest of the batch is skipped up to Sync, and
 // the session goes on.

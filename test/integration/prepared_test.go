@@ -175,6 +175,20 @@ for rnd in range(5):
     for h in holders:
         h.commit()
 
+# A full statement cache evicts with SQL "DEALLOCATE _pg3_N", sent with
+# the extended protocol (libpq before 17), on whichever backend serves it.
+small = psycopg.connect(dsn, autocommit=True, prepare_threshold=0)
+small.prepared_max = 2
+for rnd in range(3):
+    for k in range(5):
+        try:
+            v = small.execute("SELECT %s::int + " + str(k), (100,)).fetchone()[0]
+            if v != 100 + k:
+                out["errors"].append("eviction round %d query %d returned %r" % (rnd, k, v))
+        except Exception as e:
+            out["errors"].append("eviction round %d query %d: %s: %s" % (rnd, k, type(e).__name__, e))
+small.close()
+
 try:
     out["prepared"] = [r[0] for r in conn.execute("SELECT name FROM pg_prepared_statements").fetchall()]
 except Exception as e:
