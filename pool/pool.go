@@ -427,12 +427,13 @@ func (p *Pool) retireReason(b *Backend, now time.Time) (string, []zap.Field) {
 	var reason string
 	var value []zap.Field
 	switch {
+	// destroy logs age, queries and transactions: value adds the limit.
 	case !b.Deadline.IsZero() && now.After(b.Deadline):
-		reason, value = "lifetime", []zap.Field{zap.Duration("age", now.Sub(b.Created))}
+		reason, value = "lifetime", []zap.Field{zap.Duration("lifetime", b.Deadline.Sub(b.Created))}
 	case rc.MaxQueries > 0 && b.Queries.Load() >= rc.MaxQueries:
-		reason, value = "queries", []zap.Field{zap.Int64("queries", b.Queries.Load())}
+		reason, value = "queries", []zap.Field{zap.Int64("max_queries", rc.MaxQueries)}
 	case rc.MaxTransactions > 0 && b.Transactions.Load() >= rc.MaxTransactions:
-		reason, value = "transactions", []zap.Field{zap.Int64("transactions", b.Transactions.Load())}
+		reason, value = "transactions", []zap.Field{zap.Int64("max_transactions", rc.MaxTransactions)}
 	default:
 		return "", nil
 	}

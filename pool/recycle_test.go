@@ -7,6 +7,7 @@ import (
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/pgrecycle/pgrecycle/config"
 	"github.com/pgrecycle/pgrecycle/test/pgtest"
@@ -155,6 +156,8 @@ func TestMaxQueries(t *testing.T) {
 	c := superConn(t, srv)
 	opts := testOptions(t, srv, 1)
 	opts.Recycle.MaxQueries = 10
+	var logs *observer.ObservedLogs
+	opts.Logger, logs = testLogger(t)
 	p := newPool(t, opts)
 
 	b := acquire(t, p)
@@ -169,6 +172,21 @@ func TestMaxQueries(t *testing.T) {
 	p.Release(b)
 	retiredOnly(t, p, map[string]int64{"queries": 1})
 	waitPIDGone(t, c, first)
+	// One line, each key once (a JSON log must not repeat one), with the limit.
+	lines := logs.FilterMessage("backend retired").All()
+	if len(lines) != 1 {
+		t.Fatalf("%d \"backend retired\" lines, want 1", len(lines))
+	}
+	seen := map[string]bool{}
+	for _, f := range lines[0].Context {
+		if seen[f.Key] {
+			t.Errorf("\"backend retired\" repeats key %q", f.Key)
+		}
+		seen[f.Key] = true
+	}
+	if got := lines[0].ContextMap(); got["reason"] != "queries" || got["queries"] != int64(10) || got["max_queries"] != int64(10) {
+		t.Errorf("\"backend retired\" fields %v, want reason queries, queries 10, max_queries 10", got)
+	}
 	b = acquire(t, p) // the 11th query runs here
 	if b.PID == first {
 		t.Fatal("the backend that reached max_queries was handed out again")
