@@ -84,6 +84,8 @@ type Pool struct {
 	// memSource is the effective memory source: the configured one until
 	// it proves unavailable, then a fallback or "off".
 	memSource string
+	// stmtEpoch: see StatementEpoch.
+	stmtEpoch atomic.Uint64
 
 	ctx    context.Context // cancelled by Close; bounds connects
 	cancel context.CancelFunc
@@ -461,6 +463,16 @@ func (p *Pool) Destroy(b *Backend, reason string) {
 	b.InUse.Store(false)
 	p.destroy(b, reason, !b.Broken)
 }
+
+// StatementEpoch is part of the names of the prepared statements the proxy
+// shares on this pool's backends; InvalidateStatements changes it.
+func (p *Pool) StatementEpoch() uint64 { return p.stmtEpoch.Load() }
+
+// InvalidateStatements makes later Parses prepare fresh statements instead
+// of sharing ones already on backends: the server said a statement's
+// result type changed (a table was altered). Statements clients prepared
+// before keep their names, and their error, as on PostgreSQL.
+func (p *Pool) InvalidateStatements() { p.stmtEpoch.Add(1) }
 
 func (p *Pool) destroy(b *Backend, reason string, graceful bool, value ...zap.Field) {
 	b.close(graceful)

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"strconv"
 	"strings"
 
 	"github.com/pgrecycle/pgrecycle/pool"
@@ -67,10 +68,27 @@ type request struct {
 	tag    string // CommandComplete tag to show, for reqQueryDeallocate and reqExecuteDeallocate
 }
 
-// serverStmtName names a statement on backends after its text and types.
-func serverStmtName(tail []byte) string {
+// serverStmtName names a statement on backends after its text and types,
+// and the pool's statement epoch: a Parse after the server reported a
+// changed result type gets a fresh statement, not the stale shared one.
+func serverStmtName(tail []byte, epoch uint64) string {
 	sum := sha256.Sum256(tail)
-	return "pgrecycle_" + hex.EncodeToString(sum[:12])
+	name := "pgrecycle_" + hex.EncodeToString(sum[:12])
+	if epoch != 0 {
+		name += "_" + strconv.FormatUint(epoch, 10)
+	}
+	return name
+}
+
+// isStalePlanError recognises PostgreSQL's "cached plan must not change
+// result type" (0A000 from RevalidateCachedQuery, whatever lc_messages
+// says): a table a prepared statement reads has changed shape.
+func isStalePlanError(body []byte) bool {
+	if code, _ := wire.ErrorCode(body); string(code) != "0A000" {
+		return false
+	}
+	return string(wire.ErrorField(body, 'R')) == "RevalidateCachedQuery" ||
+		wire.ErrorMessage(body) == "cached plan must not change result type"
 }
 
 // push and pop manage the reply queue; callers hold s.mu.
@@ -196,6 +214,11 @@ func (s *session) track(b *pool.Backend, typ byte, body []byte) (reply, string) 
 			return replyAsCommandComplete, r.tag
 		}
 	case 'E':
+		if body != nil && isStalePlanError(body) {
+			// The client re-prepares (pgjdbc, pgx, Rails do): that Parse, and
+			// every other client's, must not get the stale statement back.
+			s.pool.InvalidateStatements()
+		}
 		switch h.kind {
 		case reqQuery, reqQueryDeallocate, reqSync:
 			// ReadyForQuery follows and completes it.
@@ -300,7 +323,7 @@ func (s *session) mapParse(b *pool.Backend) error {
 		tail = emptyQueryTail[:] // a DEALLOCATE prepared by name (pgx's statement cache)
 	}
 	stmt.tail = append([]byte(nil), tail...)
-	stmt.server = serverStmtName(stmt.tail)
+	stmt.server = serverStmtName(stmt.tail, s.pool.StatementEpoch())
 	if s.stmts == nil {
 		s.stmts = make(map[string]*clientStmt)
 	}

@@ -90,16 +90,22 @@ func AppendHeader(dst []byte, typ byte, n int) []byte {
 // ErrorMessage returns the message ('M' field) of an ErrorResponse or
 // NoticeResponse body.
 func ErrorMessage(body []byte) string {
+	return string(ErrorField(body, 'M'))
+}
+
+// ErrorField returns one field of an ErrorResponse or NoticeResponse body,
+// nil when it is absent.
+func ErrorField(body []byte, field byte) []byte {
 	for len(body) > 0 && body[0] != 0 {
-		field := body[0]
+		f := body[0]
 		val, rest, ok := CString(body[1:])
 		if !ok {
 			break
 		}
-		if field == 'M' {
-			return string(val)
+		if f == field {
+			return val
 		}
 		body = rest
 	}
-	return ""
+	return nil
 }

@@ -111,3 +111,22 @@ func TestAppendHeader(t *testing.T) {
 		}
 	}
 }
+
+func TestErrorField(t *testing.T) {
+	b := body(t, &pgproto3.ErrorResponse{
+		Severity: "FEHLER", SeverityUnlocalized: "ERROR", Code: "0A000",
+		Message: "gecachter Plan darf den Ergebniszeilentyp nicht ändern", Routine: "RevalidateCachedQuery",
+	})
+	if got := string(ErrorField(b, 'R')); got != "RevalidateCachedQuery" {
+		t.Errorf("routine %q", got)
+	}
+	if got := ErrorField(b, 'D'); got != nil {
+		t.Errorf("absent detail %q, want nil", got)
+	}
+	if got := ErrorMessage(b); got != "gecachter Plan darf den Ergebniszeilentyp nicht ändern" {
+		t.Errorf("message %q", got)
+	}
+	if got := ErrorField([]byte("SERROR\x00Rtrunc"), 'R'); got != nil {
+		t.Errorf("truncated field %q, want nil", got)
+	}
+}

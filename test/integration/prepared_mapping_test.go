@@ -203,3 +203,97 @@ func asPgError(err error, target **pgconn.PgError) bool {
 	}
 	return ok
 }
+
+// TestPreparedAfterAlterTable: after a table a shared statement reads
+// changes shape, the client that prepared it gets PostgreSQL's 0A000 once,
+// as directly, and re-preparing the same text, by it or by any other
+// client, yields a fresh statement with the new columns instead of the
+// stale shared one.
+func TestPreparedAfterAlterTable(t *testing.T) {
+	leakCheck(t)
+	e := startProxy(t, proxyOpts{size: 1})
+	ctx := testCtx(t)
+	d := e.direct(ctx)
+	if _, err := d.Exec(ctx, "DROP TABLE IF EXISTS reshaped; CREATE TABLE reshaped (a int); INSERT INTO reshaped VALUES (1); GRANT ALL ON reshaped TO PUBLIC"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_, _ = e.direct(context.Background()).Exec(context.Background(), "DROP TABLE IF EXISTS reshaped")
+	})
+	const query = "SELECT * FROM reshaped"
+	a, b := e.connect(ctx), e.connect(ctx)
+	columns := func(c *pgx.Conn, name string) (int, error) {
+		r := c.PgConn().ExecPrepared(ctx, name, nil, nil, nil).Read()
+		if r.Err != nil {
+			return 0, r.Err
+		}
+		return len(r.FieldDescriptions), nil
+	}
+	for _, c := range []*pgx.Conn{a, b} {
+		if _, err := c.PgConn().Prepare(ctx, "before", query, nil); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := columns(c, "before"); err != nil || n != 1 {
+			t.Fatalf("before ALTER: %d columns, %v", n, err)
+		}
+	}
+	if _, err := d.Exec(ctx, "ALTER TABLE reshaped ADD COLUMN b int"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := columns(a, "before"); sqlState(err) != "0A000" {
+		t.Fatalf("a's statement from before the ALTER: %v, want 0A000 as on PostgreSQL", err)
+	}
+	// What pgjdbc, pgx and Rails do next: prepare the same text again.
+	if err := a.PgConn().Deallocate(ctx, "before"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.PgConn().Prepare(ctx, "after", query, nil); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := columns(a, "after"); err != nil || n != 2 {
+		t.Fatalf("a re-prepared: %d columns, %v; want 2 (the stale shared statement came back?)", n, err)
+	}
+	c := e.connect(ctx)
+	if _, err := c.PgConn().Prepare(ctx, "fresh", query, nil); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := columns(c, "fresh"); err != nil || n != 2 {
+		t.Fatalf("a new client's statement: %d columns, %v; want 2", n, err)
+	}
+	// b prepared before the ALTER: PostgreSQL's answer, then its own heal.
+	if _, err := columns(b, "before"); sqlState(err) != "0A000" {
+		t.Fatalf("b's statement from before the ALTER: %v, want 0A000", err)
+	}
+	if _, err := b.PgConn().Prepare(ctx, "after", query, nil); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := columns(b, "after"); err != nil || n != 2 {
+		t.Fatalf("b re-prepared: %d columns, %v", n, err)
+	}
+	// pgx's own statement cache heals by itself after at most one error.
+	width := func() (int, error) {
+		var n int
+		r, err := a.Query(ctx, query)
+		if err != nil {
+			return 0, err
+		}
+		for r.Next() {
+			v, _ := r.Values()
+			n = len(v)
+		}
+		return n, r.Err()
+	}
+	if n, err := width(); err != nil || n != 2 {
+		t.Fatalf("pgx before the second ALTER: %d columns, %v", n, err)
+	}
+	if _, err := d.Exec(ctx, "ALTER TABLE reshaped ADD COLUMN c int"); err != nil {
+		t.Fatal(err)
+	}
+	n, err := width()
+	if err != nil {
+		n, err = width()
+	}
+	if err != nil || n != 3 {
+		t.Fatalf("pgx after the second ALTER: %d columns, %v; want 3", n, err)
+	}
+}
