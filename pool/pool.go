@@ -16,8 +16,11 @@ import (
 )
 
 // idlePeekAfter is how long a backend must have been idle before Acquire
-// checks its socket for an EOF or an unsolicited message.
-const idlePeekAfter = 50 * time.Millisecond
+// checks its socket for an EOF or an unsolicited message (the FATAL of a
+// restart). Under load backends come back sooner and skip the system call;
+// a client querying every few milliseconds through a restart must not be
+// handed a backend the server already said goodbye on.
+const idlePeekAfter = time.Millisecond
 
 // ErrClosed is returned by Acquire on a closed pool.
 var ErrClosed = errors.New("pool is closed")
