@@ -135,7 +135,7 @@ func TestAsyncpg(t *testing.T) {
 			poolMax = 2
 		}
 		var r asyncpgResult
-		runPythonJSON(ctx, t, py, script, map[string]any{
+		runScriptJSON(ctx, t, py, script, map[string]any{
 			"dsn":      fmt.Sprintf("postgresql://postgres@%s:%d/app?sslmode=disable", e.host, e.port),
 			"table":    table,
 			"pool_max": poolMax,

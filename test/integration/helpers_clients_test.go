@@ -358,18 +358,18 @@ func writeProgram(t *testing.T, name, text string) string {
 	return path
 }
 
-// runPythonJSON runs a python script with one JSON argument and decodes
-// the JSON it prints into result, failing the test on a non-zero exit or
-// undecodable output.
-func runPythonJSON(ctx context.Context, t *testing.T, py, script string, arg, result any) {
+// runScriptJSON runs a script (python, ruby) with one JSON argument and
+// decodes the JSON it prints into result, failing the test on a non-zero
+// exit or undecodable output.
+func runScriptJSON(ctx context.Context, t *testing.T, interpreter, script string, arg, result any) {
 	t.Helper()
 	a, err := json.Marshal(arg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, errOut, code := runCmd(ctx, t, "", clientEnv(), py, script, string(a))
+	out, errOut, code := runCmd(ctx, t, "", clientEnv(), interpreter, script, string(a))
 	if code != 0 {
-		t.Fatalf("python exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+		t.Fatalf("%s exit %d\nstdout:\n%s\nstderr:\n%s", filepath.Base(interpreter), code, out, errOut)
 	}
 	if err := json.Unmarshal([]byte(out), result); err != nil {
 		t.Fatalf("bad JSON from the script: %v\n%s\nstderr:\n%s", err, out, errOut)

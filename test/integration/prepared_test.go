@@ -213,7 +213,7 @@ func TestPreparedPsycopgTransactionMode(t *testing.T) {
 		PIDs     []int `json:"pids"`
 		Prepared []string
 	}
-	runPythonJSON(ctx, t, py, script, map[string]string{"dsn": e.kv("postgres", "app")}, &r)
+	runScriptJSON(ctx, t, py, script, map[string]string{"dsn": e.kv("postgres", "app")}, &r)
 	if len(r.Errors) > 0 {
 		t.Fatalf("%d errors with psycopg prepare_threshold=0 in transaction mode:\n%s", len(r.Errors), strings.Join(r.Errors, "\n"))
 	}

@@ -163,7 +163,7 @@ func TestPsycopg(t *testing.T) {
 			t.Fatal(err)
 		}
 		var r psycopgResult
-		runPythonJSON(ctx, t, py, script, map[string]string{
+		runScriptJSON(ctx, t, py, script, map[string]string{
 			"dsn":   e.kv("postgres", "app") + " application_name=psy",
 			"table": table,
 			"mode":  mode,
