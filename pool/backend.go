@@ -38,6 +38,10 @@ type Backend struct {
 	LastUsed time.Time
 	// Broken marks a backend that must be closed, never reused.
 	Broken bool
+	// SettingsOwner is the client session (the proxy's number for it) that
+	// ran a session-level SET on this backend in transaction pooling; 0:
+	// none. Another client gets the backend only after a reset.
+	SettingsOwner uint64
 
 	Queries      atomic.Int64
 	Transactions atomic.Int64

@@ -300,6 +300,9 @@ func (s *session) forward(b *pool.Backend, typ byte, bodyLen int) (nextStep, err
 		b.Queries.Add(1)
 		s.queries.Add(1)
 	}
+	if s.txMode && (typ == wire.MsgQuery || typ == wire.MsgParse) {
+		s.noteSessionSet(b, typ, bodyLen)
+	}
 	handled := false
 	if s.mapStmt {
 		var err error

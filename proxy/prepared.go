@@ -38,6 +38,9 @@ type clientStmt struct {
 	server  string
 	tail    []byte // Parse body after the name: query, parameter count, types
 	dealloc string // the client statement it DEALLOCATEs, parsed as an empty query
+	// sessionSet: it runs a session-level SET (sessionset.go), so each
+	// Bind of it marks the backend.
+	sessionSet bool
 }
 
 // emptyQueryTail is the Parse tail of an empty query without parameters.
@@ -324,6 +327,7 @@ func (s *session) mapParse(b *pool.Backend) error {
 	}
 	stmt.tail = append([]byte(nil), tail...)
 	stmt.server = serverStmtName(stmt.tail, s.pool.StatementEpoch())
+	stmt.sessionSet = containsSessionSet(stmt.tail)
 	if s.stmts == nil {
 		s.stmts = make(map[string]*clientStmt)
 	}
@@ -410,6 +414,9 @@ func (s *session) mapBind(b *pool.Backend, bodyLen int) (bool, error) {
 		s.push(request{kind: reqBind})
 		s.mu.Unlock()
 		return false, nil
+	}
+	if cs.sessionSet {
+		b.SettingsOwner = s.id
 	}
 	evicted, parse := s.ensurePrepared(b, cs)
 	s.push(request{kind: reqBind})

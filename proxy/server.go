@@ -56,6 +56,8 @@ type Server struct {
 	params    *paramSets
 
 	clients atomic.Int64
+	// sessionIDs numbers sessions for pool.Backend.SettingsOwner.
+	sessionIDs atomic.Uint64
 	// draining is set by Shutdown: no new transactions, idle clients are
 	// told and closed, the rest finish first.
 	draining atomic.Bool

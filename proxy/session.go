@@ -42,6 +42,7 @@ type session struct {
 	txMode    bool
 	pool      *pool.Pool
 	key       cancelKey
+	id        uint64            // non-zero, unique in this process
 	counted   bool              // holds a max_client_conn slot
 	want      map[string]string // guarded by mu once logged in
 	// wantShared marks want as a set shared with other sessions
@@ -167,6 +168,7 @@ func (sw *serverWriter) Write(p []byte) (int, error) {
 
 func newSession(srv *Server, c net.Conn) *session {
 	s := &session{
+		id:      srv.sessionIDs.Add(1),
 		srv:     srv,
 		conn:    sockio.Wrap(c),
 		raw:     c,
@@ -659,6 +661,11 @@ func (s *session) acquireError(ctx context.Context, err error) error {
 
 // applyParams brings a backend's settings to this client's.
 func (s *session) applyParams(b *pool.Backend) error {
+	if b.SettingsOwner != 0 && b.SettingsOwner != s.id {
+		if err := resetSessionSettings(b); err != nil {
+			return err
+		}
+	}
 	sql := paramSQL(s.want, s.extra, b.Params, b.ProxySet)
 	if sql == "" {
 		return nil

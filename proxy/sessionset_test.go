@@ -1,0 +1,49 @@
+package proxy
+
+import "testing"
+
+func TestContainsSessionSet(t *testing.T) {
+	tests := []struct {
+		q    string
+		want bool
+	}{
+		{"SET search_path TO tenant_a", true},
+		{"set statement_timeout = '1s'", true},
+		{"  \n\tSet ROLE app_admin;", true},
+		{"SET SESSION search_path = a", true},
+		{"SET TIME ZONE 'UTC'", true},
+		{"SET SESSION AUTHORIZATION bob", true},
+		{"-- comment\nSET work_mem = '64MB'", true},
+		{"/* a /* nested */ comment */ SET x.y = 1", true},
+		{"BEGIN; SET search_path TO b; COMMIT", true},
+		{"SELECT 1; set role x\x00trailing", true},
+		{"SET LOCAL statement_timeout = '1s'", false},
+		{"set local search_path to a", false},
+		{"SET TRANSACTION ISOLATION LEVEL SERIALIZABLE", false},
+		{"SET CONSTRAINTS ALL DEFERRED", false},
+		{"BEGIN; SET LOCAL x.y = 1; SELECT 1", false},
+		{"SELECT 'SET x = 1'", false},
+		{"SELECT * FROM settings", false},
+		{"SETTINGS", false},
+		{"set_config('a', 'b', false)", false},
+		{"UPDATE t SET a = 1", false},
+		{"RESET ALL", false},
+		{"", false},
+		{"SELECT 1\x00; SET x = 1", false},
+		{"-- SET x = 1\nSELECT 1", false},
+	}
+	for _, tc := range tests {
+		if got := containsSessionSet([]byte(tc.q)); got != tc.want {
+			t.Errorf("containsSessionSet(%q) = %v, want %v", tc.q, got, tc.want)
+		}
+	}
+}
+
+func FuzzContainsSessionSet(f *testing.F) {
+	f.Add([]byte("SET search_path TO a; SELECT 1"))
+	f.Add([]byte("/* x */ set local y = 2"))
+	f.Add([]byte("/* unterminated"))
+	f.Fuzz(func(t *testing.T, q []byte) {
+		_ = containsSessionSet(q) // must not panic or hang
+	})
+}

@@ -1,0 +1,107 @@
+package integration
+
+import (
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// TestSessionSetIsolation: in transaction pooling a client's session-level
+// SET (search_path, ROLE, a timeout), sent with the simple protocol, the
+// extended one or as a statement pgx caches, never reaches another client
+// that gets the same backend; the injected startup parameters and the
+// other client's own settings stay; SET LOCAL needs no reset.
+func TestSessionSetIsolation(t *testing.T) {
+	leakCheck(t)
+	e := startProxy(t, proxyOpts{mode: "transaction", size: 1})
+	ctx := testCtx(t)
+	d := e.direct(ctx)
+	role := uniqueName("setrole")
+	if _, err := d.Exec(ctx, "CREATE ROLE "+role); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = e.direct(testCtx(t)).Exec(testCtx(t), "DROP ROLE IF EXISTS "+role) })
+
+	a := e.connect(ctx)
+	b := e.connect(ctx, "application_name=bee", "timezone=Asia/Tokyo")
+	if pa, pb := backendPID(ctx, t, a), backendPID(ctx, t, b); pa != pb {
+		t.Fatalf("pool of one gave two backends: %d, %d", pa, pb)
+	}
+	show := func(c *pgx.Conn, what string) string {
+		t.Helper()
+		var v string
+		if err := c.QueryRow(ctx, what, pgx.QueryExecModeSimpleProtocol).Scan(&v); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		return v
+	}
+	defPath := show(b, "SHOW search_path")
+	b0 := map[string]string{
+		"SHOW search_path":       defPath,
+		"SHOW statement_timeout": "0",
+		"SELECT current_user":    "postgres",
+		"SHOW plan_cache_mode":   "force_custom_plan",
+		"SHOW application_name":  "bee",
+		"SHOW TimeZone":          "Asia/Tokyo",
+		"SHOW work_mem":          show(b, "SHOW work_mem"),
+	}
+	sets := []struct {
+		name string
+		run  func() error
+	}{
+		{"simple protocol", func() error {
+			_, err := a.Exec(ctx, "SET search_path TO nowhere; SET statement_timeout = '4321ms'", pgx.QueryExecModeSimpleProtocol)
+			return err
+		}},
+		{"extended protocol", func() error {
+			_, err := a.Exec(ctx, "SET ROLE "+role, pgx.QueryExecModeExec)
+			return err
+		}},
+		{"cached statement", func() error {
+			// Prepared once by pgx, then only bound and executed.
+			for i := 0; i < 2; i++ {
+				if _, err := a.Exec(ctx, "/* app */ SET work_mem = '77MB'", pgx.QueryExecModeCacheStatement); err != nil {
+					return err
+				}
+				for q, want := range b0 {
+					if got := show(b, q); got != want {
+						t.Fatalf("cached statement, round %d: B's %s = %q, want %q", i, q, got, want)
+					}
+				}
+			}
+			return nil
+		}},
+	}
+	for _, set := range sets {
+		if err := set.run(); err != nil {
+			t.Fatalf("%s: A's SET: %v", set.name, err)
+		}
+		for q, want := range b0 {
+			if got := show(b, q); got != want {
+				t.Errorf("%s: B's %s = %q after A's SET, want %q", set.name, q, got, want)
+			}
+		}
+	}
+	// A's own setting holds while nobody else used the backend.
+	if _, err := a.Exec(ctx, "SET statement_timeout = '2345ms'", pgx.QueryExecModeSimpleProtocol); err != nil {
+		t.Fatal(err)
+	}
+	if got := show(a, "SHOW statement_timeout"); got != "2345ms" {
+		t.Errorf("A's own SET, same backend, nobody between: %q", got)
+	}
+	// SET LOCAL ends with its transaction: no mark, B's settings untouched
+	// and A's earlier SET not reset by it.
+	tx, err := a.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "SET LOCAL work_mem = '5MB'"); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := show(a, "SHOW statement_timeout"); got != "2345ms" {
+		t.Errorf("A's SET after its own SET LOCAL transaction: %q", got)
+	}
+}
