@@ -670,13 +670,8 @@ func (s *session) applyParams(b *pool.Backend) error {
 	if sql == "" {
 		return nil
 	}
-	status, err := pool.SimpleQuery(b, sql, nil)
-	if err != nil {
+	if err := runSetup(b, sql); err != nil {
 		return err
-	}
-	if status != 'I' {
-		b.Broken = true
-		return errors.New("parameter setup left a transaction open")
 	}
 	if len(s.extra) == 0 {
 		b.ProxySet = nil

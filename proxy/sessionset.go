@@ -29,16 +29,25 @@ const resetSQL = "SET SESSION AUTHORIZATION DEFAULT; RESET ALL"
 // resetSessionSettings undoes another client's session-level settings;
 // the caller then applies its own (applyParams).
 func resetSessionSettings(b *pool.Backend) error {
-	status, err := pool.SimpleQuery(b, resetSQL, nil)
+	if err := runSetup(b, resetSQL); err != nil {
+		return err
+	}
+	b.ProxySet = nil
+	b.SettingsOwner = 0
+	return nil
+}
+
+// runSetup runs the proxy's own settings SQL on an idle backend, which
+// must stay idle; a backend left in a transaction is marked Broken.
+func runSetup(b *pool.Backend, sql string) error {
+	status, err := pool.SimpleQuery(b, sql, nil)
 	if err != nil {
 		return err
 	}
 	if status != 'I' {
 		b.Broken = true
-		return errors.New("settings reset left a transaction open")
+		return errors.New("settings setup left a transaction open")
 	}
-	b.ProxySet = nil
-	b.SettingsOwner = 0
 	return nil
 }
 
