@@ -32,6 +32,9 @@ type session struct {
 	cw      *wire.Writer
 	log     sessionLog
 	started time.Time
+	// loginDeadline is when client_login_timeout closes the login (zero:
+	// never); a wait for a backend during login ends before it.
+	loginDeadline time.Time
 
 	db        *config.Database
 	user      string
@@ -285,7 +288,8 @@ func (s *session) Receive() (byte, []byte, error) {
 func (s *session) startup() error {
 	cfg := s.srv.Config()
 	if d := cfg.Listen.ClientLoginTimeout.D(); d > 0 {
-		_ = s.conn.SetDeadline(time.Now().Add(d))
+		s.loginDeadline = time.Now().Add(d)
+		_ = s.conn.SetDeadline(s.loginDeadline)
 	}
 	var params []wire.Param
 	var version uint32
@@ -557,9 +561,21 @@ func (s *session) backendCredentials(cfg *config.Config, db *config.Database, re
 func (s *session) loginParams(db *config.Database, client map[string]string) error {
 	ctx, cancel := s.waitContext()
 	defer cancel()
+	loginBound := false // the login deadline, not query_wait_timeout, ends the wait
+	if !s.loginDeadline.IsZero() {
+		// Leave time to tell the client: past the deadline its socket
+		// refuses even the FATAL.
+		end := s.loginDeadline.Add(-min(time.Second, time.Until(s.loginDeadline)/10))
+		if d, ok := ctx.Deadline(); !ok || end.Before(d) {
+			loginBound = true
+			var cancelLogin context.CancelFunc
+			ctx, cancelLogin = context.WithDeadline(ctx, end)
+			defer cancelLogin()
+		}
+	}
 	params, err := s.pool.ServerParams(ctx)
 	if err != nil {
-		return s.acquireError(ctx, err)
+		return s.loginAcquireError(ctx, err, loginBound)
 	}
 	s.want = make(map[string]string, len(trackedParams))
 	for _, k := range trackedParams {
@@ -596,7 +612,7 @@ func (s *session) loginParams(db *config.Database, client map[string]string) err
 	}
 	b, err := s.pool.Acquire(ctx)
 	if err != nil {
-		return s.acquireError(ctx, err)
+		return s.loginAcquireError(ctx, err, loginBound)
 	}
 	if err := s.applyParams(b); err != nil {
 		s.releaseOrDestroy(b)
@@ -657,6 +673,17 @@ func (s *session) acquireError(ctx context.Context, err error) error {
 			"pgrecycle: no server connection available within query_wait_timeout (%s)", s.pool.Options().Pool.QueryWaitTimeout.D())
 	}
 	return fromBackendError("ERROR", err)
+}
+
+// loginAcquireError is acquireError for the login, whose wait also ends
+// before client_login_timeout.
+func (s *session) loginAcquireError(ctx context.Context, err error, loginBound bool) error {
+	if loginBound && errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil && s.srv.ctx.Err() == nil {
+		return fatalf(codeConnectionFailure,
+			"pgrecycle: no server connection available within client_login_timeout (%s); see pgrecycle's log for why",
+			s.srv.Config().Listen.ClientLoginTimeout.D())
+	}
+	return s.acquireError(ctx, err)
 }
 
 // applyParams brings a backend's settings to this client's.

@@ -438,3 +438,36 @@ func TestLimitsClientLoginTimeout(t *testing.T) {
 		t.Fatalf("logged-in client cut by the login timeout: %v", err)
 	}
 }
+
+// TestLoginWaitEndsBeforeLoginTimeout: a login that must wait for a backend
+// (here to check a startup option while the only backend is busy) is told
+// why with a FATAL before client_login_timeout closes its socket, instead
+// of losing the connection without a word when query_wait_timeout (10s
+// here) is the longer of the two.
+func TestLoginWaitEndsBeforeLoginTimeout(t *testing.T) {
+	leakCheck(t)
+	e := startProxy(t, proxyOpts{mode: "transaction", size: 1, loginTimeout: "2s"})
+	ctx := testCtx(t)
+	holder := e.connect(ctx)
+	tx, err := holder.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "SELECT 1"); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	start := time.Now()
+	c, err := pgx.Connect(ctx, e.dsn("postgres", "x", "app", "options="+qEscape("-c statement_timeout=1234")))
+	if err == nil {
+		_ = c.Close(ctx)
+		t.Fatal("login succeeded while the only backend was held")
+	}
+	el := time.Since(start)
+	if sqlState(err) != "08006" || !strings.Contains(err.Error(), "client_login_timeout") {
+		t.Fatalf("after %s: %v; want FATAL 08006 naming client_login_timeout", el, err)
+	}
+	if el > 2500*time.Millisecond {
+		t.Fatalf("told after %s, past client_login_timeout (2s)", el)
+	}
+}
