@@ -30,6 +30,13 @@ type Passthrough struct {
 	MD5       string // "md5" + 32 hex digits
 }
 
+func (p *Passthrough) equal(q *Passthrough) bool {
+	if p == nil || q == nil {
+		return p == q
+	}
+	return bytes.Equal(p.ClientKey, q.ClientKey) && bytes.Equal(p.ServerKey, q.ServerKey) && p.MD5 == q.MD5
+}
+
 // passthroughDummy is the password pgconn is given; the wrapper replaces
 // what pgconn computes from it with what the real key proves.
 const passthroughDummy = "pgrecycle-passthrough"

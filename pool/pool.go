@@ -152,8 +152,33 @@ func (p *Pool) Update(opts Options) error {
 	return nil
 }
 
+// SetCredentials changes the password or passed-through key that new
+// backends log in with, after a password rotation. Backends already open
+// stay: PostgreSQL keeps sessions logged in with an old password.
+func (p *Pool) SetCredentials(password string, pt *Passthrough) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.opts.Password == password && p.opts.Passthrough.equal(pt) {
+		return nil
+	}
+	opts := p.opts
+	opts.Password, opts.Passthrough = password, pt
+	cc, err := newConnectConfig(opts)
+	if err != nil {
+		return err
+	}
+	p.opts, p.connCfg = opts, cc
+	snap := opts
+	p.snapshot.Store(&snap)
+	p.log.Info("backend credentials changed; new backends use them")
+	return nil
+}
+
+// sameTarget reports whether backends opened with a still serve b. The
+// password is not part of it: a rotated password changes how new backends
+// log in, not what the open ones are.
 func sameTarget(a, b Options) bool {
-	if a.User != b.User || a.Password != b.Password || a.Target.Host != b.Target.Host ||
+	if a.User != b.User || a.Target.Host != b.Target.Host ||
 		a.Target.Port != b.Target.Port || a.Target.DBName != b.Target.DBName ||
 		a.Target.SSLMode != b.Target.SSLMode || a.Target.SSLRootCert != b.Target.SSLRootCert ||
 		len(a.Params) != len(b.Params) {

@@ -68,13 +68,7 @@ func (s *Server) authQueryLookup(ctx context.Context, cfg *config.Config, db *co
 }
 
 func (s *Server) connectAuthQuery(ctx context.Context, cfg *config.Config, db *config.Database) (*pgconn.PgConn, error) {
-	password := ""
-	if u := cfg.Users[cfg.Auth.QueryUser]; u != nil {
-		password = u.Password
-	}
-	if sec, ok := (*s.users.Load())[cfg.Auth.QueryUser]; ok && password == "" && sec.Kind == auth.KindPlain {
-		password = sec.Plain
-	}
+	password, _ := configuredPassword(cfg, *s.users.Load(), cfg.Auth.QueryUser, "")
 	dsn := pool.ConnString(*db, cfg.Auth.QueryUser, password) + " application_name=pgrecycle_auth_query"
 	pc, err := pgconn.Connect(ctx, dsn)
 	if err != nil {

@@ -283,10 +283,16 @@ func (s *Server) poolList() []*pool.Pool {
 func (s *Server) poolFor(db *config.Database, user, password string, pt *pool.Passthrough) (*pool.Pool, error) {
 	key := poolKey{db.Name, user}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if p, ok := s.pools[key]; ok {
+		s.mu.Unlock()
+		// This login's credentials are the newest: a rotated password
+		// (userlist reload, auth_query) reaches new backends with it.
+		if err := p.SetCredentials(password, pt); err != nil {
+			return nil, err
+		}
 		return p, nil
 	}
+	defer s.mu.Unlock()
 	if s.closing {
 		return nil, pool.ErrClosed
 	}
@@ -386,8 +392,14 @@ func (s *Server) Reload() error {
 		opts.Pool = db.Pool
 		opts.Recycle = db.Recycle
 		opts.Listen = cfg.Listen
+		given := ""
 		if db.User != "" {
-			opts.User, opts.Password = db.User, db.Password
+			opts.User, given = db.User, db.Password
+		}
+		// A password rotated in the file reaches new backends now; a
+		// passed-through key changes at the user's next login.
+		if password, ok := configuredPassword(cfg, *s.users.Load(), opts.User, given); ok {
+			opts.Password, opts.Passthrough = password, nil
 		}
 		if err := p.Update(opts); err != nil {
 			s.log.Error("reload: pool not updated", zap.Stringer("pool", p), zap.Error(err))

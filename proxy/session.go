@@ -523,25 +523,13 @@ func (s *session) authenticate(cfg *config.Config) (auth.Result, error) {
 // with what: the database's configured user, a configured or cleartext
 // password, or the client's own SCRAM key or md5 hash passed through.
 func (s *session) backendCredentials(cfg *config.Config, db *config.Database, res auth.Result) (string, string, *pool.Passthrough) {
+	users := *s.srv.users.Load()
 	if db.User != "" {
-		password := db.Password
-		if password == "" {
-			// As documented: the fixed user's password may live in
-			// [users.NAME] or the auth file instead.
-			if u := cfg.Users[db.User]; u != nil {
-				password = u.Password
-			}
-			if sec, ok := (*s.srv.users.Load())[db.User]; ok && password == "" && sec.Kind == auth.KindPlain {
-				password = sec.Plain
-			}
-		}
+		password, _ := configuredPassword(cfg, users, db.User, db.Password)
 		return db.User, password, nil
 	}
-	if u := cfg.Users[s.user]; u != nil && u.Password != "" {
-		return s.user, u.Password, nil
-	}
-	if s.secret.Kind == auth.KindPlain {
-		return s.user, s.secret.Plain, nil
+	if password, ok := configuredPassword(cfg, users, s.user, ""); ok {
+		return s.user, password, nil
 	}
 	if res.Password != "" {
 		return s.user, res.Password, nil
@@ -553,6 +541,22 @@ func (s *session) backendCredentials(cfg *config.Config, db *config.Database, re
 		return s.user, "", &pool.Passthrough{MD5: s.secret.MD5}
 	}
 	return s.user, "", nil
+}
+
+// configuredPassword is the backend password the configuration holds for
+// user: given (a database's password), else [users.NAME] password, else a
+// cleartext entry of the auth file. ok is false when none is configured.
+func configuredPassword(cfg *config.Config, users auth.UserList, user, given string) (password string, ok bool) {
+	if given != "" {
+		return given, true
+	}
+	if u := cfg.Users[user]; u != nil && u.Password != "" {
+		return u.Password, true
+	}
+	if sec, found := users[user]; found && sec.Kind == auth.KindPlain {
+		return sec.Plain, true
+	}
+	return "", false
 }
 
 // loginParams fixes the client's view of the tracked parameters and checks
