@@ -54,6 +54,8 @@ type Server struct {
 	parked    *parkSet  // nil where parking is unsupported
 	waitSlots sync.Pool // *waitSlot (forward.go)
 	params    *paramSets
+	// checkedLogins: startup settings a pool's backends already accepted.
+	checkedLogins *checkedLogins
 
 	clients atomic.Int64
 	// sessionIDs numbers sessions for pool.Backend.SettingsOwner.
@@ -76,18 +78,19 @@ func New(opts Options) (*Server, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{
-		log:      opts.Logger,
-		version:  opts.Version,
-		bufs:     wire.NewBufferPool(clientBufSize),
-		cancels:  newCancelRegistry(),
-		fails:    newFailedLogins(),
-		authq:    newAuthQuery(),
-		pools:    make(map[poolKey]*pool.Pool),
-		limiters: make(map[string]*pool.DBLimiter),
-		sessions: make(map[*session]struct{}),
-		params:   newParamSets(),
-		ctx:      ctx,
-		cancel:   cancel,
+		log:           opts.Logger,
+		version:       opts.Version,
+		bufs:          wire.NewBufferPool(clientBufSize),
+		cancels:       newCancelRegistry(),
+		fails:         newFailedLogins(),
+		authq:         newAuthQuery(),
+		pools:         make(map[poolKey]*pool.Pool),
+		limiters:      make(map[string]*pool.DBLimiter),
+		sessions:      make(map[*session]struct{}),
+		params:        newParamSets(),
+		checkedLogins: newCheckedLogins(),
+		ctx:           ctx,
+		cancel:        cancel,
 	}
 	s.initOps()
 	if err := s.setConfig(opts.Config); err != nil {
@@ -373,6 +376,7 @@ func (s *Server) Reload() error {
 	if err := s.setConfig(cfg); err != nil {
 		return err
 	}
+	s.checkedLogins.reset()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for name, lim := range s.limiters {

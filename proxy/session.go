@@ -605,13 +605,26 @@ func (s *session) loginParams(db *config.Database, client map[string]string) err
 		}
 		s.extra[name] = v
 	}
-	needsCheck := len(s.extra) > 0
+	// Settings the server must judge: the untracked ones, and tracked
+	// values other than the server's (application_name takes anything).
+	toCheck := make(map[string]string, len(s.extra)+len(given))
+	for k, v := range s.extra {
+		toCheck[k] = v
+	}
 	for _, k := range given {
 		if k != "application_name" && s.want[k] != params[k] {
-			needsCheck = true
+			toCheck[k] = s.want[k]
 		}
 	}
-	if !needsCheck {
+	if len(toCheck) == 0 {
+		return nil
+	}
+	opts := s.pool.Options()
+	key := checkedLoginKey(opts.Database, opts.User, toCheck)
+	if canonical, ok := s.srv.checkedLogins.lookup(key); ok {
+		for k, v := range canonical {
+			s.want[k] = v
+		}
 		return nil
 	}
 	b, err := s.pool.Acquire(ctx)
@@ -626,12 +639,17 @@ func (s *session) loginParams(db *config.Database, client map[string]string) err
 		}
 		return fromBackendError("FATAL", err)
 	}
+	canonical := make(map[string]string, len(given))
 	for _, k := range given {
 		if v, ok := b.Params[k]; ok {
 			s.want[k] = v // the server's canonical spelling
+			if k != "application_name" { // each client's own
+				canonical[k] = v
+			}
 		}
 	}
 	s.pool.Release(b)
+	s.srv.checkedLogins.store(key, canonical)
 	return nil
 }
 

@@ -471,3 +471,64 @@ func TestLoginWaitEndsBeforeLoginTimeout(t *testing.T) {
 		t.Fatalf("told after %s, past client_login_timeout (2s)", el)
 	}
 }
+
+// TestLoginSettingsCheckedOnce: startup settings a pool's backend accepted
+// once are not checked again at each login, so a driver that sends the
+// same options every time (pgjdbc, asyncpg, an options string in the DSN)
+// logs in while every backend is busy; the settings still apply once it
+// gets one. A value never checked still needs a backend, and a bad one is
+// still refused.
+func TestLoginSettingsCheckedOnce(t *testing.T) {
+	leakCheck(t)
+	e := startProxy(t, proxyOpts{mode: "transaction", size: 1, loginTimeout: "2s"})
+	ctx := testCtx(t)
+	opts := "options=" + qEscape("-c statement_timeout=1234 -c search_path=app_a,public")
+	first, err := pgx.Connect(ctx, e.dsn("postgres", "x", "app", opts, "application_name=first"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close(ctx)
+	tx, err := first.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "SELECT 1"); err != nil {
+		t.Fatal(err)
+	}
+
+	// The only backend is held: the same settings log in anyway.
+	second, err := pgx.Connect(ctx, e.dsn("postgres", "x", "app", opts, "application_name=second"))
+	if err != nil {
+		t.Fatalf("login with settings already checked, all backends busy: %v", err)
+	}
+	defer second.Close(ctx)
+	// Settings never checked still wait for a backend.
+	other := "options=" + qEscape("-c statement_timeout=4321")
+	if c, err := pgx.Connect(ctx, e.dsn("postgres", "x", "app", other)); err == nil {
+		_ = c.Close(ctx)
+		t.Fatal("login with unchecked settings succeeded while the only backend was held")
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	var st, sp, app string
+	if err := second.QueryRow(ctx, "SELECT current_setting('statement_timeout'), current_setting('search_path'), current_setting('application_name')").Scan(&st, &sp, &app); err != nil {
+		t.Fatal(err)
+	}
+	if st != "1234ms" || sp != "app_a,public" || app != "second" {
+		t.Fatalf("second client: statement_timeout=%q search_path=%q application_name=%q, want 1234ms, app_a,public, second", st, sp, app)
+	}
+	if got := second.PgConn().ParameterStatus("application_name"); got != "second" {
+		t.Fatalf("second client's ParameterStatus application_name = %q", got)
+	}
+	bad := "options=" + qEscape("-c statement_timeout=soon")
+	for i := 0; i < 2; i++ {
+		if c, err := pgx.Connect(ctx, e.dsn("postgres", "x", "app", bad)); sqlState(err) != "22023" {
+			if c != nil {
+				_ = c.Close(ctx)
+			}
+			t.Fatalf("login %d with statement_timeout=soon: %v, want 22023", i+1, err)
+		}
+	}
+}
