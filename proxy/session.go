@@ -642,7 +642,7 @@ func (s *session) loginParams(db *config.Database, client map[string]string) err
 	canonical := make(map[string]string, len(given))
 	for _, k := range given {
 		if v, ok := b.Params[k]; ok {
-			s.want[k] = v // the server's canonical spelling
+			s.want[k] = v                // the server's canonical spelling
 			if k != "application_name" { // each client's own
 				canonical[k] = v
 			}
