@@ -641,9 +641,11 @@ func (s *session) loginParams(db *config.Database, client map[string]string) err
 	}
 	canonical := make(map[string]string, len(given))
 	for _, k := range given {
+		// The server's canonical spelling; application_name stays each
+		// client's own.
 		if v, ok := b.Params[k]; ok {
-			s.want[k] = v                // the server's canonical spelling
-			if k != "application_name" { // each client's own
+			s.want[k] = v
+			if k != "application_name" {
 				canonical[k] = v
 			}
 		}
