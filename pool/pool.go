@@ -133,7 +133,6 @@ func (p *Pool) Update(opts Options) error {
 		return err
 	}
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	old := p.opts
 	p.opts = opts
 	p.connCfg = cc
@@ -148,8 +147,31 @@ func (p *Pool) Update(opts Options) error {
 			b.RetireRequested.Store(true)
 		}
 	}
+	excess := p.takeExcessIdleLocked()
 	p.spawnOpenersLocked()
+	p.mu.Unlock()
+	for _, b := range excess {
+		p.destroy(b, reasonPoolSize, true)
+	}
 	return nil
+}
+
+// reasonPoolSize retires backends above a pool.size lowered by a reload.
+const reasonPoolSize = "pool_size"
+
+// takeExcessIdleLocked removes idle backends above pool.size from the pool
+// for the caller to destroy; busy ones go at their release.
+func (p *Pool) takeExcessIdleLocked() []*Backend {
+	n := min(len(p.all)-p.opts.Pool.Size, len(p.idle))
+	if n <= 0 {
+		return nil
+	}
+	// The least recently used are at the front.
+	excess := append([]*Backend(nil), p.idle[:n]...)
+	kept := copy(p.idle, p.idle[n:])
+	clear(p.idle[kept:])
+	p.idle = p.idle[:kept]
+	return excess
 }
 
 // SetCredentials changes the password or passed-through key that new
@@ -333,15 +355,21 @@ func (p *Pool) Release(b *Backend) (handedOff bool) {
 		return
 	}
 	now := time.Now()
+	b.LastUsed = now // also its replacement's, if it retires now
 	if reason, value := p.retireReason(b, now); reason != "" {
 		p.retire(b, reason, value...)
 		return
 	}
-	b.LastUsed = now
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
 		p.destroy(b, "shutdown", true)
+		return
+	}
+	if len(p.all) > p.opts.Pool.Size {
+		// pool.size was lowered by a reload: shrink as backends come back.
+		p.mu.Unlock()
+		p.destroy(b, reasonPoolSize, true)
 		return
 	}
 	// Sample memory when nobody waits: a waiter gets the backend now and
@@ -391,14 +419,17 @@ func (p *Pool) retire(b *Backend, reason string, value ...zap.Field) {
 	p.destroy(b, reason, true, value...)
 	p.mu.Lock()
 	reserved := reason == "lifetime" || reason == "queries" || reason == "transactions"
-	if !p.replaceLocked(reserved) && reserved {
+	if !p.replaceLocked(reserved, b.LastUsed) && reserved {
 		p.retiring--
 	}
 	p.mu.Unlock()
 }
 
 // replaceLocked opens one backend in the background if the pool has room.
-func (p *Pool) replaceLocked(reserved bool) bool {
+// The new backend counts as last used at lastUsed (zero: now), so a
+// replacement for a backend nobody used lately still ends at
+// server_idle_timeout instead of being replaced again at each lifetime.
+func (p *Pool) replaceLocked(reserved bool, lastUsed time.Time) bool {
 	if p.closed || len(p.all)+p.opening >= p.opts.Pool.Size || p.opening >= max(1, p.opts.Pool.MaxConcurrentConnects) {
 		return false
 	}
@@ -407,13 +438,13 @@ func (p *Pool) replaceLocked(reserved bool) bool {
 	}
 	p.opening++
 	p.wg.Add(1)
-	go p.openAhead(reserved)
+	go p.openAhead(reserved, lastUsed)
 	return true
 }
 
 // openAhead opens a backend nobody waits for yet (a replacement or
 // min_idle), retrying with backoff until it succeeds or the pool closes.
-func (p *Pool) openAhead(reserved bool) {
+func (p *Pool) openAhead(reserved bool, lastUsed time.Time) {
 	if reserved {
 		defer func() {
 			p.mu.Lock()
@@ -421,7 +452,7 @@ func (p *Pool) openAhead(reserved bool) {
 			p.mu.Unlock()
 		}()
 	}
-	p.openWith(true)
+	p.openWith(true, lastUsed)
 }
 
 // handOffLocked gives b to the longest waiter, or parks it idle.
@@ -549,9 +580,9 @@ func (p *Pool) spawnOpenersLocked() {
 
 // open connects one backend for the waiters, retrying with exponential
 // backoff and jitter while anyone still waits.
-func (p *Pool) open() { p.openWith(false) }
+func (p *Pool) open() { p.openWith(false, time.Time{}) }
 
-func (p *Pool) openWith(ahead bool) {
+func (p *Pool) openWith(ahead bool, lastUsed time.Time) {
 	defer p.wg.Done()
 	backoff := 50 * time.Millisecond
 	for {
@@ -601,6 +632,9 @@ func (p *Pool) openWith(ahead bool) {
 			b.close(true)
 			p.opts.DBLimit.give(p)
 			return
+		}
+		if !lastUsed.IsZero() && lastUsed.Before(b.LastUsed) {
+			b.LastUsed = lastUsed
 		}
 		p.nextID++
 		b.ID = p.nextID
@@ -688,10 +722,12 @@ func (p *Pool) Tick(now time.Time) {
 				r = "admin"
 			}
 			victims, reasons = append(victims, b), append(reasons, r)
-		case !b.Deadline.IsZero() && now.After(b.Deadline) && p.reserveRetirementLocked():
-			victims, reasons = append(victims, b), append(reasons, "lifetime")
+		// Idle first: a backend unused for server_idle_timeout is not
+		// replaced, whatever its age.
 		case idleTimeout > 0 && now.Sub(b.LastUsed) > idleTimeout && len(p.all)-len(victims) > minIdle:
 			victims, reasons = append(victims, b), append(reasons, "idle")
+		case !b.Deadline.IsZero() && now.After(b.Deadline) && p.reserveRetirementLocked():
+			victims, reasons = append(victims, b), append(reasons, "lifetime")
 		case p.opts.Recycle.MaxMemory > 0 && p.memSource != memOff && memorySampleDue(b, now, p.opts.Recycle.MemoryCheckInterval.D()):
 			probe = append(probe, b)
 			b.InUse.Store(true)
@@ -727,7 +763,7 @@ func (p *Pool) Tick(now time.Time) {
 	}
 	p.mu.Lock()
 	for len(p.idle)+p.opening < minIdle && len(p.all)+p.opening < p.opts.Pool.Size && !p.closed {
-		if !p.replaceLocked(false) {
+		if !p.replaceLocked(false, time.Time{}) {
 			break
 		}
 	}

@@ -693,3 +693,66 @@ func TestMaxMemoryWhileClientsAlwaysWait(t *testing.T) {
 	retiredOnly(t, p, map[string]int64{"memory": 1})
 	p.Release(next)
 }
+
+// TestLifetimeReplacementEndsWhenUnused: with max_lifetime shorter than
+// server_idle_timeout and min_idle = 0, a backend retired for age is
+// replaced ahead of demand, but the replacement inherits its predecessor's
+// last use, so a pool nobody uses shrinks to nothing at server_idle_timeout
+// instead of reconnecting at every lifetime forever.
+func TestLifetimeReplacementEndsWhenUnused(t *testing.T) {
+	leakCheck(t)
+	srv := pgtest.Shared(t)
+	opts := testOptions(t, srv, 2)
+	opts.Recycle.MaxLifetime = config.Duration(200 * time.Millisecond)
+	opts.Recycle.LifetimeJitter = 0
+	opts.Pool.ServerIdleTimeout = config.Duration(time.Second)
+	opts.Pool.MinIdle = 0
+	p := newPool(t, opts)
+	p.Release(acquire(t, p))
+	lastUse := time.Now()
+
+	for time.Since(lastUse) < 3*time.Second {
+		time.Sleep(50 * time.Millisecond)
+		p.Tick(time.Now())
+	}
+	st := p.Stats()
+	if n := st.Idle + st.Active + st.Opening; n != 0 {
+		t.Fatalf("%d backends 3s after the last use, server_idle_timeout 1s: %+v", n, st)
+	}
+	if st.Retired["idle"] != 1 {
+		t.Fatalf("retired %v, want the last replacement ended as idle", st.Retired)
+	}
+	if n := st.Retired["lifetime"]; n < 1 || n > 6 {
+		t.Fatalf("retired %v: want a few lifetime replacements within the idle timeout", st.Retired)
+	}
+}
+
+// TestReloadLowersPoolSize: a reload that lowers pool.size closes idle
+// backends above it at once and busy ones at their release, until the
+// pool fits.
+func TestReloadLowersPoolSize(t *testing.T) {
+	leakCheck(t)
+	srv := pgtest.Shared(t)
+	c := superConn(t, srv)
+	opts := testOptions(t, srv, 3)
+	p := newPool(t, opts)
+	b1, b2, b3 := acquire(t, p), acquire(t, p), acquire(t, p)
+	idlePID := b3.PID
+	p.Release(b3)
+
+	opts.Pool.Size = 1
+	if err := p.Update(opts); err != nil {
+		t.Fatal(err)
+	}
+	if st := p.Stats(); st.Idle != 0 || st.Active != 2 {
+		t.Fatalf("after lowering pool.size to 1: %+v, want the idle backend closed", st)
+	}
+	waitPIDGone(t, c, idlePID)
+	p.Release(b1)
+	retiredOnly(t, p, map[string]int64{"pool_size": 2})
+	p.Release(b2)
+	if st := p.Stats(); st.Idle != 1 || st.Active != 0 {
+		t.Fatalf("after both releases: %+v, want one idle backend kept", st)
+	}
+	retiredOnly(t, p, map[string]int64{"pool_size": 2})
+}
