@@ -363,13 +363,6 @@ func (s *session) startup() error {
 		s.log.Info("login refused: TLS required")
 		return errSessionDone
 	}
-	if n := s.srv.clients.Add(1); cfg.Listen.MaxClientConn > 0 && n > int64(cfg.Listen.MaxClientConn) {
-		s.srv.clients.Add(-1)
-		_ = s.sendError(fatalf(codeTooManyConnections, "no more connections allowed (max_client_conn = %d)", cfg.Listen.MaxClientConn))
-		return errSessionDone
-	}
-	s.counted = true
-
 	var database, options string
 	var unrecognized []string
 	client := make(map[string]string)
@@ -418,6 +411,18 @@ func (s *session) startup() error {
 	}
 
 	s.admin = database == config.AdminDatabase
+	// The admin console gets a few slots past max_client_conn: a pooler
+	// full of clients is when an operator needs it.
+	limit := int64(cfg.Listen.MaxClientConn)
+	if s.admin {
+		limit += adminConsoleReserve
+	}
+	if n := s.srv.clients.Add(1); cfg.Listen.MaxClientConn > 0 && n > limit {
+		s.srv.clients.Add(-1)
+		_ = s.sendError(fatalf(codeTooManyConnections, "no more connections allowed (max_client_conn = %d)", cfg.Listen.MaxClientConn))
+		return errSessionDone
+	}
+	s.counted = true
 	var db *config.Database
 	if !s.admin {
 		db = cfg.Databases[database]
@@ -558,6 +563,10 @@ func configuredPassword(cfg *config.Config, users auth.UserList, user, given str
 	}
 	return "", false
 }
+
+// adminConsoleReserve is how many admin console logins are admitted past
+// max_client_conn.
+const adminConsoleReserve = 8
 
 // loginParams fixes the client's view of the tracked parameters and checks
 // its other startup settings on a backend, so a bad value fails the login

@@ -51,6 +51,15 @@ func TestLimitsMaxClientConn(t *testing.T) {
 			t.Fatalf("client %d: %v", i+1, err)
 		}
 	}
+	// The operator still gets the admin console, past the limit.
+	admin, err := pgx.Connect(ctx, e.dsn("admin", "x", "pgrecycle", "default_query_exec_mode=simple_protocol"))
+	if err != nil {
+		t.Fatalf("admin console at max_client_conn: %v", err)
+	}
+	if _, err := admin.Exec(ctx, "SHOW POOLS"); err != nil {
+		t.Fatalf("SHOW POOLS at max_client_conn: %v", err)
+	}
+	_ = admin.Close(ctx)
 	// A slot freed is a slot reusable; refused clients held none.
 	_ = conns[0].Close(ctx)
 	deadline := time.Now().Add(5 * time.Second)
