@@ -42,12 +42,19 @@ func addressMatches(rule string, client net.Addr) bool {
 }
 
 // failedLogins limits password guessing: after auth.max_failed_logins
-// failures from one address within a minute, its logins are refused until
-// the minute is over.
+// failures for one user from one address within a minute, that user's
+// logins from there are refused until the minute is over; an address that
+// fails addressFailFactor times as often, across users, is refused for
+// everyone. Keyed by user too, so one client with a stale password does not
+// lock out every other user (and the admin) behind the same NAT.
 type failedLogins struct {
 	mu      sync.Mutex
 	windows map[string]*failWindow
 }
+
+// addressFailFactor scales max_failed_logins for an address's failures
+// across all users (password spraying).
+const addressFailFactor = 10
 
 type failWindow struct {
 	start time.Time
@@ -67,28 +74,42 @@ func hostOf(a net.Addr) string {
 	return "local"
 }
 
-// blocked reports whether host has used up its failures.
-func (f *failedLogins) blocked(host string, max int, now time.Time) bool {
+// blocked reports whether user, or host as a whole, has used up its
+// failures.
+func (f *failedLogins) blocked(host, user string, max int, now time.Time) bool {
 	if max <= 0 {
 		return false
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	w := f.windows[host]
+	return f.full(failKey(host, user), max, now) || f.full(host, max*addressFailFactor, now)
+}
+
+func (f *failedLogins) full(key string, max int, now time.Time) bool {
+	w := f.windows[key]
 	return w != nil && now.Sub(w.start) < failWindowLength && w.count >= max
 }
 
-// fail records a failed attempt from host.
-func (f *failedLogins) fail(host string, now time.Time) {
+// fail records a failed attempt for user from host.
+func (f *failedLogins) fail(host, user string, now time.Time) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	w := f.windows[host]
+	f.count(failKey(host, user), now)
+	f.count(host, now)
+}
+
+func (f *failedLogins) count(key string, now time.Time) {
+	w := f.windows[key]
 	if w == nil || now.Sub(w.start) >= failWindowLength {
 		w = &failWindow{start: now}
-		f.windows[host] = w
+		f.windows[key] = w
 	}
 	w.count++
 }
+
+// failKey names one user's failures from one address; the NUL can't be in
+// either.
+func failKey(host, user string) string { return host + "\x00" + user }
 
 // expire forgets finished windows (called from the server's tick).
 func (f *failedLogins) expire(now time.Time) {

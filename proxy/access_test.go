@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"fmt"
 	"net"
 	"testing"
 	"time"
@@ -43,12 +44,23 @@ func TestFailedLoginsWindow(t *testing.T) {
 	f := newFailedLogins()
 	now := time.Now()
 	for i := 0; i < 3; i++ {
-		f.fail("10.0.0.1", now)
+		f.fail("10.0.0.1", "app", now)
 	}
-	if !f.blocked("10.0.0.1", 3, now) || f.blocked("10.0.0.2", 3, now) {
+	if !f.blocked("10.0.0.1", "app", 3, now) || f.blocked("10.0.0.2", "app", 3, now) {
 		t.Fatal("limit not applied per address")
 	}
-	if f.blocked("10.0.0.1", 3, now.Add(61*time.Second)) {
+	// One user's failures don't lock out another from the same address.
+	if f.blocked("10.0.0.1", "admin", 3, now) {
+		t.Fatal("another user from the same address blocked")
+	}
+	// Spraying many users from one address blocks the address.
+	for i := 0; i < 3*addressFailFactor; i++ {
+		f.fail("10.0.0.3", fmt.Sprintf("user%d", i), now)
+	}
+	if !f.blocked("10.0.0.3", "fresh", 3, now) {
+		t.Fatal("an address failing for many users is not blocked")
+	}
+	if f.blocked("10.0.0.1", "app", 3, now.Add(61*time.Second)) {
 		t.Fatal("still blocked after the window")
 	}
 	f.expire(now.Add(61 * time.Second))

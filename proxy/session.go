@@ -483,9 +483,9 @@ func (s *session) startup() error {
 // authenticate runs the configured method against the auth file.
 func (s *session) authenticate(cfg *config.Config) (auth.Result, error) {
 	host := hostOf(s.raw.RemoteAddr())
-	if s.srv.fails.blocked(host, cfg.Auth.MaxFailedLogins, time.Now()) {
-		_ = s.sendError(fatalf(codeInvalidAuthSpec, "too many failed logins from %s: try again in a minute (auth.max_failed_logins)", host))
-		s.log.Warn("login refused: too many failed logins from this address")
+	if s.srv.fails.blocked(host, s.user, cfg.Auth.MaxFailedLogins, time.Now()) {
+		_ = s.sendError(fatalf(codeInvalidAuthSpec, "too many failed logins for user %q from %s: try again in a minute (auth.max_failed_logins)", s.user, host))
+		s.log.Warn("login refused: too many failed logins for this user from this address")
 		return auth.Result{}, errSessionDone
 	}
 	method, allowed := hbaMethod(cfg, s.database, s.user, s.raw.RemoteAddr())
@@ -513,7 +513,7 @@ func (s *session) authenticate(cfg *config.Config) (auth.Result, error) {
 		var ae *auth.Error
 		if errors.As(err, &ae) {
 			if ae.Code == codeInvalidPassword {
-				s.srv.fails.fail(host, time.Now())
+				s.srv.fails.fail(host, s.user, time.Now())
 			}
 			_ = s.sendError(&clientError{Severity: "FATAL", Code: ae.Code, Message: ae.Message})
 			s.log.Warn("authentication failed", zap.String("method", method), zap.String("code", ae.Code))

@@ -51,7 +51,7 @@ method = "md5"
 
 func TestFailedLoginRateLimit(t *testing.T) {
 	leakCheck(t)
-	users := map[string]string{"alice": "alice-secret-pw"}
+	users := map[string]string{"alice": "alice-secret-pw", "bob": "bob-secret-pw"}
 	ctx := testCtx(t)
 	// A proxy with a limit of 3 failures a minute.
 	e3 := startProxyWithAuthExtra(t, users, "max_failed_logins = 3\n")
@@ -65,6 +65,12 @@ func TestFailedLoginRateLimit(t *testing.T) {
 	if pgCode(err) != "28000" || !strings.Contains(err.Error(), "max_failed_logins") {
 		t.Fatalf("after 3 failures: %v, want 28000 naming max_failed_logins", err)
 	}
+	// Another user from the same address is not locked out.
+	c, err := pgx.Connect(ctx, e3.dsn("bob", users["bob"], "app"))
+	if err != nil {
+		t.Fatalf("bob after alice's failures from the same address: %v", err)
+	}
+	c.Close(ctx)
 	assertNoSecretsLogged(t, e3, map[string]string{"x": "wrong-guess", "alice": users["alice"]})
 }
 
