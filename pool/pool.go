@@ -84,6 +84,9 @@ type Pool struct {
 	nextID   uint64
 	retired  map[string]int64
 	connErrs int64
+	// lastConnErr is the error of the latest connect, nil once one
+	// succeeds: why clients wait.
+	lastConnErr error
 	// memSource is the effective memory source: the configured one until
 	// it proves unavailable, then a fallback or "off".
 	memSource string
@@ -591,6 +594,7 @@ func (p *Pool) openWith(ahead bool, lastUsed time.Time) {
 		p.opening--
 		if err != nil {
 			p.connErrs++
+			p.lastConnErr = err
 			stillNeeded := len(p.waiters) > 0 || (ahead && len(p.all)+p.opening < p.opts.Pool.Size)
 			if p.closed || !stillNeeded {
 				p.mu.Unlock()
@@ -633,6 +637,7 @@ func (p *Pool) openWith(ahead bool, lastUsed time.Time) {
 			p.opts.DBLimit.give(p)
 			return
 		}
+		p.lastConnErr = nil
 		if !lastUsed.IsZero() && lastUsed.Before(b.LastUsed) {
 			b.LastUsed = lastUsed
 		}
@@ -663,6 +668,14 @@ func (p *Pool) drawDeadlineLocked(created time.Time) time.Time {
 	j := p.opts.Recycle.LifetimeJitter
 	f := 1 + j*(2*rand.Float64()-1)
 	return created.Add(time.Duration(float64(lt) * f))
+}
+
+// ConnectFailing returns the error of the pool's latest backend connect
+// when it failed, nil when it succeeded or none was tried.
+func (p *Pool) ConnectFailing() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.lastConnErr
 }
 
 // ServerParams returns the ParameterStatus values of the pool's backends,

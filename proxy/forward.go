@@ -152,8 +152,8 @@ func (s *session) waitBackend() (*pool.Backend, error) {
 	case errors.Is(err, pool.ErrClosed) || errors.Is(err, pool.ErrStopped) || s.srv.ctx.Err() != nil:
 		return nil, fatalf(codeAdminShutdown, "pgrecycle is shutting down")
 	case errors.Is(err, pool.ErrWaitTimeout):
-		return nil, errorf(codeQueryCanceled,
-			"pgrecycle: no server connection available within query_wait_timeout (%s)", d)
+		return nil, s.withConnectFailure(errorf(codeQueryCanceled,
+			"pgrecycle: no server connection available within query_wait_timeout (%s)", d))
 	}
 	return nil, fromBackendError("ERROR", err)
 }

@@ -702,19 +702,29 @@ func (s *session) acquireError(ctx context.Context, err error) error {
 	case errors.Is(err, pool.ErrClosed) || s.srv.ctx.Err() != nil:
 		return fatalf(codeAdminShutdown, "pgrecycle is shutting down")
 	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil:
-		return errorf(codeQueryCanceled,
-			"pgrecycle: no server connection available within query_wait_timeout (%s)", s.pool.Options().Pool.QueryWaitTimeout.D())
+		return s.withConnectFailure(errorf(codeQueryCanceled,
+			"pgrecycle: no server connection available within query_wait_timeout (%s)", s.pool.Options().Pool.QueryWaitTimeout.D()))
 	}
 	return fromBackendError("ERROR", err)
+}
+
+// withConnectFailure adds to a wait's error why the pool could not open a
+// backend, when its latest connect failed: the client learns the database
+// is unreachable or refusing, not only that it waited.
+func (s *session) withConnectFailure(e *clientError) *clientError {
+	if err := s.pool.ConnectFailing(); err != nil {
+		e.Detail = "pgrecycle's latest connection attempt to the database server failed: " + err.Error()
+	}
+	return e
 }
 
 // loginAcquireError is acquireError for the login, whose wait also ends
 // before client_login_timeout.
 func (s *session) loginAcquireError(ctx context.Context, err error, loginBound bool) error {
 	if loginBound && errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil && s.srv.ctx.Err() == nil {
-		return fatalf(codeConnectionFailure,
+		return s.withConnectFailure(fatalf(codeConnectionFailure,
 			"pgrecycle: no server connection available within client_login_timeout (%s); see pgrecycle's log for why",
-			s.srv.Config().Listen.ClientLoginTimeout.D())
+			s.srv.Config().Listen.ClientLoginTimeout.D()))
 	}
 	return s.acquireError(ctx, err)
 }

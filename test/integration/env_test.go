@@ -45,6 +45,7 @@ type proxyOpts struct {
 	addr         string         // listen.addr (default 127.0.0.1:0)
 	authExtra    string         // more keys in [auth]
 	hostOverride string         // databases.app.host instead of the server's address
+	portOverride int            // databases.app.port instead of the server's port
 	sslmode      string         // databases.app.sslmode (default disable)
 	loginTimeout string         // listen.client_login_timeout (default 10s)
 }
@@ -128,6 +129,9 @@ level = "debug"
 `, o.addr, o.loginTimeout, o.listenExtra, o.authType, authLine(authFile), o.authExtra, o.mode, o.size, pg.Host, pg.Port, dbAuth, o.dbExtra, o.extra)
 	if o.sslmode != "" {
 		toml = strings.Replace(toml, `sslmode = "disable"`, fmt.Sprintf("sslmode = %q", o.sslmode), 1)
+	}
+	if o.portOverride != 0 {
+		toml = strings.Replace(toml, fmt.Sprintf("port = %d", pg.Port), fmt.Sprintf("port = %d", o.portOverride), 1)
 	}
 	if o.hostOverride != "" {
 		toml = strings.Replace(toml, fmt.Sprintf("host = %q", pg.Host), fmt.Sprintf("host = %q", o.hostOverride), 1)

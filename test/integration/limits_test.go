@@ -541,3 +541,30 @@ func TestLoginSettingsCheckedOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestConnectFailureExplained: when the database refuses connections, a
+// client that waited for a backend is told why in the error's detail, not
+// only that it waited.
+func TestConnectFailureExplained(t *testing.T) {
+	leakCheck(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closedPort := ln.Addr().(*net.TCPAddr).Port
+	_ = ln.Close()
+	e := startProxy(t, proxyOpts{loginTimeout: "2s", portOverride: closedPort})
+	ctx := testCtx(t)
+	c, err := pgx.Connect(ctx, e.dsn("postgres", "x", "app"))
+	if err == nil {
+		_ = c.Close(ctx)
+		t.Fatal("login succeeded with the database down")
+	}
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != "08006" {
+		t.Fatalf("login with the database down: %v, want FATAL 08006", err)
+	}
+	if !strings.Contains(pgErr.Detail, "connection attempt to the database server failed") || !strings.Contains(pgErr.Detail, "refused") {
+		t.Fatalf("detail %q does not say the server refuses connections", pgErr.Detail)
+	}
+}
