@@ -57,6 +57,9 @@ func ConnString(t config.Database, user, password string) string {
 func newConnectConfig(opts Options) (connectConfig, error) {
 	t := opts.Target
 	password := opts.Password
+	if opts.Passthrough == nil {
+		opts.Passthrough = passwordLogin(opts.User, opts.Password)
+	}
 	if opts.Passthrough != nil {
 		password = passthroughDummy
 	}

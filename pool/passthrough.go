@@ -18,6 +18,7 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/xdg-go/stringprep"
 )
 
 // Passthrough lets the pool log in to PostgreSQL as a client whose
@@ -28,13 +29,50 @@ type Passthrough struct {
 	ClientKey []byte
 	ServerKey []byte
 	MD5       string // "md5" + 32 hex digits
+	// Password, when set, is a cleartext password answered the way libpq
+	// and PostgreSQL do (SASLprep for SCRAM, raw bytes otherwise); see
+	// passwordLogin.
+	Password string
 }
 
 func (p *Passthrough) equal(q *Passthrough) bool {
 	if p == nil || q == nil {
 		return p == q
 	}
-	return bytes.Equal(p.ClientKey, q.ClientKey) && bytes.Equal(p.ServerKey, q.ServerKey) && p.MD5 == q.MD5
+	return bytes.Equal(p.ClientKey, q.ClientKey) && bytes.Equal(p.ServerKey, q.ServerKey) && p.MD5 == q.MD5 && p.Password == q.Password
+}
+
+// passwordLogin returns the login for a cleartext password that pgconn
+// would answer differently from PostgreSQL, else nil. pgconn normalises a
+// SCRAM password with PRECIS (NFC) where PostgreSQL uses SASLprep (NFKC,
+// and some characters mapped to nothing): a non-ASCII password such as
+// "Ⅸ" or one with a soft hyphen fails. Such passwords go through the
+// wrapper, which computes the proof itself; ASCII ones stay with pgconn
+// (and keep SCRAM channel binding).
+func passwordLogin(user, password string) *Passthrough {
+	ascii := true
+	for i := 0; i < len(password); i++ {
+		if password[i] >= 0x80 {
+			ascii = false
+			break
+		}
+	}
+	if ascii {
+		return nil
+	}
+	sum := md5.Sum([]byte(password + user))
+	return &Passthrough{Password: password, MD5: "md5" + hex.EncodeToString(sum[:])}
+}
+
+// saslPrep prepares a password for SCRAM as PostgreSQL does: SASLprep when
+// it applies, else the raw bytes (PostgreSQL accepts passwords SASLprep
+// rejects, and uses them as they are).
+func saslPrep(password string) string {
+	p, err := stringprep.SASLprep.Prepare(password)
+	if err != nil {
+		return password
+	}
+	return p
 }
 
 // passthroughDummy is the password pgconn is given; the wrapper replaces
@@ -53,7 +91,10 @@ type passthroughConn struct {
 	done    bool   // login finished: plain pass-through
 
 	sentStartup bool
+	cleartext   bool // the server asked for the password itself
 	md5Salt     []byte
+	clientKey   []byte // the SCRAM keys: pt's, or derived from pt.Password
+	serverKey   []byte
 	clientFirst string // client-first-message-bare
 	serverFirst string
 	clientFinal string // without proof
@@ -63,7 +104,7 @@ type passthroughConn struct {
 }
 
 func (p *Passthrough) wrap(_ context.Context, _ *pgconn.Config, c net.Conn) (net.Conn, error) {
-	return &passthroughConn{Conn: c, pt: p}, nil
+	return &passthroughConn{Conn: c, pt: p, clientKey: p.ClientKey, serverKey: p.ServerKey}, nil
 }
 
 // unwrapConn returns the socket under a passthrough wrapper once the
@@ -110,6 +151,11 @@ func (c *passthroughConn) rewriteFrontend(p []byte) ([]byte, error) {
 			continue
 		}
 		switch {
+		case c.cleartext:
+			if c.pt.Password == "" {
+				return nil, errors.New("passthrough: server asked for a cleartext password but only a key or hash is known")
+			}
+			out = appendFrame(out, 'p', append([]byte(c.pt.Password), 0))
 		case c.md5Salt != nil:
 			if c.pt.MD5 == "" {
 				return nil, errors.New("passthrough: server asked for md5 but only a SCRAM key is known")
@@ -133,15 +179,15 @@ func (c *passthroughConn) rewriteFrontend(p []byte) ([]byte, error) {
 			// SASLResponse: client-final with pgconn's proof, replaced.
 			final := string(body)
 			i := strings.LastIndex(final, ",p=")
-			if i < 0 || len(c.pt.ClientKey) == 0 {
+			if i < 0 || len(c.clientKey) == 0 {
 				return nil, errors.New("passthrough: no SCRAM client key for this user")
 			}
 			c.clientFinal = final[:i]
-			storedKey := sha256.Sum256(c.pt.ClientKey)
+			storedKey := sha256.Sum256(c.clientKey)
 			sig := hmacSHA256(storedKey[:], c.authMessage())
 			proof := make([]byte, len(sig))
 			for j := range sig {
-				proof[j] = c.pt.ClientKey[j] ^ sig[j]
+				proof[j] = c.clientKey[j] ^ sig[j]
 			}
 			out = appendFrame(out, 'p', []byte(c.clientFinal+",p="+base64.StdEncoding.EncodeToString(proof)))
 		}
@@ -190,6 +236,8 @@ func (c *passthroughConn) frameBackend() error {
 		if msg[0] == 'R' && len(msg) >= 9 {
 			code := binary.BigEndian.Uint32(msg[5:9])
 			switch code {
+			case 3: // cleartext password
+				c.cleartext = true
 			case 5: // md5 challenge
 				if len(msg) >= 13 {
 					c.md5Salt = append([]byte(nil), msg[9:13]...)
@@ -238,6 +286,13 @@ func (c *passthroughConn) parseServerFirst() error {
 	if c.salt == nil || c.iterations <= 0 {
 		return errors.New("passthrough: malformed SCRAM server-first message")
 	}
+	if c.pt.Password != "" {
+		salted, err := pbkdf2.Key(sha256.New, saslPrep(c.pt.Password), c.salt, c.iterations, sha256.Size)
+		if err != nil {
+			return err
+		}
+		c.clientKey, c.serverKey = hmacSHA256(salted, "Client Key"), hmacSHA256(salted, "Server Key")
+	}
 	return nil
 }
 
@@ -246,8 +301,8 @@ func (c *passthroughConn) rewriteServerFinal(final string) ([]byte, error) {
 	if !ok {
 		return nil, fmt.Errorf("passthrough: server rejected SCRAM: %s", final)
 	}
-	if len(c.pt.ServerKey) > 0 {
-		want := base64.StdEncoding.EncodeToString(hmacSHA256(c.pt.ServerKey, c.authMessage()))
+	if len(c.serverKey) > 0 {
+		want := base64.StdEncoding.EncodeToString(hmacSHA256(c.serverKey, c.authMessage()))
 		if !hmac.Equal([]byte(got), []byte(want)) {
 			return nil, errors.New("passthrough: the server's SCRAM signature does not match the verifier")
 		}
