@@ -239,6 +239,22 @@ func NewWaiter() *Waiter { return &Waiter{w: waiter{ch: make(chan result, 1)}} }
 // ErrStopped is AcquireWith's error when stop was closed.
 var ErrStopped = errors.New("pool: wait stopped")
 
+// ErrInterrupted is AcquireWith's error when Interrupt ended the wait.
+var ErrInterrupted = errors.New("pool: wait interrupted")
+
+// Interrupt ends wt's wait for a backend of p with ErrInterrupted (a
+// client cancelled the query that waits); it reports whether wt was
+// waiting.
+func (p *Pool) Interrupt(wt *Waiter) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.removeWaiterLocked(&wt.w) {
+		return false
+	}
+	wt.w.ch <- result{err: ErrInterrupted}
+	return true
+}
+
 // ErrWaitTimeout is AcquireWith's error when timeout fired.
 var ErrWaitTimeout = context.DeadlineExceeded
 

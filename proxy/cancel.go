@@ -88,6 +88,11 @@ func (srv *Server) handleCancel(pid uint32, secret []byte) {
 	defer s.mu.Unlock()
 	b := s.backend
 	if b == nil {
+		// Not on a backend yet: the query waits for one, and the cancel
+		// ends that wait, as PostgreSQL would end the query.
+		if s.waitingOn != nil {
+			s.pool.Interrupt(s.waitingOn)
+		}
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -142,7 +142,13 @@ func (s *session) waitBackend() (*pool.Backend, error) {
 		timeout = slot.t.C
 	}
 	start := s.beginWait()
+	s.mu.Lock()
+	s.waitingOn = slot.w // a CancelRequest ends the wait (handleCancel)
+	s.mu.Unlock()
 	b, err := s.pool.AcquireWith(slot.w, timeout, s.srv.ctx.Done())
+	s.mu.Lock()
+	s.waitingOn = nil
+	s.mu.Unlock()
 	s.endWait(start)
 	slot.t.Stop() // since Go 1.23 no stale tick is left in t.C after Stop
 	s.srv.waitSlots.Put(slot)
@@ -151,6 +157,8 @@ func (s *session) waitBackend() (*pool.Backend, error) {
 		return b, nil
 	case errors.Is(err, pool.ErrClosed) || errors.Is(err, pool.ErrStopped) || s.srv.ctx.Err() != nil:
 		return nil, fatalf(codeAdminShutdown, "pgrecycle is shutting down")
+	case errors.Is(err, pool.ErrInterrupted):
+		return nil, errorf(codeQueryCanceled, "canceling statement due to user request")
 	case errors.Is(err, pool.ErrWaitTimeout):
 		return nil, s.withConnectFailure(errorf(codeQueryCanceled,
 			"pgrecycle: no server connection available within query_wait_timeout (%s)", d))

@@ -59,6 +59,7 @@ type session struct {
 	// owed to the client, and whether an extended-protocol batch is open.
 	mu        sync.Mutex
 	backend   *pool.Backend
+	waitingOn *pool.Waiter // set while waiting for a backend
 	pending   int
 	unsynced  bool
 	stopping  bool

@@ -159,3 +159,40 @@ func TestCancelWrongKey(t *testing.T) {
 		}
 	})
 }
+
+// TestCancelWhileWaitingForBackend: a query waiting for a backend (pool
+// busy) is cancelled by the client's CancelRequest with 57014, as
+// PostgreSQL would cancel it, and the connection stays usable. Before, the
+// cancel was ignored and the query waited on (here until pgx's 8s
+// deadline closed the connection).
+func TestCancelWhileWaitingForBackend(t *testing.T) {
+	leakCheck(t)
+	e := startProxy(t, proxyOpts{mode: "transaction", size: 1})
+	ctx := testCtx(t)
+	holder := e.connect(ctx)
+	tx, err := holder.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "SELECT 1"); err != nil {
+		t.Fatal(err)
+	}
+	c := e.mustConnect(ctx, cancelRequests)
+	qctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err = c.Exec(qctx, "SELECT 1")
+	if sqlState(err) != "57014" {
+		t.Fatalf("query cancelled while waiting for a backend: %v (after %s), want 57014", err, time.Since(start))
+	}
+	if c.IsClosed() {
+		t.Fatal("connection closed by the cancel")
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := c.QueryRow(ctx, "SELECT 2").Scan(&n); err != nil || n != 2 {
+		t.Fatalf("after the cancel: %d, %v", n, err)
+	}
+}
