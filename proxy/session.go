@@ -203,6 +203,7 @@ func (s *session) run(ended func()) {
 	if err := s.startup(); err != nil {
 		if err != errSessionDone {
 			s.log.Debug("client startup failed", zap.Error(err))
+			s.tellLoginTimeout(err)
 		}
 		s.cleanup()
 		ended()
@@ -210,6 +211,18 @@ func (s *session) run(ended func()) {
 	}
 	s.ended = ended
 	go s.serve()
+}
+
+// tellLoginTimeout tells a client that sent its startup packet but did
+// not finish logging in within client_login_timeout why it is dropped.
+func (s *session) tellLoginTimeout(err error) {
+	var ne net.Error
+	if s.user == "" || !errors.As(err, &ne) || !ne.Timeout() || s.loginDeadline.IsZero() || time.Now().Before(s.loginDeadline) {
+		return
+	}
+	_ = s.conn.SetWriteDeadline(time.Now().Add(time.Second))
+	_ = s.sendError(fatalf(codeConnectionFailure, "pgrecycle: login not completed within client_login_timeout (%s)",
+		s.srv.Config().Listen.ClientLoginTimeout.D()))
 }
 
 func (s *session) cleanup() {

@@ -568,3 +568,29 @@ func TestConnectFailureExplained(t *testing.T) {
 		t.Fatalf("detail %q does not say the server refuses connections", pgErr.Detail)
 	}
 }
+
+// TestLoginTimeoutTold: a client that sent its startup packet and then
+// stalls at the password prompt is told, with FATAL 08006 naming
+// client_login_timeout, before the connection is closed.
+func TestLoginTimeoutTold(t *testing.T) {
+	leakCheck(t)
+	e := startProxyListen(t, proxyOpts{authType: "scram-sha-256", users: map[string]string{"alice": "alice-pw"}}, "1s", "")
+	c := e.rawDial(t, 10*time.Second)
+	if _, err := c.Write(startupMessage(3<<16, "user", "alice", "database", "app")); err != nil {
+		t.Fatal(err)
+	}
+	var fields map[byte]string
+	for {
+		typ, body, err := readMessage(c)
+		if err != nil {
+			t.Fatalf("closed without an ErrorResponse: %v", err)
+		}
+		if typ == 'E' {
+			fields = errorFields(body)
+			break
+		}
+	}
+	if fields['C'] != "08006" || !strings.Contains(fields['M'], "client_login_timeout") {
+		t.Fatalf("error %v, want 08006 naming client_login_timeout", fields)
+	}
+}
