@@ -781,9 +781,18 @@ func (s *session) releaseOrDestroy(b *pool.Backend) {
 // cloned encoder (a kilobyte or more) alive for every idle client.
 type sessionLog struct{ s *session }
 
+// clientAddr names a client's address for logs: a unix socket peer has
+// none ("@"), so the socket it came through is named instead.
+func clientAddr(c net.Conn) string {
+	if isUnix(c) {
+		return "unix:" + c.LocalAddr().String()
+	}
+	return c.RemoteAddr().String()
+}
+
 func (l sessionLog) with(fields []zap.Field) []zap.Field {
 	out := make([]zap.Field, 0, len(fields)+3)
-	out = append(out, zap.Stringer("client", l.s.raw.RemoteAddr()))
+	out = append(out, zap.String("client", clientAddr(l.s.raw)))
 	if l.s.user != "" {
 		out = append(out, zap.String("user", l.s.user), zap.String("database", l.s.database))
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -37,7 +38,14 @@ func TestUnixSocketListener(t *testing.T) {
 	if err := c.QueryRow(ctx, "SELECT 7").Scan(&n); err != nil || n != 7 {
 		t.Fatalf("query over the unix socket: %v", err)
 	}
-	_ = e
+	// Logs name the socket, not the peer's empty address ("@").
+	entries := e.logs.FilterMessage("client logged in").All()
+	if len(entries) == 0 {
+		t.Fatal("no login logged")
+	}
+	if got, want := entries[len(entries)-1].ContextMap()["client"], "unix:"+filepath.Join(dir, fmt.Sprintf(".s.PGSQL.%d", port)); got != want {
+		t.Fatalf("client logged as %v, want %q", got, want)
+	}
 }
 
 // TestSessionModeResetsBackendBetweenClients: in session pooling the
