@@ -54,6 +54,26 @@ func ConnString(t config.Database, user, password string) string {
 	return strings.Join(parts, " ")
 }
 
+// ParseConnConfig is the pgconn configuration of a connection the proxy
+// opens outside a pool (auth_query, the health advisor) to database t as
+// user: a password PostgreSQL and pgconn would prepare differently for
+// SCRAM is answered as PostgreSQL expects, as for pool backends.
+func ParseConnConfig(t config.Database, user, password string) (*pgconn.Config, error) {
+	pt := passwordLogin(user, password)
+	if pt != nil {
+		password = passthroughDummy
+	}
+	cfg, err := pgconn.ParseConfig(ConnString(t, user, password))
+	if err != nil {
+		return nil, err
+	}
+	if pt != nil {
+		cfg.AfterNetConnect = pt.wrap
+		cfg.ChannelBinding = "disable"
+	}
+	return cfg, nil
+}
+
 func newConnectConfig(opts Options) (connectConfig, error) {
 	t := opts.Target
 	password := opts.Password

@@ -69,8 +69,12 @@ func (s *Server) authQueryLookup(ctx context.Context, cfg *config.Config, db *co
 
 func (s *Server) connectAuthQuery(ctx context.Context, cfg *config.Config, db *config.Database) (*pgconn.PgConn, error) {
 	password, _ := configuredPassword(cfg, *s.users.Load(), cfg.Auth.QueryUser, "")
-	dsn := pool.ConnString(*db, cfg.Auth.QueryUser, password) + " application_name=pgrecycle_auth_query"
-	pc, err := pgconn.Connect(ctx, dsn)
+	pcfg, err := pool.ParseConnConfig(*db, cfg.Auth.QueryUser, password)
+	if err != nil {
+		return nil, err
+	}
+	pcfg.RuntimeParams["application_name"] = "pgrecycle_auth_query"
+	pc, err := pgconn.ConnectConfig(ctx, pcfg)
 	if err != nil {
 		s.log.Error("auth.query connection failed", zap.String("database", db.Name), zap.Error(err))
 		return nil, err

@@ -460,7 +460,7 @@ type healthConn struct {
 // healthConnect opens the advisor's connection: read-only, with
 // statement_timeout and lock_timeout at query_timeout.
 func (s *Server) healthConnect(ctx context.Context, db *config.Database, user, password string, timeout time.Duration) (*healthConn, error) {
-	pcfg, err := pgconn.ParseConfig(pool.ConnString(*db, user, password))
+	pcfg, err := pool.ParseConnConfig(*db, user, password)
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"context"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -66,4 +67,37 @@ func TestUserlistSCRAMVerifierPassthrough(t *testing.T) {
 	if err := c.QueryRow(ctx, "SELECT current_user").Scan(&who); err != nil || who != "ul_bob" {
 		t.Fatalf("current_user = %q, %v", who, err)
 	}
+}
+
+// TestAuthQueryUserNonASCIIPassword: the auth_query connection logs in
+// with a password that SASLprep and pgconn's PRECIS prepare differently
+// (U+2168 becomes "IX" only under SASLprep), as the pools' backends do.
+func TestAuthQueryUserNonASCIIPassword(t *testing.T) {
+	leakCheck(t)
+	ctx := testCtx(t)
+	e0 := startProxy(t, proxyOpts{})
+	pg := e0.pg
+	const lookup, lookupPW = "aq_lookup_nonascii", "look\u2168up"
+	for _, r := range []string{lookup, "aq_carol"} {
+		_ = pg.Exec(ctx, "DROP ROLE IF EXISTS "+r)
+	}
+	if err := pg.CreateRole(ctx, lookup, lookupPW, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := pg.CreateRole(ctx, "aq_carol", "carol-pw", false); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for _, r := range []string{lookup, "aq_carol"} {
+			_ = pg.Exec(context.Background(), "DROP ROLE IF EXISTS "+r)
+		}
+	})
+	e := startProxy(t, proxyOpts{authType: "scram-sha-256", dbUser: "-",
+		users:     map[string]string{lookup: lookupPW},
+		authExtra: "query = \"SELECT rolname, rolpassword FROM pg_authid WHERE rolname = $1\"\nquery_user = \"" + lookup + "\"\n"})
+	c, err := pgx.Connect(ctx, e.dsn("aq_carol", "carol-pw", "app"))
+	if err != nil {
+		t.Fatalf("login looked up by a query user with a non-ASCII password: %v", err)
+	}
+	_ = c.Close(ctx)
 }
