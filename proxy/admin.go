@@ -192,7 +192,11 @@ func adminCommands() [][2]string {
 		{"RELOAD", "re-read the configuration file"},
 		{"PAUSE [db]", "let running transactions finish, hold new ones"},
 		{"RESUME [db]", "release held clients"},
-		{"RECYCLE [db]", "retire every backend gracefully, at its next release"},
+		{"RECYCLE [db]", "retire every backend gracefully, at its next release (RECONNECT is the same)"},
+		{"WAIT_CLOSE [db]", "wait until the backends RECYCLE or RELOAD retired are closed"},
+		{"KILL [db]", "disconnect every client of the database now and retire its backends"},
+		{"DISABLE [db]", "refuse new logins to the database; logged-in clients stay"},
+		{"ENABLE [db]", "allow logins again after DISABLE"},
 		{"SHUTDOWN", "stop accepting clients, let transactions finish, exit"},
 	}
 }
@@ -263,7 +267,37 @@ func (s *session) adminCommand(stmt string) (stop bool, err error) {
 		}
 		s.log.Info("resumed by the admin console", zap.String("target", orAll(db)))
 		return false, s.writeCommandComplete("RESUME")
-	case "RECYCLE":
+	case "WAIT_CLOSE":
+		db, err := oneArg()
+		if err != nil {
+			return false, err
+		}
+		if err := srv.waitClosed(srv.ctx, db); err != nil {
+			return false, adminError(err)
+		}
+		return false, s.writeCommandComplete("WAIT_CLOSE")
+	case "KILL":
+		db, err := oneArg()
+		if err != nil {
+			return false, err
+		}
+		n, err := srv.Kill(db)
+		if err != nil {
+			return false, adminError(err)
+		}
+		s.log.Info("clients killed by the admin console", zap.String("target", orAll(db)), zap.Int("clients", n))
+		return false, s.writeCommandComplete("KILL")
+	case "DISABLE", "ENABLE":
+		db, err := oneArg()
+		if err != nil {
+			return false, err
+		}
+		if err := srv.SetDisabled(db, verb == "DISABLE"); err != nil {
+			return false, adminError(err)
+		}
+		s.log.Info("logins "+strings.ToLower(verb)+"d by the admin console", zap.String("target", orAll(db)))
+		return false, s.writeCommandComplete(verb)
+	case "RECYCLE", "RECONNECT":
 		db, err := oneArg()
 		if err != nil {
 			return false, err
@@ -278,7 +312,7 @@ func (s *session) adminCommand(stmt string) (stop bool, err error) {
 		if err := s.cw.Append(notice.Encode); err != nil {
 			return false, err
 		}
-		return false, s.writeCommandComplete("RECYCLE")
+		return false, s.writeCommandComplete(verb)
 	case "SHUTDOWN":
 		if err := noArgs(); err != nil {
 			return false, err

@@ -22,6 +22,7 @@ const (
 	codeAdminShutdown       = "57P01"
 	codeFeatureNotSupported = "0A000"
 	codeInsufficientPriv    = "42501"
+	codeObjectNotInState    = "55000"
 )
 
 // clientError is an error to report to the client as an ErrorResponse.

@@ -24,7 +24,7 @@ import (
 type opsState struct {
 	started time.Time
 
-	// mu guards the totals of ended sessions and the pause set. Lock order:
+	// mu guards the totals of ended sessions, the pause and disable sets. Lock order:
 	// Server.cancels.mu before mu.
 	mu    sync.Mutex
 	ended map[poolLabels]*sessionTotals
@@ -34,6 +34,10 @@ type opsState struct {
 	paused    map[string]bool
 	resumed   chan struct{}
 	pausedAny atomic.Bool
+	// disableAll and disabled hold the databases whose logins DISABLE
+	// refuses.
+	disableAll bool
+	disabled   map[string]bool
 
 	// waits maps *pool.Pool to its *poolWaits, created at first use.
 	waits sync.Map
@@ -78,6 +82,7 @@ func (srv *Server) initOps() {
 	o.started = time.Now()
 	o.ended = make(map[poolLabels]*sessionTotals)
 	o.paused = make(map[string]bool)
+	o.disabled = make(map[string]bool)
 	o.done = make(chan struct{})
 	o.metrics = newMetrics(srv)
 }

@@ -445,6 +445,11 @@ func (s *session) startup() error {
 			s.log.Info("login refused: unknown database")
 			return errSessionDone
 		}
+		if s.srv.loginsDisabled(database) {
+			_ = s.sendError(fatalf(codeObjectNotInState, "database %q is not accepting connections: disabled in pgrecycle's admin console (ENABLE allows them)", database))
+			s.log.Info("login refused: database disabled")
+			return errSessionDone
+		}
 	}
 
 	s.dbForAuth = db

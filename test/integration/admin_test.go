@@ -542,3 +542,80 @@ func TestAdminShutdown(t *testing.T) {
 		t.Fatal("an idle client survived SHUTDOWN")
 	}
 }
+
+// TestAdminIncidentCommands: PgBouncer's incident commands. DISABLE
+// refuses new logins to a database while its clients stay; ENABLE allows
+// them again; RECONNECT retires backends and WAIT_CLOSE returns once the
+// busy one is gone; KILL disconnects the database's clients at once and
+// leaves the admin console alone.
+func TestAdminIncidentCommands(t *testing.T) {
+	leakCheck(t)
+	ctx := testCtx(t)
+	e := startProxy(t, proxyOpts{size: 2})
+	a := e.connect(ctx)
+	admin := e.adminConn(ctx)
+
+	if tag, err := adminExec(ctx, admin, "DISABLE app"); err != nil || tag != "DISABLE" {
+		t.Fatalf("DISABLE app: %q, %v", tag, err)
+	}
+	if c, err := pgx.Connect(ctx, e.dsn("postgres", "x", "app")); sqlState(err) != "55000" {
+		if c != nil {
+			_ = c.Close(ctx)
+		}
+		t.Fatalf("login to a disabled database: %v, want 55000", err)
+	}
+	var n int
+	if err := a.QueryRow(ctx, "SELECT 1").Scan(&n); err != nil {
+		t.Fatalf("client logged in before DISABLE: %v", err)
+	}
+	if tag, err := adminExec(ctx, admin, "ENABLE app"); err != nil || tag != "ENABLE" {
+		t.Fatalf("ENABLE app: %q, %v", tag, err)
+	}
+	b := e.connect(ctx)
+
+	// RECONNECT with b's backend busy; WAIT_CLOSE returns after it commits.
+	tx, err := b.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "SELECT 1"); err != nil {
+		t.Fatal(err)
+	}
+	if tag, err := adminExec(ctx, admin, "RECONNECT app"); err != nil || tag != "RECONNECT" {
+		t.Fatalf("RECONNECT app: %q, %v", tag, err)
+	}
+	committed := make(chan error, 1)
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		committed <- tx.Commit(context.Background())
+	}()
+	start := time.Now()
+	if tag, err := adminExec(ctx, admin, "WAIT_CLOSE app"); err != nil || tag != "WAIT_CLOSE" {
+		t.Fatalf("WAIT_CLOSE app: %q, %v", tag, err)
+	}
+	if el := time.Since(start); el < 250*time.Millisecond {
+		t.Fatalf("WAIT_CLOSE returned after %s, before the busy backend was released", el)
+	}
+	if err := <-committed; err != nil {
+		t.Fatal(err)
+	}
+
+	if tag, err := adminExec(ctx, admin, "KILL app"); err != nil || tag != "KILL" {
+		t.Fatalf("KILL app: %q, %v", tag, err)
+	}
+	for name, c := range map[string]*pgx.Conn{"a": a, "b": b} {
+		if err := c.QueryRow(ctx, "SELECT 1").Scan(&n); err == nil {
+			t.Fatalf("client %s still served after KILL", name)
+		}
+	}
+	if _, err := adminExec(ctx, admin, "SHOW POOLS"); err != nil {
+		t.Fatalf("admin console after KILL: %v", err)
+	}
+	c := e.connect(ctx)
+	if err := c.QueryRow(ctx, "SELECT 1").Scan(&n); err != nil {
+		t.Fatalf("new client after KILL: %v", err)
+	}
+	if _, err := adminExec(ctx, admin, "KILL nosuchdb"); errCode(err) != "3D000" {
+		t.Fatalf("KILL nosuchdb: %v, want 3D000", err)
+	}
+}
