@@ -410,7 +410,8 @@ func (s *session) showDatabases() *adminResult {
 	srv := s.srv
 	cfg := srv.Config()
 	r := newAdminResult(textCol("name"), textCol("host"), intCol("port"), textCol("database"), textCol("force_user"),
-		intCol("pool_size"), textCol("pool_mode"), intCol("current_connections"), intCol("paused"))
+		intCol("pool_size"), intCol("min_pool_size"), textCol("pool_mode"), intCol("max_connections"),
+		intCol("current_connections"), intCol("paused"), intCol("disabled"))
 	conns := make(map[string]int)
 	for _, p := range srv.poolList() {
 		st := p.Stats()
@@ -423,7 +424,8 @@ func (s *session) showDatabases() *adminResult {
 	sort.Strings(names)
 	for _, name := range names {
 		d := cfg.Databases[name]
-		r.add(name, d.Host, d.Port, d.DBName, d.User, d.Pool.Size, d.Pool.Mode, conns[name], srv.Paused(name))
+		r.add(name, d.Host, d.Port, d.DBName, d.User, d.Pool.Size, d.Pool.MinIdle, d.Pool.Mode, d.Pool.MaxDBConnections,
+			conns[name], srv.Paused(name), srv.loginsDisabled(name))
 	}
 	return r
 }

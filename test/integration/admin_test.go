@@ -158,7 +158,7 @@ func TestAdminConsolePsql(t *testing.T) {
 
 	dbs := e.mustPsqlAdmin(ctx, "SHOW DATABASES")
 	sameCols(t, "SHOW DATABASES", dbs.cols, "name", "host", "port", "database", "force_user", "pool_size",
-		"pool_mode", "current_connections", "paused")
+		"min_pool_size", "pool_mode", "max_connections", "current_connections", "paused", "disabled")
 	if r, ok := dbs.find("name", "app"); !ok || r["database"] != "postgres" || r["force_user"] != role || r["paused"] != "0" {
 		t.Errorf("SHOW DATABASES:\n%s", dbs)
 	}
@@ -563,6 +563,9 @@ func TestAdminIncidentCommands(t *testing.T) {
 			_ = c.Close(ctx)
 		}
 		t.Fatalf("login to a disabled database: %v, want 55000", err)
+	}
+	if r, ok := e.mustAdminQuery(ctx, admin, "SHOW DATABASES").find("name", "app"); !ok || r["disabled"] != "1" {
+		t.Fatalf("SHOW DATABASES after DISABLE: %v", r)
 	}
 	var n int
 	if err := a.QueryRow(ctx, "SELECT 1").Scan(&n); err != nil {
