@@ -102,6 +102,8 @@ type session struct {
 	loggedIn      bool
 	bytes         byteCounts
 	tls           bool // the client connection is encrypted
+	// endPoint is the TLS channel binding data, kept until the login ends.
+	endPoint []byte
 
 	// ended is called once when the session is over (run's caller).
 	ended func()
@@ -528,6 +530,7 @@ func (s *session) authenticate(cfg *config.Config) (auth.Result, error) {
 	}
 	s.secret = secret
 	res, err := auth.Authenticate(s, method, s.user, secret, found)
+	s.endPoint = nil
 	if err != nil {
 		var ae *auth.Error
 		if errors.As(err, &ae) {

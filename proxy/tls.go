@@ -1,7 +1,10 @@
 package proxy
 
 import (
+	"crypto/sha256"
+	"crypto/sha512"
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"net"
 	"os"
@@ -76,5 +79,37 @@ func (s *session) startTLS(cfg *tls.Config, raw net.Conn, direct bool) error {
 	s.conn = tc
 	s.tls = true
 	s.cw = s.newClientWriter()
+	if len(cfg.Certificates) > 0 {
+		s.endPoint = tlsServerEndPoint(cfg.Certificates[0].Leaf)
+	}
 	return nil
 }
+
+// tlsServerEndPoint is the tls-server-end-point channel binding data
+// (RFC 5929) of the certificate the proxy serves: its hash with the
+// certificate's signature digest, SHA-256 for MD5 and SHA-1, as libpq
+// computes it. nil when the digest is not one libpq knows (Ed25519): the
+// proxy then offers no SCRAM-SHA-256-PLUS.
+func tlsServerEndPoint(cert *x509.Certificate) []byte {
+	if cert == nil {
+		return nil
+	}
+	var sum []byte
+	switch cert.SignatureAlgorithm {
+	case x509.MD5WithRSA, x509.SHA1WithRSA, x509.DSAWithSHA1, x509.ECDSAWithSHA1,
+		x509.SHA256WithRSA, x509.SHA256WithRSAPSS, x509.ECDSAWithSHA256, x509.DSAWithSHA256:
+		h := sha256.Sum256(cert.Raw)
+		sum = h[:]
+	case x509.SHA384WithRSA, x509.SHA384WithRSAPSS, x509.ECDSAWithSHA384:
+		h := sha512.Sum384(cert.Raw)
+		sum = h[:]
+	case x509.SHA512WithRSA, x509.SHA512WithRSAPSS, x509.ECDSAWithSHA512:
+		h := sha512.Sum512(cert.Raw)
+		sum = h[:]
+	}
+	return sum
+}
+
+// TLSServerEndPoint gives the auth package the channel binding data of
+// this session's TLS connection (nil without TLS).
+func (s *session) TLSServerEndPoint() []byte { return s.endPoint }

@@ -43,6 +43,13 @@ type Conn interface {
 	Receive() (typ byte, body []byte, err error)
 }
 
+// ChannelBinder is a Conn over TLS that can bind SCRAM to its channel
+// (SCRAM-SHA-256-PLUS): TLSServerEndPoint returns the tls-server-end-point
+// data of the server certificate, or nil to offer no binding.
+type ChannelBinder interface {
+	TLSServerEndPoint() []byte
+}
+
 // Result describes a successful authentication.
 type Result struct {
 	Method    string // the method actually used: "trust", "plain", "md5", "scram-sha-256"

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
+	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -14,7 +15,8 @@ import (
 )
 
 const (
-	scramMechanism = "SCRAM-SHA-256"
+	scramMechanism     = "SCRAM-SHA-256"
+	scramPlusMechanism = "SCRAM-SHA-256-PLUS"
 	// PostgreSQL's defaults for new verifiers (scram_iterations, salt length).
 	defaultIterations = 4096
 	saltLen           = 16
@@ -57,8 +59,10 @@ func deriveVerifier(password string, salt []byte, iterations int) (SCRAMVerifier
 	}, nil
 }
 
-// authSCRAM runs SCRAM-SHA-256 without channel binding (no -PLUS until the
-// proxy terminates TLS). A plain secret gets a verifier with a fresh salt.
+// authSCRAM runs SCRAM-SHA-256, and over TLS offers SCRAM-SHA-256-PLUS
+// first, as PostgreSQL does, so clients that require channel binding
+// (libpq channel_binding=require) can log in. A plain secret gets a
+// verifier with a fresh salt.
 func authSCRAM(c Conn, user string, secret Secret) (Result, error) {
 	v := secret.SCRAM
 	switch secret.Kind {
@@ -83,8 +87,15 @@ func authSCRAM(c Conn, user string, secret Secret) (Result, error) {
 		return Result{}, err
 	}
 	conv := server.NewConversation()
+	mechanisms := []string{scramMechanism}
+	if cb, ok := c.(ChannelBinder); ok {
+		if data := cb.TLSServerEndPoint(); len(data) > 0 {
+			conv = server.NewConversationWithChannelBinding(scram.ChannelBinding{Type: scram.ChannelBindingTLSServerEndpoint, Data: data})
+			mechanisms = []string{scramPlusMechanism, scramMechanism}
+		}
+	}
 
-	if err := c.Send(&pgproto3.AuthenticationSASL{AuthMechanisms: []string{scramMechanism}}); err != nil {
+	if err := c.Send(&pgproto3.AuthenticationSASL{AuthMechanisms: mechanisms}); err != nil {
 		return Result{}, err
 	}
 	body, err := receivePassword(c, "a SASL initial response")
@@ -95,7 +106,7 @@ func authSCRAM(c Conn, user string, secret Secret) (Result, error) {
 	if err := initial.Decode(body); err != nil {
 		return Result{}, protocolViolation("malformed SASLInitialResponse message")
 	}
-	if initial.AuthMechanism != scramMechanism {
+	if !slices.Contains(mechanisms, initial.AuthMechanism) {
 		return Result{}, protocolViolation("client selected an invalid SASL authentication mechanism")
 	}
 	clientFirst := string(initial.Data) // copies: body dies at the next Receive

@@ -117,3 +117,50 @@ func isTLS(c *pgx.Conn) bool {
 	_, ok := c.PgConn().Conn().(*tls.Conn)
 	return ok
 }
+
+// TestClientTLSChannelBinding: over TLS the proxy offers
+// SCRAM-SHA-256-PLUS (tls-server-end-point), so clients that require
+// channel binding (libpq and pgx channel_binding=require) log in, and the
+// backend login still works from the recovered client key. Before, such
+// clients were refused: the proxy offered only SCRAM-SHA-256.
+func TestClientTLSChannelBinding(t *testing.T) {
+	leakCheck(t)
+	ctx := testCtx(t)
+	e0 := startProxy(t, proxyOpts{})
+	_ = e0.pg.Exec(ctx, "DROP ROLE IF EXISTS cb_alice")
+	if err := e0.pg.CreateRole(ctx, "cb_alice", "cb-alice-pw", false); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e0.pg.Exec(context.Background(), "DROP ROLE IF EXISTS cb_alice") })
+	var verifier string
+	d := e0.direct(ctx)
+	if err := d.QueryRow(ctx, "SELECT rolpassword FROM pg_authid WHERE rolname = 'cb_alice'").Scan(&verifier); err != nil {
+		t.Fatal(err)
+	}
+	d.Close(ctx)
+
+	dir := t.TempDir()
+	ca, cert, key := writeTestCerts(t, dir)
+	// A SCRAM verifier in the auth file: the backend login uses the key
+	// recovered from the client's channel-bound proof.
+	e := startProxy(t, proxyOpts{authType: "scram-sha-256", dbUser: "-", users: map[string]string{"cb_alice": verifier},
+		extra: fmt.Sprintf("[tls]\nmode = \"require\"\ncert_file = %q\nkey_file = %q\n", cert, key)})
+	base := fmt.Sprintf("host=localhost port=%d user=cb_alice dbname=app password=cb-alice-pw sslmode=verify-full sslrootcert=%s", e.port, ca)
+	c, err := pgx.Connect(ctx, base+" channel_binding=require")
+	if err != nil {
+		t.Fatalf("pgx channel_binding=require: %v", err)
+	}
+	var who string
+	if err := c.QueryRow(ctx, "SELECT current_user").Scan(&who); err != nil || who != "cb_alice" {
+		t.Fatalf("current_user %q, %v", who, err)
+	}
+	c.Close(ctx)
+	if _, err := pgx.Connect(ctx, strings.Replace(base, "cb-alice-pw", "wrong", 1)+" channel_binding=require"); pgCode(err) != "28P01" {
+		t.Fatalf("wrong password with channel binding: %v, want 28P01", err)
+	}
+	psql := requireTool(t, "psql")
+	out, err := exec.CommandContext(ctx, psql, "-X", "-At", "-c", "SELECT current_user", base+" channel_binding=require").CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "cb_alice" {
+		t.Fatalf("psql channel_binding=require: %v\n%s", err, out)
+	}
+}
