@@ -160,6 +160,10 @@ type TLS struct {
 	Mode     string `toml:"mode"`      // disable | allow | require; default "disable"
 	CertFile string `toml:"cert_file"` // PEM certificate chain; required unless mode = "disable"
 	KeyFile  string `toml:"key_file"`  // PEM private key; required unless mode = "disable"
+	// ClientCert asks TLS clients for a certificate: none | verify (checked
+	// when given; needed by the cert method) | require (every TLS client).
+	ClientCert   string `toml:"client_cert"`    // default "none"
+	ClientCAFile string `toml:"client_ca_file"` // PEM CAs that sign client certificates; required unless client_cert = "none"
 }
 
 // Metrics is the [metrics] section.
@@ -248,7 +252,7 @@ func Default() *Config {
 		Parameters: map[string]string{},
 		Databases:  map[string]*Database{},
 		Users:      map[string]*User{},
-		TLS:        TLS{Mode: "disable"},
+		TLS:        TLS{Mode: "disable", ClientCert: "none"},
 		Health:     DefaultHealth(),
 		Log:        Log{Level: "info", Format: "json"},
 	}

@@ -82,7 +82,7 @@ func TestDefaults(t *testing.T) {
 		Parameters: map[string]string{},
 		Databases:  map[string]*Database{},
 		Users:      map[string]*User{},
-		TLS:        TLS{Mode: "disable"},
+		TLS:        TLS{Mode: "disable", ClientCert: "none"},
 		Health: Health{
 			Enabled:               true,
 			Interval:              Duration(time.Minute),
@@ -277,7 +277,7 @@ func TestFullFileRoundTrip(t *testing.T) {
 			Password:   "alice-pw",
 			Parameters: map[string]string{"work_mem": "128MB"},
 		}},
-		TLS:     TLS{Mode: "disable"},
+		TLS:     TLS{Mode: "disable", ClientCert: "none"},
 		Metrics: Metrics{Addr: "127.0.0.1:9930"},
 		Health: Health{
 			Enabled: false, Interval: Duration(5 * time.Minute), QueryTimeout: Duration(2 * time.Second),
@@ -423,6 +423,9 @@ func TestValidationErrors(t *testing.T) {
 		msg  string // substring of that error's text
 	}{
 		{"pool size", minimal + "[pool]\nsize = 0\n", "pool.size", "config: line 4: pool.size: must be at least 1"},
+		{"cert method without client certificates", "[auth]\ntype = \"cert\"\n[tls]\nmode = \"require\"\ncert_file = \"c\"\nkey_file = \"k\"\n", "tls.client_cert", "needs client certificates"},
+		{"client_cert without CAs", minimal + "[tls]\nmode = \"require\"\ncert_file = \"c\"\nkey_file = \"k\"\nclient_cert = \"verify\"\n", "tls.client_ca_file", "required unless"},
+		{"client_cert without TLS", minimal + "[tls]\nclient_cert = \"require\"\nclient_ca_file = \"ca\"\n", "tls.client_cert", "needs tls.mode"},
 		{"pool min_idle over size", minimal + "[pool]\nsize = 2\nmin_idle = 3\n", "pool.min_idle", "must not exceed size (2)"},
 		{"pool min_idle negative", minimal + "[pool]\nmin_idle = -1\n", "pool.min_idle", "must not be negative"},
 		{"pool mode", minimal + "[pool]\nmode = \"statement\"\n", "pool.mode", `must be one of "session", "transaction", not "statement"`},

@@ -354,6 +354,7 @@ func resolvePaths(c *Config, baseDir string) {
 	c.Auth.File = abs(c.Auth.File)
 	c.TLS.CertFile = abs(c.TLS.CertFile)
 	c.TLS.KeyFile = abs(c.TLS.KeyFile)
+	c.TLS.ClientCAFile = abs(c.TLS.ClientCAFile)
 	c.Listen.UnixSocketDir = abs(c.Listen.UnixSocketDir)
 	for _, d := range c.Databases {
 		// "system" asks libpq-compatible clients for the system CA store.
@@ -854,10 +855,11 @@ func check(c *Config, defined func(toml.Key) bool) []*Error {
 
 	// [auth]
 	ak := toml.Key{"auth"}
-	add(ak, enum("type", c.Auth.Type, "trust", "plain", "md5", "scram-sha-256"))
-	if c.Auth.File == "" && c.Auth.Type != "trust" {
-		addOne(sub(ak, "file"), `required unless auth.type is "trust"`)
+	add(ak, enum("type", c.Auth.Type, "trust", "plain", "md5", "scram-sha-256", "cert"))
+	if c.Auth.File == "" && c.Auth.Type != "trust" && c.Auth.Type != "cert" {
+		addOne(sub(ak, "file"), `required unless auth.type is "trust" or "cert"`)
 	}
+	usesCert := c.Auth.Type == "cert"
 	for i, u := range c.Auth.AdminUsers {
 		if u == "" {
 			addOne(sub(ak, "admin_users"), "entry %d is empty", i+1)
@@ -928,7 +930,8 @@ func check(c *Config, defined func(toml.Key) bool) []*Error {
 
 	for i, r := range c.HBA {
 		base := toml.Key{"hba", strconv.Itoa(i)}
-		add(base, enum("method", r.Method, "trust", "plain", "md5", "scram-sha-256", "reject"))
+		add(base, enum("method", r.Method, "trust", "plain", "md5", "scram-sha-256", "cert", "reject"))
+		usesCert = usesCert || r.Method == "cert"
 		if r.Database == "" {
 			addOne(sub(base, "database"), "required (a name or \"all\")")
 		}
@@ -952,6 +955,15 @@ func check(c *Config, defined func(toml.Key) bool) []*Error {
 		addOne(toml.Key{"auth", "max_failed_logins"}, "must not be negative")
 	}
 	add(toml.Key{"tls"}, enum("mode", c.TLS.Mode, "disable", "allow", "require"))
+	add(toml.Key{"tls"}, enum("client_cert", c.TLS.ClientCert, "none", "verify", "require"))
+	switch {
+	case c.TLS.ClientCert != "none" && c.TLS.ClientCAFile == "":
+		addOne(toml.Key{"tls", "client_ca_file"}, "required unless tls.client_cert = \"none\"")
+	case c.TLS.ClientCert != "none" && c.TLS.Mode == "disable":
+		addOne(toml.Key{"tls", "client_cert"}, "needs tls.mode \"allow\" or \"require\"")
+	case usesCert && c.TLS.ClientCert == "none":
+		addOne(toml.Key{"tls", "client_cert"}, "the cert authentication method needs client certificates: set \"verify\" or \"require\" and tls.client_ca_file")
+	}
 	if c.TLS.Mode != "disable" {
 		if c.TLS.CertFile == "" {
 			addOne(toml.Key{"tls", "cert_file"}, "required unless tls.mode = \"disable\"")

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"net"
 	"strings"
@@ -515,6 +516,9 @@ func (s *session) authenticate(cfg *config.Config) (auth.Result, error) {
 		s.log.Warn("login refused by the access rules")
 		return auth.Result{}, errSessionDone
 	}
+	if method == auth.MethodCert {
+		return s.authenticateCert(host)
+	}
 	users := *s.srv.users.Load()
 	secret, found := users[s.user]
 	if !found && cfg.Auth.Query != "" && method != "trust" && s.dbForAuth != nil {
@@ -544,6 +548,29 @@ func (s *session) authenticate(cfg *config.Config) (auth.Result, error) {
 		return res, err
 	}
 	return res, nil
+}
+
+// authenticateCert accepts a client whose TLS certificate the handshake
+// verified against tls.client_ca_file and whose common name is the user,
+// as PostgreSQL's cert method does without a user map.
+func (s *session) authenticateCert(host string) (auth.Result, error) {
+	var cn string
+	if tc, ok := s.conn.(*tls.Conn); ok {
+		if chains := tc.ConnectionState().VerifiedChains; len(chains) > 0 && len(chains[0]) > 0 {
+			cn = chains[0][0].Subject.CommonName
+		}
+	}
+	switch {
+	case cn == "":
+		_ = s.sendError(fatalf(codeInvalidAuthSpec, "connection requires a valid client certificate"))
+	case cn != s.user:
+		s.srv.fails.fail(host, s.user, time.Now())
+		_ = s.sendError(fatalf(codeInvalidAuthSpec, "certificate authentication failed for user %q: the certificate is for %q", s.user, cn))
+	default:
+		return auth.Result{Method: auth.MethodCert}, nil
+	}
+	s.log.Warn("authentication failed", zap.String("method", auth.MethodCert))
+	return auth.Result{}, errSessionDone
 }
 
 // backendCredentials decides whom the backend connection logs in as, and

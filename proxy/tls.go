@@ -33,11 +33,26 @@ func loadTLS(c config.TLS, log *zap.Logger) (*tls.Config, error) {
 	if fi, err := os.Stat(c.KeyFile); err == nil && fi.Mode().Perm()&0o077 != 0 {
 		log.Warn("tls.key_file is readable by other users; chmod 600 it", zap.String("file", c.KeyFile))
 	}
-	return &tls.Config{
+	cfg := &tls.Config{
 		Certificates: []tls.Certificate{cert},
 		MinVersion:   tls.VersionTLS12,
 		NextProtos:   []string{alpnPostgreSQL},
-	}, nil
+	}
+	if c.ClientCert != "none" && c.ClientCert != "" {
+		pem, err := os.ReadFile(c.ClientCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("tls.client_ca_file: %w", err)
+		}
+		cfg.ClientCAs = x509.NewCertPool()
+		if !cfg.ClientCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("tls.client_ca_file: no PEM certificate in %s", c.ClientCAFile)
+		}
+		cfg.ClientAuth = tls.VerifyClientCertIfGiven
+		if c.ClientCert == "require" {
+			cfg.ClientAuth = tls.RequireAndVerifyClientCert
+		}
+	}
+	return cfg, nil
 }
 
 // prefixConn replays bytes already read from a connection before reading

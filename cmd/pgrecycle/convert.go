@@ -593,7 +593,6 @@ var noEquivalent = map[string]string{
 	"listen_backlog":              "the operating system's default backlog (net.core.somaxconn on Linux) is used.",
 	"tcp_defer_accept":            "not set.",
 	"tcp_socket_buffer":           "the operating system's socket buffer sizes are used.",
-	"client_tls_ca_file":          "client certificates are not verified: there is no certificate authentication toward clients.",
 	"client_tls_protocols":        "pgrecycle accepts TLS 1.2 and 1.3, with Go's default cipher suites and curves; not configurable.",
 	"client_tls_ciphers":          "pgrecycle accepts TLS 1.2 and 1.3, with Go's default cipher suites and curves; not configurable.",
 	"client_tls13_ciphers":        "pgrecycle accepts TLS 1.2 and 1.3, with Go's default cipher suites and curves; not configurable.",
@@ -903,7 +902,12 @@ func (c *converter) authSection() *tomlSection {
 				hba = he.Value
 			}
 			s.comment("NOTE: auth_type = hba: the rules of " + hba + " are not converted: write them as [[hba]] rules (database, user, address, method; see pgrecycle.example.toml). Until then md5 applies to every client (SCRAM for users with a SCRAM secret).")
-		case "cert", "pam", "ldap":
+		case "cert":
+			typ = "cert"
+			if _, ok := c.get("client_tls_ca_file"); !ok {
+				s.comment("NOTE: auth_type = cert needs [tls] client_ca_file (PgBouncer's client_tls_ca_file), which is not set.")
+			}
+		case "pam", "ldap":
 			typ = "scram-sha-256"
 			s.comment("NOTE: auth_type = " + v + " has no equivalent: clients must now log in with a password checked against auth.file.")
 		default:
@@ -1623,7 +1627,6 @@ func (c *converter) tlsSection() *tomlSection {
 		mode = "require"
 	case "verify-ca", "verify-full":
 		mode = "require"
-		s.comment("NOTE: client_tls_sslmode = " + v + " also required a valid client certificate; pgrecycle does not check client certificates: clients are authenticated by password.")
 	default:
 		c.errorf(e, "unknown sslmode %q", e.Value)
 		return s
@@ -1638,6 +1641,18 @@ func (c *converter) tlsSection() *tomlSection {
 	}
 	if hasKey && keyE.Value != "" {
 		s.set("key_file", tomlString(keyE.Value), from(keyE))
+	}
+	// Client certificates: verified when given with a CA file, required
+	// by the verify modes, as in PgBouncer.
+	if caE, ok := c.get("client_tls_ca_file"); ok && caE.Value != "" && mode != "disable" {
+		clientCert := "verify"
+		if v := strings.ToLower(e.Value); v == "verify-ca" || v == "verify-full" {
+			clientCert = "require"
+		}
+		s.set("client_cert", tomlString(clientCert), from(e))
+		s.set("client_ca_file", tomlString(caE.Value), from(caE))
+	} else if v := strings.ToLower(e.Value); v == "verify-ca" || v == "verify-full" {
+		s.comment("NOTE: client_tls_sslmode = " + v + " without client_tls_ca_file: client certificates can't be checked; set [tls] client_ca_file and client_cert = \"require\".")
 	}
 	return s
 }

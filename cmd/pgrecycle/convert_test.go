@@ -287,11 +287,12 @@ func TestConvertTLSAuthQuery(t *testing.T) {
 	wantEqual(t, "appdb_replica sslmode", cfg.Databases["appdb_replica"].SSLMode, "verify-full")
 	wantEqual(t, "auth.query", cfg.Auth.Query, "SELECT usename, passwd FROM pgbouncer.get_auth($1)")
 	wantEqual(t, "auth.query_user", cfg.Auth.QueryUser, "pgbouncer_auth")
+	// verify-full with a CA file: client certificates are required.
+	wantEqual(t, "tls.client_cert", cfg.TLS.ClientCert, "require")
+	wantEqual(t, "tls.client_ca_file", cfg.TLS.ClientCAFile, "/etc/pgbouncer/tls/clients-ca.crt")
 	wantContains(t, out,
 		"# auth_dbname = appdb\n#   pgrecycle runs auth.query on the database the client asks for",
 		"# [peers] 1 = host=/var/run/pgbouncer-1\n",
-		"# client_tls_ca_file = /etc/pgbouncer/tls/clients-ca.crt\n",
-		"NOTE: client_tls_sslmode = verify-full also required a valid client",
 	)
 }
 

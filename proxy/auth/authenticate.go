@@ -17,6 +17,10 @@ const (
 	MethodPlain = "plain"
 	MethodMD5   = "md5"
 	MethodSCRAM = "scram-sha-256"
+	// MethodCert is TLS client certificate authentication; the proxy
+	// checks it from the connection (the certificate's common name must be
+	// the user), without a password exchange.
+	MethodCert = "cert"
 )
 
 // SQLSTATE codes carried by *Error.

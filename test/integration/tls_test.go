@@ -65,7 +65,60 @@ func writeTestCerts(t *testing.T, dir string) (ca, cert, key string) {
 		}
 		return p
 	}
+	caKeyDER, err := x509.MarshalECPrivateKey(caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write("ca.key", "EC PRIVATE KEY", caKeyDER) // for writeClientCert
 	return write("ca.pem", "CERTIFICATE", caDER), write("server.pem", "CERTIFICATE", srvDER), write("server.key", "EC PRIVATE KEY", keyDER)
+}
+
+// writeClientCert makes a client certificate for common name cn, signed by
+// the CA writeTestCerts left in dir, and returns its certificate and key
+// paths.
+func writeClientCert(t *testing.T, dir, cn string) (cert, key string) {
+	t.Helper()
+	read := func(name string) []byte {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		blk, _ := pem.Decode(b)
+		return blk.Bytes
+	}
+	caCert, err := x509.ParseCertificate(read("ca.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	caKey, err := x509.ParseECPrivateKey(read("ca.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: cn},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &k.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, key = filepath.Join(dir, cn+".pem"), filepath.Join(dir, cn+".key")
+	if err := os.WriteFile(cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(key, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return cert, key
 }
 
 func TestClientTLS(t *testing.T) {
@@ -162,5 +215,47 @@ func TestClientTLSChannelBinding(t *testing.T) {
 	out, err := exec.CommandContext(ctx, psql, "-X", "-At", "-c", "SELECT current_user", base+" channel_binding=require").CombinedOutput()
 	if err != nil || strings.TrimSpace(string(out)) != "cb_alice" {
 		t.Fatalf("psql channel_binding=require: %v\n%s", err, out)
+	}
+}
+
+// TestClientCertAuth: the cert method accepts a client whose certificate
+// chains to tls.client_ca_file and names the user, and refuses a missing
+// certificate or one for another user; other users keep their passwords.
+func TestClientCertAuth(t *testing.T) {
+	leakCheck(t)
+	ctx := testCtx(t)
+	dir := t.TempDir()
+	ca, cert, key := writeTestCerts(t, dir)
+	aliceCert, aliceKey := writeClientCert(t, dir, "alice")
+	bobCert, bobKey := writeClientCert(t, dir, "bob")
+	e := startProxy(t, proxyOpts{authType: "scram-sha-256", users: map[string]string{"carol": "carol-pw"},
+		extra: fmt.Sprintf("[tls]\nmode = \"require\"\ncert_file = %q\nkey_file = %q\nclient_cert = \"verify\"\nclient_ca_file = %q\n", cert, key, ca) +
+			"[[hba]]\ndatabase = \"all\"\nuser = \"alice\"\naddress = \"all\"\nmethod = \"cert\"\n" +
+			"[[hba]]\ndatabase = \"all\"\nuser = \"all\"\naddress = \"all\"\nmethod = \"scram-sha-256\"\n"})
+	base := fmt.Sprintf("host=localhost port=%d dbname=app sslmode=verify-full sslrootcert=%s", e.port, ca)
+	c, err := pgx.Connect(ctx, base+fmt.Sprintf(" user=alice sslcert=%s sslkey=%s", aliceCert, aliceKey))
+	if err != nil {
+		t.Fatalf("alice with her certificate: %v", err)
+	}
+	var n int
+	if err := c.QueryRow(ctx, "SELECT 1").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	c.Close(ctx)
+	if _, err := pgx.Connect(ctx, base+" user=alice"); pgCode(err) != "28000" {
+		t.Fatalf("alice without a certificate: %v, want 28000", err)
+	}
+	if _, err := pgx.Connect(ctx, base+fmt.Sprintf(" user=alice sslcert=%s sslkey=%s", bobCert, bobKey)); pgCode(err) != "28000" {
+		t.Fatalf("alice with bob's certificate: %v, want 28000", err)
+	}
+	c, err = pgx.Connect(ctx, base+" user=carol password=carol-pw")
+	if err != nil {
+		t.Fatalf("carol with her password: %v", err)
+	}
+	c.Close(ctx)
+	psql := requireTool(t, "psql")
+	out, err := exec.CommandContext(ctx, psql, "-X", "-At", "-c", "SELECT 42", base+fmt.Sprintf(" user=alice sslcert=%s sslkey=%s", aliceCert, aliceKey)).CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "42" {
+		t.Fatalf("psql with a client certificate: %v\n%s", err, out)
 	}
 }
