@@ -611,14 +611,22 @@ func (s *session) backendFailed(b *pool.Backend, err error, fatal *clientError) 
 		s.mu.Unlock()
 		return
 	}
+	// Transaction pooling rides through the loss of a backend only for a
+	// single request outside a transaction: it fails, and the next one
+	// runs on another backend. Inside a transaction the client's later
+	// statements would run in autocommit, committing half of it; with
+	// requests pipelined behind the lost one, those never ran and can't be
+	// answered truthfully. Then the client is disconnected, as PostgreSQL
+	// would.
+	rideThrough := s.txMode && s.pending <= 1 && !s.unsynced && (s.txStatus == 'I' || s.txStatus == 0)
 	s.mu.Unlock()
 	b.Broken = true
 	if fatal == nil {
 		fatal = &clientError{Severity: "ERROR", Code: codeConnectionFailure,
 			Message: "pgrecycle: server connection lost: " + err.Error()}
 	}
-	s.log.Warn("backend connection lost", zap.Uint32("pid", b.PID), zap.Error(err))
-	if !s.txMode {
+	s.log.Warn("backend connection lost", zap.Uint32("pid", b.PID), zap.Error(err), zap.Bool("client_kept", rideThrough))
+	if !rideThrough {
 		fatal.Severity = "FATAL"
 		s.cw.Reset()
 		_ = s.sendError(fatal)
@@ -632,7 +640,9 @@ func (s *session) backendFailed(b *pool.Backend, err error, fatal *clientError) 
 		_ = s.raw.Close()
 		return
 	}
-	sent, errSent := 0, false
+	// Each request still owed (one, or more sent meanwhile) fails on its
+	// own: an error, then its ReadyForQuery.
+	sent := 0
 	for {
 		s.mu.Lock()
 		owed := s.pending
@@ -645,11 +655,8 @@ func (s *session) backendFailed(b *pool.Backend, err error, fatal *clientError) 
 			break
 		}
 		s.mu.Unlock()
-		if !errSent {
-			_ = s.cw.Append(func(dst []byte) ([]byte, error) { return appendError(dst, fatal) })
-			errSent = true
-		}
 		for ; sent < owed; sent++ {
+			_ = s.cw.Append(func(dst []byte) ([]byte, error) { return appendError(dst, fatal) })
 			_ = s.cw.Append(func(dst []byte) ([]byte, error) { return appendReady(dst, 'I'), nil })
 		}
 		_ = s.cw.Flush()

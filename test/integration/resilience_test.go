@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"net"
 	"os"
@@ -48,7 +49,9 @@ func TestRideThroughRestart(t *testing.T) {
 
 // TestBackendKilledByOOM: kill -9 of one backend makes PostgreSQL restart
 // every backend. Idle clients keep working; the client whose transaction
-// died gets a class 08 error and keeps its session.
+// died gets a class 08 error and is disconnected, as from PostgreSQL: kept,
+// its later statements would run in autocommit and commit half of the
+// transaction.
 func TestBackendKilledByOOM(t *testing.T) {
 	leakCheck(t)
 	pg := pgtest.Require(t)
@@ -78,10 +81,13 @@ func TestBackendKilledByOOM(t *testing.T) {
 		t.Fatalf("lost transaction reported as %q (%v), want class 08", code, err)
 	}
 	_ = tx.Rollback(ctx)
-	// The same client session goes on.
 	var n int
-	if err := victim.QueryRow(ctx, "SELECT 2").Scan(&n); err != nil || n != 2 {
-		t.Fatalf("session lost after its backend was killed: %v", err)
+	if err := victim.QueryRow(ctx, "SELECT 2").Scan(&n); err == nil {
+		t.Fatal("the session whose transaction died still runs statements")
+	}
+	again := e.connect(ctx)
+	if err := again.QueryRow(ctx, "SELECT 2").Scan(&n); err != nil || n != 2 {
+		t.Fatalf("new client after the crash restart: %v", err)
 	}
 	if err := idle.QueryRow(ctx, "SELECT 3").Scan(&n); err != nil || n != 3 {
 		t.Fatalf("idle client failed after the crash restart: %v", err)
@@ -225,5 +231,95 @@ func TestNoLeaksAfterManyCycles(t *testing.T) {
 	}
 	if n := e.backendCount(ctx); n > 4+1 {
 		t.Fatalf("%d backends open, pool size is 4", n)
+	}
+}
+
+// TestBackendLostInTransactionDisconnects: in transaction pooling, a
+// backend that dies inside a client's transaction ends the client's
+// connection. Before, the client got an error and kept its session, and
+// its next statements ran in autocommit on another backend: half of the
+// transaction was committed.
+func TestBackendLostInTransactionDisconnects(t *testing.T) {
+	leakCheck(t)
+	e := startProxy(t, proxyOpts{size: 2})
+	ctx := testCtx(t)
+	table := uniqueName("atom")
+	d := e.direct(ctx)
+	defer d.Close(ctx)
+	if _, err := d.Exec(ctx, "CREATE TABLE "+table+" (i int)"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dropTable(t, e, table) })
+	c := e.connect(ctx, "default_query_exec_mode=simple_protocol")
+	for _, q := range []string{"BEGIN", "INSERT INTO " + table + " VALUES (1)"} {
+		if _, err := c.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.Exec(ctx, "SELECT pg_terminate_backend(pg_backend_pid())"); err == nil {
+		t.Fatal("terminating the backend succeeded")
+	}
+	_, err2 := c.Exec(ctx, "INSERT INTO "+table+" VALUES (2)")
+	_, err3 := c.Exec(ctx, "COMMIT")
+	if err2 == nil || err3 == nil {
+		t.Fatalf("statements after the transaction's backend died: insert %v, commit %v; want both to fail", err2, err3)
+	}
+	var n int
+	if err := d.QueryRow(ctx, "SELECT count(*) FROM "+table).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("%d rows committed (%v), want 0: the transaction must not be half committed", n, err)
+	}
+}
+
+// TestBackendLostUnderPipelinedRequests: a backend that dies while the
+// client has several requests pipelined ends the connection; no request
+// that never ran is answered with a bare ReadyForQuery, as if it had run.
+func TestBackendLostUnderPipelinedRequests(t *testing.T) {
+	leakCheck(t)
+	e := startProxy(t, proxyOpts{size: 2})
+	c := e.rawDial(t, 10*time.Second)
+	if _, err := c.Write(startupMessage(3<<16, "user", "postgres", "database", "app")); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		typ, _, err := readMessage(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if typ == 'Z' {
+			break
+		}
+	}
+	query := func(q string) []byte {
+		msg := []byte{'Q', 0, 0, 0, 0}
+		msg = append(msg, q...)
+		msg = append(msg, 0)
+		binary.BigEndian.PutUint32(msg[1:], uint32(len(msg)-1))
+		return msg
+	}
+	batch := append(query("SELECT pg_terminate_backend(pg_backend_pid())"), query("SELECT 1")...)
+	batch = append(batch, query("SELECT 2")...)
+	if _, err := c.Write(batch); err != nil {
+		t.Fatal(err)
+	}
+	var seq []byte
+	answered := false // since the last ReadyForQuery: a result or an error
+	for {
+		typ, _, err := readMessage(c)
+		if err != nil {
+			break // the connection closes
+		}
+		seq = append(seq, typ)
+		switch typ {
+		case 'C', 'E', 'I':
+			answered = true
+		case 'Z':
+			if !answered {
+				t.Fatalf("a request was answered with a bare ReadyForQuery: %q", seq)
+			}
+			answered = false
+		}
+	}
+	if len(seq) == 0 || seq[len(seq)-1] == 'Z' && len(seq) < 6 {
+		t.Logf("messages: %q", seq)
 	}
 }
