@@ -6,44 +6,82 @@ import "container/list"
 // one backend, in least-recently-used order, bounded by
 // pool.max_prepared_statements. The proxy session owning the backend uses
 // it; the caller serialises access.
+//
+// A statement is pending from its Parse until the server confirms it: a
+// Parse skipped because an earlier message of its batch failed never
+// creates it. The caller tags pending statements with the batch (the
+// messages up to a Sync) they were parsed in.
 type StatementSet struct {
 	byName map[string]*list.Element
-	order  list.List // front: most recently used
+	order  list.List // front: most recently used; values are *statement
+}
+
+type statement struct {
+	name    string
+	pending uint64 // the batch of an unconfirmed Parse; 0 once confirmed
 }
 
 // Has reports whether name exists on the backend and marks it used.
 func (s *StatementSet) Has(name string) bool {
-	e, ok := s.byName[name]
-	if ok {
-		s.order.MoveToFront(e)
-	}
+	ok, _ := s.Lookup(name)
 	return ok
 }
 
-// Add records name; when the set then holds more than max statements it
+// Lookup reports whether name was prepared on the backend and, while its
+// Parse is unconfirmed, the batch that Parse was sent in (0 once the
+// server confirmed it); it marks the statement used.
+func (s *StatementSet) Lookup(name string) (ok bool, pendingBatch uint64) {
+	e, ok := s.byName[name]
+	if !ok {
+		return false, 0
+	}
+	s.order.MoveToFront(e)
+	return true, e.Value.(*statement).pending
+}
+
+// Add records name as parsed in batch (pending until Confirm; 0 for
+// confirmed at once); when the set then holds more than max statements it
 // returns the least recently used one, which the caller must close on the
-// server.
-func (s *StatementSet) Add(name string, max int) (evicted string) {
+// server. Adding a name already present makes its Parse pending again.
+func (s *StatementSet) Add(name string, max int, batch uint64) (evicted string) {
 	if s.byName == nil {
 		s.byName = make(map[string]*list.Element)
 	}
 	if e, ok := s.byName[name]; ok {
 		s.order.MoveToFront(e)
+		e.Value.(*statement).pending = batch
 		return ""
 	}
-	s.byName[name] = s.order.PushFront(name)
+	s.byName[name] = s.order.PushFront(&statement{name: name, pending: batch})
 	if max > 0 && len(s.byName) > max {
 		last := s.order.Back()
 		s.order.Remove(last)
-		evicted = last.Value.(string)
+		evicted = last.Value.(*statement).name
 		delete(s.byName, evicted)
 	}
 	return evicted
 }
 
-// Remove forgets name (closed, or its Parse failed).
+// Confirm records that the server created name (its ParseComplete).
+func (s *StatementSet) Confirm(name string) {
+	if e, ok := s.byName[name]; ok {
+		e.Value.(*statement).pending = 0
+	}
+}
+
+// Remove forgets name (closed).
 func (s *StatementSet) Remove(name string) {
 	if e, ok := s.byName[name]; ok {
+		s.order.Remove(e)
+		delete(s.byName, name)
+	}
+}
+
+// RemoveFailed forgets name after its Parse from batch failed or was
+// skipped, unless it was parsed again in a later batch since (or
+// confirmed).
+func (s *StatementSet) RemoveFailed(name string, batch uint64) {
+	if e, ok := s.byName[name]; ok && e.Value.(*statement).pending == batch {
 		s.order.Remove(e)
 		delete(s.byName, name)
 	}

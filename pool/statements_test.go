@@ -10,7 +10,7 @@ import (
 func names(s *StatementSet) []string {
 	var out []string
 	for e := s.order.Front(); e != nil; e = e.Next() {
-		out = append(out, e.Value.(string))
+		out = append(out, e.Value.(*statement).name)
 	}
 	return out
 }
@@ -22,7 +22,7 @@ func TestStatementSetZeroValue(t *testing.T) {
 	}
 	s.Remove("a") // no panic on a nil map
 	s.Clear()
-	if got := s.Add("a", 2); got != "" {
+	if got := s.Add("a", 2, 0); got != "" {
 		t.Fatalf("Add on empty set evicted %q", got)
 	}
 	if !s.Has("a") || s.Len() != 1 {
@@ -33,7 +33,7 @@ func TestStatementSetZeroValue(t *testing.T) {
 func TestStatementSetLRUEviction(t *testing.T) {
 	var s StatementSet
 	for _, n := range []string{"a", "b", "c"} {
-		if ev := s.Add(n, 3); ev != "" {
+		if ev := s.Add(n, 3, 0); ev != "" {
 			t.Fatalf("Add(%q) evicted %q below the limit", n, ev)
 		}
 	}
@@ -41,7 +41,7 @@ func TestStatementSetLRUEviction(t *testing.T) {
 		t.Fatalf("order %v, want %v", got, want)
 	}
 	// Beyond max: the least recently used goes.
-	if ev := s.Add("d", 3); ev != "a" {
+	if ev := s.Add("d", 3, 0); ev != "a" {
 		t.Fatalf("Add(d) evicted %q, want a", ev)
 	}
 	if s.Has("a") || s.Len() != 3 {
@@ -54,11 +54,11 @@ func TestStatementSetLRUEviction(t *testing.T) {
 	if got, want := names(&s), []string{"b", "d", "c"}; !slices.Equal(got, want) {
 		t.Fatalf("order after Has(b) %v, want %v", got, want)
 	}
-	if ev := s.Add("e", 3); ev != "c" {
+	if ev := s.Add("e", 3, 0); ev != "c" {
 		t.Fatalf("Add(e) evicted %q, want c (b was refreshed by Has)", ev)
 	}
 	// Re-adding an existing name refreshes it and evicts nothing.
-	if ev := s.Add("d", 3); ev != "" {
+	if ev := s.Add("d", 3, 0); ev != "" {
 		t.Fatalf("re-Add(d) evicted %q", ev)
 	}
 	if got, want := names(&s), []string{"d", "e", "b"}; !slices.Equal(got, want) {
@@ -69,7 +69,7 @@ func TestStatementSetLRUEviction(t *testing.T) {
 func TestStatementSetUnbounded(t *testing.T) {
 	var s StatementSet
 	for i := range 1000 {
-		if ev := s.Add("s"+strconv.Itoa(i), 0); ev != "" {
+		if ev := s.Add("s"+strconv.Itoa(i), 0, 0); ev != "" {
 			t.Fatalf("max 0 evicted %q", ev)
 		}
 	}
@@ -80,9 +80,9 @@ func TestStatementSetUnbounded(t *testing.T) {
 
 func TestStatementSetRemoveClear(t *testing.T) {
 	var s StatementSet
-	s.Add("a", 10)
-	s.Add("b", 10)
-	s.Add("c", 10)
+	s.Add("a", 10, 0)
+	s.Add("b", 10, 0)
+	s.Add("c", 10, 0)
 	s.Remove("b")
 	s.Remove("nope")
 	if s.Has("b") || s.Len() != 2 {
@@ -92,7 +92,7 @@ func TestStatementSetRemoveClear(t *testing.T) {
 		t.Fatalf("order %v, want %v", got, want)
 	}
 	// Removed entries are not evicted later.
-	if ev := s.Add("d", 2); ev != "a" {
+	if ev := s.Add("d", 2, 0); ev != "a" {
 		t.Fatalf("Add(d, 2) evicted %q, want a", ev)
 	}
 	s.Clear()
@@ -100,11 +100,39 @@ func TestStatementSetRemoveClear(t *testing.T) {
 		t.Fatalf("Clear left Len=%d order=%d", s.Len(), s.order.Len())
 	}
 	// Usable after Clear.
-	s.Add("x", 1)
-	if ev := s.Add("y", 1); ev != "x" {
+	s.Add("x", 1, 0)
+	if ev := s.Add("y", 1, 0); ev != "x" {
 		t.Fatalf("after Clear, Add(y, 1) evicted %q, want x", ev)
 	}
 	if got, want := names(&s), []string{"y"}; !slices.Equal(got, want) {
 		t.Fatalf("order %v, want %v", got, want)
+	}
+}
+
+// A Parse skipped in a failed batch leaves nothing on the server; a Parse
+// of the same name in a later batch must not be undone by the failure.
+func TestStatementSetPending(t *testing.T) {
+	var s StatementSet
+	s.Add("a", 0, 1)
+	if ok, batch := s.Lookup("a"); !ok || batch != 1 {
+		t.Fatalf("Lookup after Add in batch 1: %v %d", ok, batch)
+	}
+	s.Add("a", 0, 2) // parsed again in batch 2 before batch 1 failed
+	s.RemoveFailed("a", 1)
+	if ok, batch := s.Lookup("a"); !ok || batch != 2 {
+		t.Fatalf("batch 1's failure removed the Parse of batch 2: %v %d", ok, batch)
+	}
+	s.Confirm("a")
+	if ok, batch := s.Lookup("a"); !ok || batch != 0 {
+		t.Fatalf("after Confirm: %v %d", ok, batch)
+	}
+	s.RemoveFailed("a", 2)
+	if !s.Has("a") {
+		t.Fatal("a confirmed statement was removed as failed")
+	}
+	s.Add("b", 0, 3)
+	s.RemoveFailed("b", 3)
+	if s.Has("b") {
+		t.Fatal("a failed Parse left its statement")
 	}
 }

@@ -12,17 +12,18 @@ import (
 
 // SQLSTATEs the proxy reports itself.
 const (
-	codeProtocolViolation   = "08P01"
-	codeConnectionFailure   = "08006"
-	codeInvalidAuthSpec     = "28000"
-	codeInvalidPassword     = "28P01"
-	codeUnknownDatabase     = "3D000"
-	codeTooManyConnections  = "53300"
-	codeQueryCanceled       = "57014"
-	codeAdminShutdown       = "57P01"
-	codeFeatureNotSupported = "0A000"
-	codeInsufficientPriv    = "42501"
-	codeObjectNotInState    = "55000"
+	codeProtocolViolation          = "08P01"
+	codeConnectionFailure          = "08006"
+	codeInvalidAuthSpec            = "28000"
+	codeInvalidPassword            = "28P01"
+	codeUnknownDatabase            = "3D000"
+	codeTooManyConnections         = "53300"
+	codeQueryCanceled              = "57014"
+	codeAdminShutdown              = "57P01"
+	codeFeatureNotSupported        = "0A000"
+	codeInsufficientPriv           = "42501"
+	codeObjectNotInState           = "55000"
+	codeDuplicatePreparedStatement = "42P05"
 )
 
 // clientError is an error to report to the client as an ErrorResponse.

@@ -389,6 +389,10 @@ func (s *session) relayOne(b *pool.Backend, fatal **clientError) relayResult {
 		case replyAsCommandComplete:
 			_ = s.cw.Append(func(dst []byte) ([]byte, error) { return appendCommandComplete(dst, tag), nil })
 			return relayed
+		case replyAsDuplicateStatement:
+			e := errorf(codeDuplicatePreparedStatement, "prepared statement %q already exists", tag)
+			_ = s.cw.Append(func(dst []byte) ([]byte, error) { return appendError(dst, e) })
+			return relayed
 		}
 	}
 	switch typ {

@@ -138,7 +138,7 @@ func FuzzReplyTracking(f *testing.F) {
 	f.Fuzz(func(t *testing.T, ops []byte) {
 		s := &session{stmts: map[string]*clientStmt{"c": {server: "pgrecycle_x"}}, mapStmt: true}
 		b := &pool.Backend{}
-		b.Statements.Add("pgrecycle_x", 10)
+		b.Statements.Add("pgrecycle_x", 10, 0)
 		replies := []byte{'1', '2', '3', 'T', 'n', 'C', 'I', 's', 'E', 'D', 'Z', 'N', 'G'}
 		for _, op := range ops {
 			switch {

@@ -41,6 +41,8 @@ type clientStmt struct {
 	// sessionSet: it runs a session-level SET (sessionset.go), so each
 	// Bind of it marks the backend.
 	sessionSet bool
+	// batch is the batch of its Parse until the server answers it, then 0.
+	batch uint64
 }
 
 // emptyQueryTail is the Parse tail of an empty query without parameters.
@@ -62,13 +64,15 @@ const (
 	reqQuery                            // ReadyForQuery (after any number of results)
 	reqQueryDeallocate                  // DEALLOCATE sent as an empty query
 	reqExecuteDeallocate                // Execute of a DEALLOCATE parsed as an empty query
+	reqParseDuplicate                   // Parse of a name the client holds: its error shown as 42P05
 )
 
 type request struct {
 	kind   reqKind
-	client string // client statement name, for reqParse* and reqExecuteDeallocate
+	client string // client statement name, for reqParse*, reqExecuteDeallocate
 	server string // backend statement name, for reqParse*
 	tag    string // CommandComplete tag to show, for reqQueryDeallocate and reqExecuteDeallocate
+	batch  uint64 // for reqParse*: the batch it was sent in (StatementSet, clientStmt.batch)
 }
 
 // serverStmtName names a statement on backends after its text and types,
@@ -94,8 +98,18 @@ func isStalePlanError(body []byte) bool {
 		wire.ErrorMessage(body) == "cached plan must not change result type"
 }
 
-// push and pop manage the reply queue; callers hold s.mu.
-func (s *session) push(r request) { s.reqs = append(s.reqs, r) }
+// push and pop manage the reply queue; callers hold s.mu. Each Sync or
+// Query ends a batch (s.batches counts them).
+func (s *session) push(r request) {
+	if r.kind == reqSync || r.kind == reqQuery || r.kind == reqQueryDeallocate {
+		s.batches++
+	}
+	s.reqs = append(s.reqs, r)
+}
+
+// batch names the batch the messages being forwarded belong to, as
+// StatementSet records it (never 0).
+func (s *session) batch() uint64 { return s.batches + 1 }
 
 func (s *session) head() *request {
 	if s.reqHead == len(s.reqs) {
@@ -127,16 +141,25 @@ func (s *session) forgetFailedParse(b *pool.Backend, r request) {
 	switch r.kind {
 	case reqParse, reqParseHidden:
 		if r.server != "" {
-			b.Statements.Remove(r.server)
+			b.Statements.RemoveFailed(r.server, r.batch)
 		}
 	case reqParseViaClose:
 	default:
 		return
 	}
 	if r.client != "" {
-		if cs := s.stmts[r.client]; cs != nil && cs.server == r.server {
+		// Unless the client parsed the name again in a later batch.
+		if cs := s.stmts[r.client]; cs != nil && cs.server == r.server && cs.batch == r.batch {
 			delete(s.stmts, r.client)
 		}
+	}
+}
+
+// confirmClientStmt records that the server answered the Parse r of a
+// client statement. Callers hold s.mu.
+func (s *session) confirmClientStmt(r request) {
+	if cs := s.stmts[r.client]; cs != nil && cs.server == r.server {
+		cs.batch = 0
 	}
 }
 
@@ -148,6 +171,7 @@ const (
 	replySwallow
 	replyAsParseComplete
 	replyAsCommandComplete
+	replyAsDuplicateStatement // an ErrorResponse shown as 42P05 for the named statement
 )
 
 // track matches a server message against the reply queue. body is nil for
@@ -175,9 +199,12 @@ func (s *session) track(b *pool.Backend, typ byte, body []byte) (reply, string) 
 	case '1':
 		switch h.kind {
 		case reqParse:
-			s.pop()
+			if r := s.pop(); r.server != "" {
+				b.Statements.Confirm(r.server)
+				s.confirmClientStmt(r)
+			}
 		case reqParseHidden:
-			s.pop()
+			b.Statements.Confirm(s.pop().server)
 			return replySwallow, ""
 		}
 	case '2':
@@ -192,7 +219,7 @@ func (s *session) track(b *pool.Backend, typ byte, body []byte) (reply, string) 
 			s.pop()
 			return replySwallow, ""
 		case reqParseViaClose:
-			s.pop()
+			s.confirmClientStmt(s.pop())
 			return replyAsParseComplete, ""
 		}
 	case 'T', 'n':
@@ -222,6 +249,12 @@ func (s *session) track(b *pool.Backend, typ byte, body []byte) (reply, string) 
 			// every other client's, must not get the stale statement back.
 			s.pool.InvalidateStatements()
 		}
+		var rewritten reply
+		var name string
+		if h.kind == reqParseDuplicate {
+			// The server's syntax error stands for PostgreSQL's own.
+			rewritten, name = replyAsDuplicateStatement, h.client
+		}
 		switch h.kind {
 		case reqQuery, reqQueryDeallocate, reqSync:
 			// ReadyForQuery follows and completes it.
@@ -231,6 +264,9 @@ func (s *session) track(b *pool.Backend, typ byte, body []byte) (reply, string) 
 			for h := s.head(); h != nil && h.kind != reqSync && h.kind != reqQuery && h.kind != reqQueryDeallocate; h = s.head() {
 				s.forgetFailedParse(b, s.pop())
 			}
+		}
+		if rewritten != replyForward {
+			return rewritten, name
 		}
 	}
 	return replyForward, ""
@@ -321,30 +357,53 @@ func (s *session) mapParse(b *pool.Backend) error {
 	max := s.pool.Options().Pool.MaxPreparedStatements
 
 	s.mu.Lock()
+	if cs := s.stmts[client]; cs != nil && (cs.batch == 0 || cs.batch == s.batch()) {
+		// PostgreSQL refuses to redefine a statement: the server is sent
+		// a Parse that fails, so it skips the rest of the batch as it
+		// would, and its error is shown as 42P05. (A statement whose Parse
+		// is in an earlier batch still unanswered may yet be skipped: that
+		// one is redefined.)
+		s.push(request{kind: reqParseDuplicate, client: client})
+		s.mu.Unlock()
+		s.writeParse(duplicateStatement, duplicateStatementTail[:])
+		return nil
+	}
 	stmt := &clientStmt{}
 	if stmt.dealloc = s.deallocTarget(tail); stmt.dealloc != "" {
 		tail = emptyQueryTail[:] // a DEALLOCATE prepared by name (pgx's statement cache)
 	}
 	stmt.tail = append([]byte(nil), tail...)
+	stmt.batch = s.batch()
 	stmt.server = serverStmtName(stmt.tail, s.pool.StatementEpoch())
 	stmt.sessionSet = containsSessionSet(stmt.tail)
 	if s.stmts == nil {
 		s.stmts = make(map[string]*clientStmt)
 	}
 	s.stmts[client] = stmt
-	if b.Statements.Has(stmt.server) {
-		s.push(request{kind: reqParseViaClose, client: client, server: stmt.server})
+	exists, pending := b.Statements.Lookup(stmt.server)
+	if exists && (pending == 0 || pending == s.batch()) {
+		// On the backend, or parsed earlier in this batch: the server
+		// gets there first, or skips both.
+		s.push(request{kind: reqParseViaClose, client: client, server: stmt.server, batch: s.batch()})
 		s.mu.Unlock()
 		s.srv.observeStatement(true)
 		s.writeClose(noopStatement)
 		return nil
 	}
 	s.srv.observeStatement(false)
-	evicted := b.Statements.Add(stmt.server, max)
+	var evicted string
+	if exists {
+		// Parsed in an earlier batch still unanswered, which may fail and
+		// skip it: prepared again, after a Close in case it did not fail.
+		evicted = stmt.server
+		b.Statements.Add(stmt.server, max, s.batch())
+	} else {
+		evicted = b.Statements.Add(stmt.server, max, s.batch())
+	}
 	if evicted != "" {
 		s.push(request{kind: reqCloseHidden})
 	}
-	s.push(request{kind: reqParse, client: client, server: stmt.server})
+	s.push(request{kind: reqParse, client: client, server: stmt.server, batch: s.batch()})
 	s.mu.Unlock()
 	if evicted != "" {
 		s.writeClose(evicted)
@@ -353,20 +412,34 @@ func (s *session) mapParse(b *pool.Backend) error {
 	return nil
 }
 
+// duplicateStatement and its query make a Parse that the server rejects
+// (a syntax error) without creating anything, standing for a client's
+// Parse of a name it already holds.
+const duplicateStatement = "pgrecycle_duplicate"
+
+var duplicateStatementTail = [...]byte{'p', 'g', 'r', 'e', 'c', 'y', 'c', 'l', 'e', 0, 0, 0}
+
 // ensurePrepared makes the backend hold cs before a message that uses it.
 // Callers hold s.mu; the returned writes must be done after unlocking, in
 // order: close evicted (if any), then parse (if needed).
 func (s *session) ensurePrepared(b *pool.Backend, cs *clientStmt) (evicted string, parse bool) {
-	if b.Statements.Has(cs.server) {
+	exists, pending := b.Statements.Lookup(cs.server)
+	if exists && (pending == 0 || pending == s.batch()) {
 		s.srv.observeStatement(true)
 		return "", false
 	}
 	s.srv.observeStatement(false)
-	evicted = b.Statements.Add(cs.server, s.pool.Options().Pool.MaxPreparedStatements)
+	if exists {
+		// Its Parse is in an earlier batch that may fail: see mapParse.
+		evicted = cs.server
+		b.Statements.Add(cs.server, s.pool.Options().Pool.MaxPreparedStatements, s.batch())
+	} else {
+		evicted = b.Statements.Add(cs.server, s.pool.Options().Pool.MaxPreparedStatements, s.batch())
+	}
 	if evicted != "" {
 		s.push(request{kind: reqCloseHidden})
 	}
-	s.push(request{kind: reqParseHidden, server: cs.server})
+	s.push(request{kind: reqParseHidden, server: cs.server, batch: s.batch()})
 	return evicted, true
 }
 

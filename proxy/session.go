@@ -76,6 +76,7 @@ type session struct {
 	// and the client's named statements (both guarded by mu).
 	reqs    []request
 	reqHead int
+	batches uint64 // Syncs and Queries forwarded: see batch()
 	stmts   map[string]*clientStmt
 	mapStmt bool // map named statements (transaction mode, max_prepared_statements > 0)
 	// A DEALLOCATE of a client statement sent with the extended protocol

@@ -79,9 +79,11 @@ func TestPreparedSharedAndClosed(t *testing.T) {
 		t.Fatalf("a's closed statement still usable: %v", r.Err)
 	}
 	// SQL DEALLOCATE name / ALL and DISCARD ALL act on the client's view.
-	for _, sql := range []string{"DEALLOCATE same", "DEALLOCATE ALL", "DISCARD ALL"} {
-		if _, err := b.PgConn().Prepare(ctx, "same", "SELECT 40 + $1::int", nil); err != nil {
-			t.Fatal(err)
+	for i, sql := range []string{"DEALLOCATE same", "DEALLOCATE ALL", "DISCARD ALL"} {
+		if i > 0 { // b still holds "same" from above the first time
+			if _, err := b.PgConn().Prepare(ctx, "same", "SELECT 40 + $1::int", nil); err != nil {
+				t.Fatal(err)
+			}
 		}
 		if _, err := b.Exec(ctx, sql, pgx.QueryExecModeSimpleProtocol); err != nil {
 			t.Fatalf("%s: %v", sql, err)
@@ -295,5 +297,99 @@ func TestPreparedAfterAlterTable(t *testing.T) {
 	}
 	if err != nil || n != 3 {
 		t.Fatalf("pgx after the second ALTER: %d columns, %v; want 3", n, err)
+	}
+}
+
+// pipelineResults sends what send queues, syncs, and collects per request
+// its error (nil on success) until n PipelineSyncs arrived.
+func pipelineResults(ctx context.Context, t *testing.T, c *pgconn.PgConn, syncs int, send func(p *pgconn.Pipeline)) []error {
+	t.Helper()
+	p := c.StartPipeline(ctx)
+	send(p)
+	if err := p.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	var out []error
+	for seen := 0; seen < syncs; {
+		res, err := p.GetResults()
+		switch r := res.(type) {
+		case *pgconn.PipelineSync:
+			seen++
+			continue
+		case *pgconn.ResultReader:
+			_, err = r.Close()
+		case nil:
+			if err == nil {
+				t.Fatalf("pipeline ended after %d syncs, want %d", seen, syncs)
+			}
+		}
+		out = append(out, err)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestPreparedPipelineAfterSkippedParse: a Parse skipped because an earlier
+// message of its batch failed leaves nothing on the server; a Parse of the
+// same text in a later batch of the same pipeline must still prepare it.
+// Before, the proxy took the skipped Parse for done and sent nothing, and
+// the second batch failed with 26000 naming an internal statement.
+func TestPreparedPipelineAfterSkippedParse(t *testing.T) {
+	leakCheck(t)
+	e := startProxy(t, proxyOpts{size: 1})
+	ctx := testCtx(t)
+	for _, second := range []string{"other", "first"} {
+		c := e.connect(ctx)
+		const q = "SELECT 7 + $1::int"
+		errs := pipelineResults(ctx, t, c.PgConn(), 2, func(p *pgconn.Pipeline) {
+			p.SendQueryParams("SELECT 1/0", nil, nil, nil, nil)
+			p.SendPrepare("first", q, nil)
+			p.SendPipelineSync()
+			p.SendPrepare(second, q, nil)
+			p.SendQueryPrepared(second, [][]byte{[]byte("1")}, nil, nil)
+			p.SendPipelineSync()
+		})
+		if len(errs) == 0 || sqlState(errs[0]) != "22012" {
+			t.Fatalf("first batch: %v, want 22012 first", errs)
+		}
+		for _, err := range errs[1:] {
+			if err != nil && sqlState(err) != "22012" {
+				t.Fatalf("second batch (Parse %q after the skipped one): %v", second, err)
+			}
+		}
+		r := c.PgConn().ExecPrepared(ctx, second, [][]byte{[]byte("2")}, nil, nil).Read()
+		if r.Err != nil || string(r.Rows[0][0]) != "9" {
+			t.Fatalf("statement %q after the pipeline: %v", second, r.Err)
+		}
+		c.Close(ctx)
+	}
+}
+
+// TestPreparedDuplicateName: a Parse of a name the client already holds
+// fails with 42P05, as on PostgreSQL, and the statement keeps its text.
+// Before, the proxy silently redefined it.
+func TestPreparedDuplicateName(t *testing.T) {
+	leakCheck(t)
+	e := startProxy(t, proxyOpts{size: 1})
+	ctx := testCtx(t)
+	c := e.connect(ctx)
+	if _, err := c.PgConn().Prepare(ctx, "s2", "SELECT 'original'", nil); err != nil {
+		t.Fatal(err)
+	}
+	_, err := c.PgConn().Prepare(ctx, "s2", "SELECT 'redefined'", nil)
+	if sqlState(err) != "42P05" || !strings.Contains(err.Error(), `"s2"`) {
+		t.Fatalf("Parse of an existing name: %v, want 42P05 naming s2", err)
+	}
+	r := c.PgConn().ExecPrepared(ctx, "s2", nil, nil, nil).Read()
+	if r.Err != nil || string(r.Rows[0][0]) != "original" {
+		t.Fatalf("s2 after the refused Parse: %v %q", r.Err, r.Rows)
+	}
+	// The batch after the error was skipped, as PostgreSQL does, and the
+	// session goes on.
+	var n int
+	if err := c.QueryRow(ctx, "SELECT 5").Scan(&n); err != nil || n != 5 {
+		t.Fatalf("after the refused Parse: %v", err)
 	}
 }
