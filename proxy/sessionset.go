@@ -17,14 +17,16 @@ import (
 // backend with the client, and resets the backend before any other client
 // uses it. The client that set it keeps it only while it lands on that
 // backend again, as with any pooler; SET LOCAL, SET TRANSACTION and SET
-// CONSTRAINTS end with their transaction and cost nothing.
+// CONSTRAINTS end with their transaction and cost nothing. The same holds
+// for settings changed by set_config() or inside a DO block, and for
+// LISTEN, whose notifications would reach the next client: all are reset.
 
 // sessionSetScanLimit bounds how much of a query is searched for SET.
 const sessionSetScanLimit = 2048
 
 // resetSQL returns a backend to its login settings. Startup parameters,
 // pgrecycle's injected ones included, are the values RESET restores.
-const resetSQL = "SET SESSION AUTHORIZATION DEFAULT; RESET ALL"
+const resetSQL = "SET SESSION AUTHORIZATION DEFAULT; RESET ALL; UNLISTEN *"
 
 // resetSessionSettings undoes another client's session-level settings;
 // the caller then applies its own (applyParams).
@@ -73,13 +75,17 @@ func (s *session) noteSessionSet(b *pool.Backend, typ byte, bodyLen int) {
 	}
 }
 
-// containsSessionSet reports whether SQL text (up to a NUL, if any) has a
-// statement that starts with SET and outlives its transaction. It splits
-// at every semicolon, in quotes or not: a false alarm costs one reset,
-// never a wrong answer.
+// containsSessionSet reports whether SQL text (up to a NUL, if any) may
+// leave session state behind: a statement that starts with SET and
+// outlives its transaction, DO or LISTEN, or a call of set_config
+// anywhere. It splits at every semicolon, in quotes or not: a false alarm
+// costs one reset, never a wrong answer.
 func containsSessionSet(q []byte) bool {
 	if i := bytes.IndexByte(q, 0); i >= 0 {
 		q = q[:i]
+	}
+	if callsSetConfig(q) {
+		return true
 	}
 	for {
 		end := bytes.IndexByte(q, ';')
@@ -93,10 +99,30 @@ func containsSessionSet(q []byte) bool {
 	}
 }
 
+// callsSetConfig reports whether q mentions set_config, in any case.
+func callsSetConfig(q []byte) bool {
+	for i := 3; i < len(q); {
+		j := bytes.IndexByte(q[i:], '_')
+		if j < 0 {
+			return false
+		}
+		i += j
+		if hasPrefixFold(q[i-3:], "set_config") {
+			return true
+		}
+		i++
+	}
+	return false
+}
+
 // isSessionSet reports whether one statement is SET, but not SET LOCAL,
-// SET TRANSACTION or SET CONSTRAINTS.
+// SET TRANSACTION or SET CONSTRAINTS, or is DO (its body may SET through
+// EXECUTE) or LISTEN.
 func isSessionSet(stmt []byte) bool {
 	stmt = skipBlanksAndComments(stmt)
+	if hasWordFold(stmt, "do") || hasWordFold(stmt, "listen") {
+		return true
+	}
 	if !hasWordFold(stmt, "set") {
 		return false
 	}

@@ -1,7 +1,9 @@
 package integration
 
 import (
+	"context"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -57,6 +59,14 @@ func TestSessionSetIsolation(t *testing.T) {
 			_, err := a.Exec(ctx, "SET ROLE "+role, pgx.QueryExecModeExec)
 			return err
 		}},
+		{"set_config", func() error {
+			_, err := a.Exec(ctx, "SELECT set_config('role', $1, false), set_config('search_path', 'nowhere', false)", pgx.QueryExecModeExec, role)
+			return err
+		}},
+		{"DO block", func() error {
+			_, err := a.Exec(ctx, "DO $$ BEGIN EXECUTE 'SET statement_timeout = 4321'; END $$", pgx.QueryExecModeSimpleProtocol)
+			return err
+		}},
 		{"cached statement", func() error {
 			// Prepared once by pgx, then only bound and executed.
 			for i := 0; i < 2; i++ {
@@ -103,5 +113,42 @@ func TestSessionSetIsolation(t *testing.T) {
 	}
 	if got := show(a, "SHOW statement_timeout"); got != "2345ms" {
 		t.Errorf("A's SET after its own SET LOCAL transaction: %q", got)
+	}
+}
+
+// TestListenIsolation: in transaction pooling a client's LISTEN does not
+// make another client that gets the same backend receive its
+// notifications.
+func TestListenIsolation(t *testing.T) {
+	leakCheck(t)
+	e := startProxy(t, proxyOpts{mode: "transaction", size: 1})
+	ctx := testCtx(t)
+	a, b := e.connect(ctx), e.connect(ctx)
+	if _, err := a.Exec(ctx, "LISTEN secret_channel"); err != nil {
+		t.Fatal(err)
+	}
+	d := e.direct(ctx)
+	defer d.Close(ctx)
+	// B holds the backend A listened on while the notification commits.
+	tx, err := b.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "SELECT 1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Exec(ctx, "NOTIFY secret_channel, 'for A only'"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "SELECT pg_sleep(0.1)"); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	if n, err := b.WaitForNotification(wctx); err == nil {
+		t.Fatalf("B received A's notification: %+v", n)
 	}
 }
