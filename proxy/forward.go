@@ -393,6 +393,9 @@ func (s *session) relayOne(b *pool.Backend, fatal **clientError) relayResult {
 			e := errorf(codeDuplicatePreparedStatement, "prepared statement %q already exists", tag)
 			_ = s.cw.Append(func(dst []byte) ([]byte, error) { return appendError(dst, e) })
 			return relayed
+		case replyWithClientName:
+			_ = s.cw.Append(func(dst []byte) ([]byte, error) { return appendRenamedError(dst, msg, tag) })
+			return relayed
 		}
 	}
 	switch typ {

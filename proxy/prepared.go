@@ -1,11 +1,14 @@
 package proxy
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"strconv"
 	"strings"
+
+	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/pgrecycle/pgrecycle/pool"
 	"github.com/pgrecycle/pgrecycle/wire"
@@ -155,6 +158,31 @@ func (s *session) forgetFailedParse(b *pool.Backend, r request) {
 	}
 }
 
+// clientNameIn returns the first of the client's statements whose server
+// name an error body quotes, or "". Callers hold s.mu.
+func (s *session) clientNameIn(body []byte) (client, server string) {
+	for name, cs := range s.stmts {
+		if bytes.Contains(body, []byte(`"`+cs.server+`"`)) {
+			return name, cs.server
+		}
+	}
+	return "", ""
+}
+
+// appendRenamedError appends the ErrorResponse msg with the shared
+// statement named in names ("client\x00server") shown by the client's name.
+func appendRenamedError(dst, msg []byte, names string) ([]byte, error) {
+	client, server, _ := strings.Cut(names, "\x00")
+	var e pgproto3.ErrorResponse
+	if err := e.Decode(msg[wire.HeaderLen:]); err != nil {
+		return append(dst, msg...), nil
+	}
+	from, to := `"`+server+`"`, strconv.Quote(client)
+	e.Message = strings.ReplaceAll(e.Message, from, to)
+	e.Detail = strings.ReplaceAll(e.Detail, from, to)
+	return e.Encode(dst)
+}
+
 // confirmClientStmt records that the server answered the Parse r of a
 // client statement. Callers hold s.mu.
 func (s *session) confirmClientStmt(r request) {
@@ -172,6 +200,7 @@ const (
 	replyAsParseComplete
 	replyAsCommandComplete
 	replyAsDuplicateStatement // an ErrorResponse shown as 42P05 for the named statement
+	replyWithClientName       // an ErrorResponse naming a shared statement, shown with the client's name
 )
 
 // track matches a server message against the reply queue. body is nil for
@@ -251,9 +280,21 @@ func (s *session) track(b *pool.Backend, typ byte, body []byte) (reply, string) 
 		}
 		var rewritten reply
 		var name string
-		if h.kind == reqParseDuplicate {
+		switch {
+		case h.kind == reqParseDuplicate:
 			// The server's syntax error stands for PostgreSQL's own.
 			rewritten, name = replyAsDuplicateStatement, h.client
+		case body != nil && bytes.Contains(body, []byte(`"pgrecycle_`)):
+			// The server names a shared statement: the client knows it
+			// by its own name.
+			if client, server := s.clientNameIn(body); client != "" {
+				rewritten, name = replyWithClientName, client+"\x00"+server
+				if code, _ := wire.ErrorCode(body); string(code) == "26000" {
+					// Gone from the backend (a DEALLOCATE of the shared
+					// name): the next use prepares it again.
+					b.Statements.Remove(server)
+				}
+			}
 		}
 		switch h.kind {
 		case reqQuery, reqQueryDeallocate, reqSync:

@@ -393,3 +393,32 @@ func TestPreparedDuplicateName(t *testing.T) {
 		t.Fatalf("after the refused Parse: %v", err)
 	}
 }
+
+// TestPreparedErrorsNameClientStatement: an error about a shared
+// statement names it as the client does, and a shared statement that
+// vanished from the backend (here an SQL DEALLOCATE of its internal name)
+// is prepared again at the next use.
+func TestPreparedErrorsNameClientStatement(t *testing.T) {
+	leakCheck(t)
+	e := startProxy(t, proxyOpts{size: 1})
+	ctx := testCtx(t)
+	c := e.connect(ctx)
+	if _, err := c.PgConn().Prepare(ctx, "mine", "SELECT 3", nil); err != nil {
+		t.Fatal(err)
+	}
+	var internal string
+	if err := c.QueryRow(ctx, "SELECT name FROM pg_prepared_statements WHERE statement = 'SELECT 3'", pgx.QueryExecModeSimpleProtocol).Scan(&internal); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Exec(ctx, "DEALLOCATE "+internal, pgx.QueryExecModeSimpleProtocol); err != nil {
+		t.Fatal(err)
+	}
+	r := c.PgConn().ExecPrepared(ctx, "mine", nil, nil, nil).Read()
+	if sqlState(r.Err) != "26000" || !strings.Contains(r.Err.Error(), `"mine"`) || strings.Contains(r.Err.Error(), internal) {
+		t.Fatalf("statement gone from the backend: %v, want 26000 naming \"mine\"", r.Err)
+	}
+	r = c.PgConn().ExecPrepared(ctx, "mine", nil, nil, nil).Read()
+	if r.Err != nil || string(r.Rows[0][0]) != "3" {
+		t.Fatalf("next use after the statement vanished: %v", r.Err)
+	}
+}
