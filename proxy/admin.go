@@ -528,8 +528,9 @@ func (s *session) showServers() *adminResult {
 func (s *session) showStats() *adminResult {
 	srv := s.srv
 	r := newAdminResult(textCol("database"), intCol("total_xact_count"), intCol("total_query_count"),
-		intCol("total_received"), intCol("total_sent"), intCol("total_wait_time"),
-		intCol("avg_xact_count"), intCol("avg_query_count"), intCol("avg_recv"), intCol("avg_sent"), intCol("avg_wait_time"))
+		intCol("total_received"), intCol("total_sent"), intCol("total_xact_time"), intCol("total_wait_time"),
+		intCol("avg_xact_count"), intCol("avg_query_count"), intCol("avg_recv"), intCol("avg_sent"), intCol("avg_xact_time"),
+		intCol("avg_wait_time"))
 	type dbStats struct {
 		t                    sessionTotals
 		waitCount, waitNanos int64
@@ -560,7 +561,8 @@ func (s *session) showStats() *adminResult {
 	}
 	sort.Strings(names)
 	// Averages are per second since the server started, except
-	// avg_wait_time: microseconds per wait.
+	// avg_xact_time (microseconds per transaction) and avg_wait_time
+	// (microseconds per wait). Times are in microseconds, as PgBouncer's.
 	secs := max(int64(time.Since(srv.ops.started)/time.Second), 1)
 	for _, name := range names {
 		d := by[name]
@@ -569,8 +571,13 @@ func (s *session) showStats() *adminResult {
 		if d.waitCount > 0 {
 			avgWait = waitUS / d.waitCount
 		}
-		r.add(name, d.t.transactions, d.t.queries, d.t.received, d.t.sent, waitUS,
-			d.t.transactions/secs, d.t.queries/secs, d.t.received/secs, d.t.sent/secs, avgWait)
+		xactUS := d.t.xactNanos / int64(time.Microsecond)
+		avgXact := int64(0)
+		if d.t.transactions > 0 {
+			avgXact = xactUS / d.t.transactions
+		}
+		r.add(name, d.t.transactions, d.t.queries, d.t.received, d.t.sent, xactUS, waitUS,
+			d.t.transactions/secs, d.t.queries/secs, d.t.received/secs, d.t.sent/secs, avgXact, avgWait)
 	}
 	return r
 }

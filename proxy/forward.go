@@ -307,6 +307,9 @@ func (s *session) forward(b *pool.Backend, typ byte, bodyLen int) (nextStep, err
 	if typ == wire.MsgQuery || typ == wire.MsgExecute {
 		b.Queries.Add(1)
 		s.queries.Add(1)
+		if s.xactStart.Load() == 0 {
+			s.xactStart.Store(time.Now().UnixNano())
+		}
 	}
 	if s.txMode && (typ == wire.MsgQuery || typ == wire.MsgParse) {
 		s.noteSessionSet(b, typ, bodyLen)
@@ -410,6 +413,9 @@ func (s *session) relayOne(b *pool.Backend, fatal **clientError) relayResult {
 			b.QueriesAtTx = q
 			b.Transactions.Add(1)
 			s.transactions.Add(1)
+			if start := s.xactStart.Swap(0); start != 0 {
+				s.xactNanos.Add(time.Now().UnixNano() - start)
+			}
 		}
 		_, _ = s.cw.Write(msg)
 		return relayReady

@@ -59,10 +59,12 @@ type poolLabels struct{ database, user string }
 type sessionTotals struct {
 	queries, transactions int64
 	received, sent        int64 // client bytes
+	xactNanos             int64 // time inside transactions, from first query to ReadyForQuery 'I'
 }
 
 func (t *sessionTotals) add(o sessionTotals) {
 	t.queries += o.queries
+	t.xactNanos += o.xactNanos
 	t.transactions += o.transactions
 	t.received += o.received
 	t.sent += o.sent
@@ -132,7 +134,7 @@ func (s *session) clientBytes() (received, sent int64) {
 }
 
 func (s *session) totals() sessionTotals {
-	t := sessionTotals{queries: s.queries.Load(), transactions: s.transactions.Load()}
+	t := sessionTotals{queries: s.queries.Load(), transactions: s.transactions.Load(), xactNanos: s.xactNanos.Load()}
 	t.received, t.sent = s.clientBytes()
 	return t
 }

@@ -141,7 +141,8 @@ func TestAdminConsolePsql(t *testing.T) {
 
 	stats := e.mustPsqlAdmin(ctx, "SHOW STATS")
 	sameCols(t, "SHOW STATS", stats.cols, "database", "total_xact_count", "total_query_count", "total_received",
-		"total_sent", "total_wait_time", "avg_xact_count", "avg_query_count", "avg_recv", "avg_sent", "avg_wait_time")
+		"total_sent", "total_xact_time", "total_wait_time", "avg_xact_count", "avg_query_count", "avg_recv", "avg_sent",
+		"avg_xact_time", "avg_wait_time")
 	st, ok := stats.find("database", "app")
 	if !ok {
 		t.Fatalf("SHOW STATS has no app row:\n%s", stats)
@@ -620,5 +621,40 @@ func TestAdminIncidentCommands(t *testing.T) {
 	}
 	if _, err := adminExec(ctx, admin, "KILL nosuchdb"); errCode(err) != "3D000" {
 		t.Fatalf("KILL nosuchdb: %v, want 3D000", err)
+	}
+}
+
+// TestAdminStatsTransactionTime: SHOW STATS and the metrics count the time
+// clients spend in transactions (microseconds, as PgBouncer's
+// total_xact_time), from the first query to ReadyForQuery outside a
+// transaction.
+func TestAdminStatsTransactionTime(t *testing.T) {
+	leakCheck(t)
+	ctx := testCtx(t)
+	e := startProxy(t, proxyOpts{extra: metricsExtra})
+	c := e.connect(ctx)
+	tx, err := c.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "SELECT pg_sleep(0.2)"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // the client thinking, inside the transaction
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st, ok := e.mustPsqlAdmin(ctx, "SHOW STATS").find("database", "app")
+	if !ok {
+		t.Fatal("no app row in SHOW STATS")
+	}
+	if us := atoi(t, st["total_xact_time"]); us < 300_000 || us > 10_000_000 {
+		t.Fatalf("total_xact_time = %d µs after a 0.3 s transaction", us)
+	}
+	if avg := atoi(t, st["avg_xact_time"]); avg <= 0 {
+		t.Fatalf("avg_xact_time = %d", avg)
+	}
+	if v, ok := sample(e.scrape(ctx), "pgrecycle_transaction_seconds_total", "database", "app"); !ok || v < 0.3 {
+		t.Fatalf("pgrecycle_transaction_seconds_total = %v (%v), want at least 0.3", v, ok)
 	}
 }
