@@ -89,8 +89,8 @@ type session struct {
 	transactions atomic.Int64
 	// xactStart is when the transaction in progress sent its first query
 	// (unix ns, 0 outside one); xactNanos sums finished ones.
-	xactStart atomic.Int64
-	xactNanos atomic.Int64
+	xactStart    atomic.Int64
+	xactNanos    atomic.Int64
 	waitingSince atomic.Int64 // unix ns while waiting for a backend (beginWait)
 
 	// txStatus is the transaction status of the attached backend at its
