@@ -289,9 +289,12 @@ func (s *Server) poolFor(db *config.Database, user, password string, pt *pool.Pa
 	if p, ok := s.pools[key]; ok {
 		s.mu.Unlock()
 		// This login's credentials are the newest: a rotated password
-		// (userlist reload, auth_query) reaches new backends with it.
-		if err := p.SetCredentials(password, pt); err != nil {
-			return nil, err
+		// (userlist reload, auth_query) reaches new backends with it. A
+		// login that brought none (trust, cert) leaves the pool's alone.
+		if password != "" || pt != nil {
+			if err := p.SetCredentials(password, pt); err != nil {
+				return nil, err
+			}
 		}
 		return p, nil
 	}

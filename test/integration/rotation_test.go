@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -94,5 +95,64 @@ func TestPasswordRotation(t *testing.T) {
 				t.Fatalf("login with the old password after the reload: %v, want 28P01", err)
 			}
 		})
+	}
+}
+
+// TestTrustLoginKeepsPoolCredentials: a login that brings no credentials
+// (trust on the unix socket) does not erase the ones a password login gave
+// the pool (here a SCRAM key passed through): backends it needs still log
+// in.
+func TestTrustLoginKeepsPoolCredentials(t *testing.T) {
+	leakCheck(t)
+	ctx := testCtx(t)
+	e0 := startProxy(t, proxyOpts{})
+	role := uniqueName("mixed")
+	if err := e0.pg.CreateRole(ctx, role, "mixed-pw", false); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e0.pg.Exec(context.Background(), "DROP ROLE IF EXISTS "+role) })
+	d := e0.direct(ctx)
+	var verifier string
+	if err := d.QueryRow(ctx, "SELECT rolpassword FROM pg_authid WHERE rolname = $1", role).Scan(&verifier); err != nil {
+		t.Fatal(err)
+	}
+	d.Close(ctx)
+	dir, err := os.MkdirTemp("", "pgr-sock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port // the socket is named after listen.addr's port
+	l.Close()
+	e := startProxy(t, proxyOpts{authType: "scram-sha-256", dbUser: "-", users: map[string]string{role: verifier},
+		addr: fmt.Sprintf("127.0.0.1:%d", port), listenExtra: fmt.Sprintf("unix_socket_dir = %q\n", dir),
+		extra: "[[hba]]\ndatabase = \"all\"\nuser = \"all\"\naddress = \"local\"\nmethod = \"trust\"\n" +
+			"[[hba]]\ndatabase = \"all\"\nuser = \"all\"\naddress = \"all\"\nmethod = \"scram-sha-256\"\n"})
+	dumpLogsOnFailure(t, e)
+	tcp, err := pgx.Connect(ctx, e.dsn(role, "mixed-pw", "app"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tcp.Close(ctx)
+	tx, err := tcp.Begin(ctx) // holds the pool's first backend
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(context.Background()) }()
+	if _, err := tx.Exec(ctx, "SELECT 1"); err != nil {
+		t.Fatal(err)
+	}
+	local, err := pgx.Connect(ctx, fmt.Sprintf("host=%s port=%d user=%s dbname=app", dir, e.port, role))
+	if err != nil {
+		t.Fatalf("trust login on the unix socket: %v", err)
+	}
+	defer local.Close(ctx)
+	var who string
+	if err := local.QueryRow(ctx, "SELECT current_user").Scan(&who); err != nil || who != role {
+		t.Fatalf("new backend after a trust login: %q, %v", who, err)
 	}
 }
