@@ -70,6 +70,20 @@ func (s *session) loop() error {
 		if err := s.cr.Complete(); err != nil {
 			return err
 		}
+		if typ == wire.MsgCopyData || typ == wire.MsgCopyDone || typ == wire.MsgCopyFail {
+			s.mu.Lock()
+			detached := s.backend == nil
+			s.mu.Unlock()
+			if detached {
+				// The COPY failed and its backend went back to the pool:
+				// the rest of its data is dropped, as the server drops it.
+				// Forwarded, it would tie a backend to this client forever.
+				if err := s.cr.Skip(); err != nil {
+					return err
+				}
+				continue
+			}
+		}
 		b, err := s.attachAndMark(typ)
 		if err != nil {
 			var ce *clientError

@@ -167,3 +167,54 @@ func TestCopyInWithEarlySync(t *testing.T) {
 		})
 	}
 }
+
+// TestCopyInErrorBeforeCopyDone: the server rejects COPY data at once and
+// returns to idle; the client's late CopyData and CopyDone are dropped, as
+// PostgreSQL drops them, and the backend goes back to the pool. Before,
+// they tied a backend to the client for good, and with a pool of one the
+// next client never got one.
+func TestCopyInErrorBeforeCopyDone(t *testing.T) {
+	leakCheck(t)
+	e := startProxy(t, proxyOpts{size: 1})
+	table := uniqueName("copyerr")
+	ctx := testCtx(t)
+	d := e.direct(ctx)
+	defer d.Close(ctx)
+	if _, err := d.Exec(ctx, "CREATE TABLE "+table+" (i int)"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dropTable(t, e, table) })
+
+	fe, _ := e.rawFrontend(t)
+	fe.Send(&pgproto3.Query{String: "COPY " + table + " (i) FROM STDIN"})
+	if err := fe.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	expectType[*pgproto3.CopyInResponse](t, fe)
+	fe.Send(&pgproto3.CopyData{Data: []byte("not a number\n")})
+	if err := fe.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if e := expectType[*pgproto3.ErrorResponse](t, fe); e.Code != "22P02" {
+		t.Fatalf("bad COPY row: %s %s", e.Code, e.Message)
+	}
+	expectType[*pgproto3.ReadyForQuery](t, fe)
+	// The client had more in flight.
+	fe.Send(&pgproto3.CopyData{Data: []byte("2\n")})
+	fe.Send(&pgproto3.CopyDone{})
+	fe.Send(&pgproto3.Query{String: "SELECT 1"})
+	if err := fe.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	got := expectUntilReady(t, fe)
+	if len(got) != 4 { // RowDescription, DataRow, CommandComplete, ReadyForQuery
+		t.Fatalf("SELECT 1 after the failed COPY: %v", got)
+	}
+	other := e.connect(ctx)
+	qctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	var n int
+	if err := other.QueryRow(qctx, "SELECT 2").Scan(&n); err != nil || n != 2 {
+		t.Fatalf("another client with a pool of one, after the failed COPY: %v", err)
+	}
+}
