@@ -1,6 +1,9 @@
 package pool
 
-import "sync"
+import (
+	"sync"
+	"sync/atomic"
+)
 
 // DBLimiter caps the backends of all pools of one database
 // (max_db_connections). Pools take a slot before they connect and give it
@@ -12,6 +15,29 @@ type DBLimiter struct {
 	max   int // 0 = unlimited
 	used  int
 	pools []*Pool
+	// starved counts the pools whose waiters found no slot.
+	starved atomic.Int32
+}
+
+func (l *DBLimiter) setStarved(starved bool) {
+	if starved {
+		l.starved.Add(1)
+	} else {
+		l.starved.Add(-1)
+	}
+}
+
+// othersStarved reports whether a pool of the database other than p has
+// clients waiting for a slot. p's lock is held.
+func (l *DBLimiter) othersStarved(p *Pool) bool {
+	if l == nil {
+		return false
+	}
+	n := l.starved.Load()
+	if p.starved {
+		n--
+	}
+	return n > 0
 }
 
 // NewDBLimiter returns a limiter of max backends (0: unlimited).

@@ -80,6 +80,8 @@ type Pool struct {
 	// yet; max_retiring_share bounds it.
 	retiring int
 	closed   bool
+	// starved: waiters found no max_db_connections slot (DBLimiter).
+	starved bool
 	params   map[string]string // ParameterStatus of the first backend
 	nextID   uint64
 	retired  map[string]int64
@@ -292,6 +294,9 @@ func (p *Pool) AcquireWith(wt *Waiter, timeout <-chan time.Time, stop <-chan str
 		}
 		p.mu.Lock()
 		removed := p.removeWaiterLocked(w)
+		if len(p.waiters) <= p.opening {
+			p.setStarvedLocked(false)
+		}
 		p.mu.Unlock()
 		if !removed {
 			// Handed over concurrently: give it back (and leave the
@@ -408,6 +413,14 @@ func (p *Pool) Release(b *Backend) (handedOff bool) {
 			p.destroy(b, "shutdown", true)
 			return
 		}
+	}
+	if len(p.waiters) == 0 && p.opts.DBLimit.othersStarved(p) {
+		// max_db_connections is reached and another pool of the database
+		// has clients waiting: they get this backend's slot rather than
+		// it idling here.
+		p.mu.Unlock()
+		p.destroy(b, "max_db_connections", true)
+		return false
 	}
 	handedOff = p.handOffLocked(b)
 	p.mu.Unlock()
@@ -583,7 +596,9 @@ func (p *Pool) spawnOpenersLocked() {
 	for len(p.waiters) > p.opening && len(p.all)+p.opening < p.opts.Pool.Size && p.opening < limit {
 		if !p.opts.DBLimit.take() {
 			// max_db_connections reached: make room from another pool's
-			// idle backends; a freed slot wakes this pool.
+			// idle backends, now and as they are released; a freed slot
+			// wakes this pool.
+			p.setStarvedLocked(true)
 			p.wg.Add(1)
 			go func() {
 				defer p.wg.Done()
@@ -594,6 +609,18 @@ func (p *Pool) spawnOpenersLocked() {
 		p.opening++
 		p.wg.Add(1)
 		go p.open()
+	}
+	if len(p.waiters) <= p.opening {
+		p.setStarvedLocked(false)
+	}
+}
+
+// setStarvedLocked records whether this pool's waiters lack a
+// max_db_connections slot.
+func (p *Pool) setStarvedLocked(starved bool) {
+	if p.starved != starved && p.opts.DBLimit != nil {
+		p.starved = starved
+		p.opts.DBLimit.setStarved(starved)
 	}
 }
 
@@ -828,6 +855,7 @@ func (p *Pool) Close() {
 		return
 	}
 	p.closed = true
+	p.setStarvedLocked(false)
 	idle := p.idle
 	p.idle = nil
 	for _, w := range p.waiters {

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -143,6 +144,65 @@ func TestMaxDBConnections(t *testing.T) {
 	var who string
 	if err := c.QueryRow(ctx, "SELECT current_user").Scan(&who); err != nil || who != "dbl_b" {
 		t.Fatalf("current_user = %q, %v", who, err)
+	}
+}
+
+// TestMaxDBConnectionsManyUsers: more users than max_db_connections, each
+// with concurrent clients (PgBouncer's test_max_db_connections, scaled).
+// A backend released while another user's pool waits for a slot is closed
+// to give it the slot. Before, only a backend closing woke a waiting pool,
+// and the users that found the limit reached waited until
+// query_wait_timeout while the others' backends sat idle.
+func TestMaxDBConnectionsManyUsers(t *testing.T) {
+	leakCheck(t)
+	ctx := testCtx(t)
+	pg := pgtest.Shared(t)
+	users := map[string]string{}
+	for i := 1; i <= 4; i++ {
+		u := fmt.Sprintf("dbm_u%d", i)
+		users[u] = u + "-pw"
+		_ = pg.Exec(ctx, "DROP ROLE IF EXISTS "+u)
+		if err := pg.CreateRole(ctx, u, u+"-pw", false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() {
+		for u := range users {
+			_ = pg.Exec(context.Background(), "DROP ROLE IF EXISTS "+u)
+		}
+	})
+	e := startProxy(t, proxyOpts{size: 5, authType: "md5", dbUser: "-", users: users,
+		dbExtra: "[databases.app.pool]\nmax_db_connections = 2\nquery_wait_timeout = \"8s\"\n"})
+	dumpLogsOnFailure(t, e)
+	errs := make(chan error, 2*len(users))
+	var wg sync.WaitGroup
+	for u, pw := range users {
+		for i := 0; i < 2; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				c, err := pgx.Connect(ctx, e.dsn(u, pw, "app"))
+				if err != nil {
+					errs <- fmt.Errorf("%s: login: %w", u, err)
+					return
+				}
+				defer c.Close(context.Background())
+				if _, err := c.Exec(ctx, "SELECT pg_sleep(0.3)"); err != nil {
+					errs <- fmt.Errorf("%s: %w", u, err)
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	d := e.direct(ctx)
+	defer d.Close(ctx)
+	var n int
+	if err := d.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE usename LIKE 'dbm_u%'").Scan(&n); err != nil || n > 2 {
+		t.Errorf("%d backends open (%v), max_db_connections = 2", n, err)
 	}
 }
 
