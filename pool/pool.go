@@ -81,7 +81,7 @@ type Pool struct {
 	retiring int
 	closed   bool
 	// starved: waiters found no max_db_connections slot (DBLimiter).
-	starved bool
+	starved  bool
 	params   map[string]string // ParameterStatus of the first backend
 	nextID   uint64
 	retired  map[string]int64
