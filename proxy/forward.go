@@ -133,7 +133,10 @@ func (s *session) afterBatch(b *pool.Backend) nextStep {
 	switch mine := s.backend == b && !s.pumping; {
 	case mine && s.pending > 0:
 		return nextReadInline
-	case mine && s.unsynced && s.flushSent:
+	case mine && s.unsynced:
+		// Messages without a Sync yet: the server sends an error (or,
+		// after a Flush, results) at once, and the client may wait for
+		// it before syncing, as with PostgreSQL.
 		return nextPump
 	}
 	return nextClient

@@ -218,3 +218,40 @@ func TestCopyInErrorBeforeCopyDone(t *testing.T) {
 		t.Fatalf("another client with a pool of one, after the failed COPY: %v", err)
 	}
 }
+
+// TestErrorBeforeSyncDelivered: in transaction pooling the server's error
+// for extended-protocol messages sent without a Sync reaches the client at
+// once, as from PostgreSQL, for clients that wait for it before syncing
+// (psycopg's pipeline mode). Before, it waited in the backend's socket
+// until the client's Sync.
+func TestErrorBeforeSyncDelivered(t *testing.T) {
+	leakCheck(t)
+	e := startProxy(t, proxyOpts{size: 1})
+	fe, c := e.rawFrontend(t)
+	fe.Send(&pgproto3.Parse{Query: "SELECT no_such_column"})
+	fe.Send(&pgproto3.Bind{})
+	fe.Send(&pgproto3.Execute{})
+	if err := fe.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	if e := expectType[*pgproto3.ErrorResponse](t, fe); e.Code != "42703" {
+		t.Fatalf("error before Sync: %s %s", e.Code, e.Message)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	fe.Send(&pgproto3.Sync{})
+	fe.Send(&pgproto3.Query{String: "SELECT 1"})
+	if err := fe.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	expectType[*pgproto3.ReadyForQuery](t, fe)
+	if got := expectUntilReady(t, fe); len(got) != 4 {
+		t.Fatalf("SELECT 1 after the Sync: %v", got)
+	}
+	// The backend went back to the pool (size 1): another client runs.
+	ctx := testCtx(t)
+	var n int
+	if err := e.connect(ctx).QueryRow(ctx, "SELECT 2").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+}
