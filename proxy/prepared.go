@@ -68,6 +68,7 @@ const (
 	reqQueryDeallocate                  // DEALLOCATE sent as an empty query
 	reqExecuteDeallocate                // Execute of a DEALLOCATE parsed as an empty query
 	reqParseDuplicate                   // Parse of a name the client holds: its error shown as 42P05
+	reqParseProbe                       // Parse of a shared statement's text under a throwaway name: ParseComplete forwarded
 )
 
 type request struct {
@@ -146,7 +147,7 @@ func (s *session) forgetFailedParse(b *pool.Backend, r request) {
 		if r.server != "" {
 			b.Statements.RemoveFailed(r.server, r.batch)
 		}
-	case reqParseViaClose:
+	case reqParseViaClose, reqParseProbe:
 	default:
 		return
 	}
@@ -235,6 +236,8 @@ func (s *session) track(b *pool.Backend, typ byte, body []byte) (reply, string) 
 		case reqParseHidden:
 			b.Statements.Confirm(s.pop().server)
 			return replySwallow, ""
+		case reqParseProbe:
+			s.confirmClientStmt(s.pop())
 		}
 	case '2':
 		if h.kind == reqBind {
@@ -422,6 +425,19 @@ func (s *session) mapParse(b *pool.Backend) error {
 	}
 	s.stmts[client] = stmt
 	exists, pending := b.Statements.Lookup(stmt.server)
+	if exists && (pending == 0 || pending == s.batch()) && (s.txStatus != 'I' && s.txStatus != 0 || s.pending > 0) {
+		// On the backend, but the server may be in a failed transaction,
+		// where a Close succeeds and this Parse would not (25P02): the
+		// text is parsed under a throwaway name, then closed, so the
+		// client gets the server's own answer.
+		s.push(request{kind: reqParseProbe, client: client, server: stmt.server, batch: s.batch()})
+		s.push(request{kind: reqCloseHidden})
+		s.mu.Unlock()
+		s.srv.observeStatement(true)
+		s.writeParse(probeStatement, stmt.tail)
+		s.writeClose(probeStatement)
+		return nil
+	}
 	if exists && (pending == 0 || pending == s.batch()) {
 		// On the backend, or parsed earlier in this batch: the server
 		// gets there first, or skips both.
@@ -452,6 +468,9 @@ func (s *session) mapParse(b *pool.Backend) error {
 	s.writeParse(stmt.server, stmt.tail)
 	return nil
 }
+
+// probeStatement is the throwaway name of reqParseProbe.
+const probeStatement = "pgrecycle_probe"
 
 // duplicateStatement and its query make a Parse that the server rejects
 // (a syntax error) without creating anything, standing for a client's

@@ -422,3 +422,56 @@ func TestPreparedErrorsNameClientStatement(t *testing.T) {
 		t.Fatalf("next use after the statement vanished: %v", r.Err)
 	}
 }
+
+// TestPreparedParseInFailedTransaction: a Parse of a statement another
+// client already shares on the backend, sent inside a failed transaction,
+// gets PostgreSQL's 25P02 and defines nothing, so the same Parse after
+// ROLLBACK works. Before, it was answered ParseComplete (a Close stood in
+// for it, which a failed transaction allows), the name was taken, and
+// every later Parse of it failed with 42P05: with pgx's statement cache,
+// that query failed for the rest of the connection.
+func TestPreparedParseInFailedTransaction(t *testing.T) {
+	leakCheck(t)
+	e := startProxy(t, proxyOpts{size: 1})
+	ctx := testCtx(t)
+	const q = "SELECT 40 + $1::int"
+	a := e.connect(ctx)
+	if _, err := a.PgConn().Prepare(ctx, "shared", q, nil); err != nil {
+		t.Fatal(err)
+	}
+	b := e.connect(ctx)
+	if _, err := b.Exec(ctx, "BEGIN", pgx.QueryExecModeSimpleProtocol); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Exec(ctx, "SELECT 1/0", pgx.QueryExecModeSimpleProtocol); err == nil {
+		t.Fatal("1/0 succeeded")
+	}
+	if _, err := b.PgConn().Prepare(ctx, "mine", q, nil); sqlState(err) != "25P02" {
+		t.Fatalf("Parse in a failed transaction: %v, want 25P02", err)
+	}
+	if _, err := b.Exec(ctx, "ROLLBACK", pgx.QueryExecModeSimpleProtocol); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.PgConn().Prepare(ctx, "mine", q, nil); err != nil {
+		t.Fatalf("Parse after ROLLBACK: %v", err)
+	}
+	r := b.PgConn().ExecPrepared(ctx, "mine", [][]byte{[]byte("2")}, nil, nil).Read()
+	if r.Err != nil || string(r.Rows[0][0]) != "42" {
+		t.Fatalf("mine: %v", r.Err)
+	}
+	// Inside a healthy transaction a shared statement still just works.
+	tx, err := b.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Conn().PgConn().Prepare(ctx, "in_tx", q, nil); err != nil {
+		t.Fatalf("Parse inside a transaction: %v", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r = b.PgConn().ExecPrepared(ctx, "in_tx", [][]byte{[]byte("1")}, nil, nil).Read()
+	if r.Err != nil || string(r.Rows[0][0]) != "41" {
+		t.Fatalf("in_tx: %v", r.Err)
+	}
+}
