@@ -40,24 +40,26 @@ func (s *StatementSet) Lookup(name string) (ok bool, pendingBatch uint64) {
 }
 
 // Add records name as parsed in batch (pending until Confirm; 0 for
-// confirmed at once); when the set then holds more than max statements it
-// returns the least recently used one, which the caller must close on the
-// server. Adding a name already present makes its Parse pending again.
-func (s *StatementSet) Add(name string, max int, batch uint64) (evicted string) {
+// confirmed at once). When the set then holds more than max statements it
+// returns the least recently used ones over the limit (usually one; more
+// after max was lowered), which the caller must close on the server.
+// Adding a name already present makes its Parse pending again.
+func (s *StatementSet) Add(name string, max int, batch uint64) (evicted []string) {
 	if s.byName == nil {
 		s.byName = make(map[string]*list.Element)
 	}
 	if e, ok := s.byName[name]; ok {
 		s.order.MoveToFront(e)
 		e.Value.(*statement).pending = batch
-		return ""
+	} else {
+		s.byName[name] = s.order.PushFront(&statement{name: name, pending: batch})
 	}
-	s.byName[name] = s.order.PushFront(&statement{name: name, pending: batch})
-	if max > 0 && len(s.byName) > max {
+	for max > 0 && len(s.byName) > max {
 		last := s.order.Back()
 		s.order.Remove(last)
-		evicted = last.Value.(*statement).name
-		delete(s.byName, evicted)
+		n := last.Value.(*statement).name
+		delete(s.byName, n)
+		evicted = append(evicted, n)
 	}
 	return evicted
 }

@@ -22,7 +22,7 @@ func TestStatementSetZeroValue(t *testing.T) {
 	}
 	s.Remove("a") // no panic on a nil map
 	s.Clear()
-	if got := s.Add("a", 2, 0); got != "" {
+	if got := s.Add("a", 2, 0); got != nil {
 		t.Fatalf("Add on empty set evicted %q", got)
 	}
 	if !s.Has("a") || s.Len() != 1 {
@@ -33,7 +33,7 @@ func TestStatementSetZeroValue(t *testing.T) {
 func TestStatementSetLRUEviction(t *testing.T) {
 	var s StatementSet
 	for _, n := range []string{"a", "b", "c"} {
-		if ev := s.Add(n, 3, 0); ev != "" {
+		if ev := s.Add(n, 3, 0); len(ev) != 0 {
 			t.Fatalf("Add(%q) evicted %q below the limit", n, ev)
 		}
 	}
@@ -41,7 +41,7 @@ func TestStatementSetLRUEviction(t *testing.T) {
 		t.Fatalf("order %v, want %v", got, want)
 	}
 	// Beyond max: the least recently used goes.
-	if ev := s.Add("d", 3, 0); ev != "a" {
+	if ev := s.Add("d", 3, 0); !slices.Equal(ev, []string{"a"}) {
 		t.Fatalf("Add(d) evicted %q, want a", ev)
 	}
 	if s.Has("a") || s.Len() != 3 {
@@ -54,11 +54,11 @@ func TestStatementSetLRUEviction(t *testing.T) {
 	if got, want := names(&s), []string{"b", "d", "c"}; !slices.Equal(got, want) {
 		t.Fatalf("order after Has(b) %v, want %v", got, want)
 	}
-	if ev := s.Add("e", 3, 0); ev != "c" {
+	if ev := s.Add("e", 3, 0); !slices.Equal(ev, []string{"c"}) {
 		t.Fatalf("Add(e) evicted %q, want c (b was refreshed by Has)", ev)
 	}
 	// Re-adding an existing name refreshes it and evicts nothing.
-	if ev := s.Add("d", 3, 0); ev != "" {
+	if ev := s.Add("d", 3, 0); len(ev) != 0 {
 		t.Fatalf("re-Add(d) evicted %q", ev)
 	}
 	if got, want := names(&s), []string{"d", "e", "b"}; !slices.Equal(got, want) {
@@ -69,7 +69,7 @@ func TestStatementSetLRUEviction(t *testing.T) {
 func TestStatementSetUnbounded(t *testing.T) {
 	var s StatementSet
 	for i := range 1000 {
-		if ev := s.Add("s"+strconv.Itoa(i), 0, 0); ev != "" {
+		if ev := s.Add("s"+strconv.Itoa(i), 0, 0); len(ev) != 0 {
 			t.Fatalf("max 0 evicted %q", ev)
 		}
 	}
@@ -92,7 +92,7 @@ func TestStatementSetRemoveClear(t *testing.T) {
 		t.Fatalf("order %v, want %v", got, want)
 	}
 	// Removed entries are not evicted later.
-	if ev := s.Add("d", 2, 0); ev != "a" {
+	if ev := s.Add("d", 2, 0); !slices.Equal(ev, []string{"a"}) {
 		t.Fatalf("Add(d, 2) evicted %q, want a", ev)
 	}
 	s.Clear()
@@ -101,7 +101,7 @@ func TestStatementSetRemoveClear(t *testing.T) {
 	}
 	// Usable after Clear.
 	s.Add("x", 1, 0)
-	if ev := s.Add("y", 1, 0); ev != "x" {
+	if ev := s.Add("y", 1, 0); !slices.Equal(ev, []string{"x"}) {
 		t.Fatalf("after Clear, Add(y, 1) evicted %q, want x", ev)
 	}
 	if got, want := names(&s), []string{"y"}; !slices.Equal(got, want) {
@@ -134,5 +134,20 @@ func TestStatementSetPending(t *testing.T) {
 	s.RemoveFailed("b", 3)
 	if s.Has("b") {
 		t.Fatal("a failed Parse left its statement")
+	}
+}
+
+// A lowered limit is enforced at the next Add: every statement over it
+// goes, least recently used first.
+func TestStatementSetLoweredLimit(t *testing.T) {
+	var s StatementSet
+	for _, n := range []string{"a", "b", "c", "d", "e"} {
+		s.Add(n, 10, 0)
+	}
+	if ev := s.Add("f", 2, 0); !slices.Equal(ev, []string{"a", "b", "c", "d"}) {
+		t.Fatalf("Add under a lowered limit evicted %v, want a b c d", ev)
+	}
+	if got, want := names(&s), []string{"f", "e"}; !slices.Equal(got, want) {
+		t.Fatalf("left %v, want %v", got, want)
 	}
 }

@@ -448,25 +448,31 @@ func (s *session) mapParse(b *pool.Backend) error {
 		return nil
 	}
 	s.srv.observeStatement(false)
-	var evicted string
-	if exists {
-		// Parsed in an earlier batch still unanswered, which may fail and
-		// skip it: prepared again, after a Close in case it did not fail.
-		evicted = stmt.server
-		b.Statements.Add(stmt.server, max, s.batch())
-	} else {
-		evicted = b.Statements.Add(stmt.server, max, s.batch())
-	}
-	if evicted != "" {
-		s.push(request{kind: reqCloseHidden})
-	}
+	closes := s.addStatement(b, stmt.server, exists, max)
 	s.push(request{kind: reqParse, client: client, server: stmt.server, batch: s.batch()})
 	s.mu.Unlock()
-	if evicted != "" {
-		s.writeClose(evicted)
+	for _, name := range closes {
+		s.writeClose(name)
 	}
 	s.writeParse(stmt.server, stmt.tail)
 	return nil
+}
+
+// addStatement records server as parsed on b in this batch and returns
+// the statements to close first, each queued as a hidden Close: those
+// evicted to stay within max_prepared_statements (all the excess, after a
+// reload lowered it), or server itself when an earlier batch still
+// unanswered parsed it (that batch may fail and skip it, or not).
+// Callers hold s.mu.
+func (s *session) addStatement(b *pool.Backend, server string, exists bool, max int) []string {
+	evicted := b.Statements.Add(server, max, s.batch())
+	if exists {
+		evicted = append(evicted, server)
+	}
+	for range evicted {
+		s.push(request{kind: reqCloseHidden})
+	}
+	return evicted
 }
 
 // probeStatement is the throwaway name of reqParseProbe.
@@ -481,31 +487,22 @@ var duplicateStatementTail = [...]byte{'p', 'g', 'r', 'e', 'c', 'y', 'c', 'l', '
 
 // ensurePrepared makes the backend hold cs before a message that uses it.
 // Callers hold s.mu; the returned writes must be done after unlocking, in
-// order: close evicted (if any), then parse (if needed).
-func (s *session) ensurePrepared(b *pool.Backend, cs *clientStmt) (evicted string, parse bool) {
+// order: the closes (if any), then the parse (if needed).
+func (s *session) ensurePrepared(b *pool.Backend, cs *clientStmt) (closes []string, parse bool) {
 	exists, pending := b.Statements.Lookup(cs.server)
 	if exists && (pending == 0 || pending == s.batch()) {
 		s.srv.observeStatement(true)
-		return "", false
+		return nil, false
 	}
 	s.srv.observeStatement(false)
-	if exists {
-		// Its Parse is in an earlier batch that may fail: see mapParse.
-		evicted = cs.server
-		b.Statements.Add(cs.server, s.pool.Options().Pool.MaxPreparedStatements, s.batch())
-	} else {
-		evicted = b.Statements.Add(cs.server, s.pool.Options().Pool.MaxPreparedStatements, s.batch())
-	}
-	if evicted != "" {
-		s.push(request{kind: reqCloseHidden})
-	}
+	closes = s.addStatement(b, cs.server, exists, s.pool.Options().Pool.MaxPreparedStatements)
 	s.push(request{kind: reqParseHidden, server: cs.server, batch: s.batch()})
-	return evicted, true
+	return closes, true
 }
 
-func (s *session) writeEnsure(cs *clientStmt, evicted string, parse bool) {
-	if evicted != "" {
-		s.writeClose(evicted)
+func (s *session) writeEnsure(cs *clientStmt, closes []string, parse bool) {
+	for _, name := range closes {
+		s.writeClose(name)
 	}
 	if parse {
 		s.writeParse(cs.server, cs.tail)

@@ -475,3 +475,38 @@ func TestPreparedParseInFailedTransaction(t *testing.T) {
 		t.Fatalf("in_tx: %v", r.Err)
 	}
 }
+
+// TestPreparedLimitLoweredByReload: after a reload lowers
+// max_prepared_statements, the next Parse on a backend closes every
+// statement over the new limit (PgBouncer's test_evict_statement_cache).
+// Before, one was closed per new statement, so the backend stayed over
+// the limit until it retired.
+func TestPreparedLimitLoweredByReload(t *testing.T) {
+	leakCheck(t)
+	e := startProxy(t, proxyOpts{size: 1, dbExtra: "[databases.app.pool]\nmax_prepared_statements = 10\n"})
+	ctx := testCtx(t)
+	c := e.connect(ctx)
+	pc := c.PgConn()
+	for i := 0; i < 5; i++ {
+		if _, err := pc.Prepare(ctx, fmt.Sprintf("s%d", i), fmt.Sprintf("SELECT %d + $1::int", i), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.editConfig(func(s string) string {
+		return strings.Replace(s, "max_prepared_statements = 10", "max_prepared_statements = 2", 1)
+	})
+	if err := e.srv.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pc.Prepare(ctx, "s5", "SELECT 5 + $1::int", nil); err != nil {
+		t.Fatal(err)
+	}
+	if n := serverStatements(t, ctx, c); n != 2 {
+		t.Fatalf("%d statements on the backend after lowering the limit to 2", n)
+	}
+	// The evicted ones still work for the client.
+	r := pc.ExecPrepared(ctx, "s0", [][]byte{[]byte("1")}, nil, nil).Read()
+	if r.Err != nil || string(r.Rows[0][0]) != "1" {
+		t.Fatalf("s0 after eviction: %v", r.Err)
+	}
+}
