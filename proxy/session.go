@@ -211,7 +211,7 @@ func (s *session) run(ended func()) {
 	if err := s.startup(); err != nil {
 		if err != errSessionDone {
 			s.log.Debug("client startup failed", zap.Error(err))
-			s.tellLoginTimeout(err)
+			s.tellLoginFailure(err)
 		}
 		s.cleanup()
 		ended()
@@ -221,16 +221,24 @@ func (s *session) run(ended func()) {
 	go s.serve()
 }
 
-// tellLoginTimeout tells a client that sent its startup packet but did
-// not finish logging in within client_login_timeout why it is dropped.
-func (s *session) tellLoginTimeout(err error) {
-	var ne net.Error
-	if s.user == "" || !errors.As(err, &ne) || !ne.Timeout() || s.loginDeadline.IsZero() || time.Now().Before(s.loginDeadline) {
+// tellLoginFailure tells a client that sent its startup packet why it is
+// dropped during the login: it broke the protocol, or did not finish
+// within client_login_timeout.
+func (s *session) tellLoginFailure(err error) {
+	if s.user == "" {
 		return
 	}
-	_ = s.conn.SetWriteDeadline(time.Now().Add(time.Second))
-	_ = s.sendError(fatalf(codeConnectionFailure, "pgrecycle: login not completed within client_login_timeout (%s)",
-		s.srv.Config().Listen.ClientLoginTimeout.D()))
+	var ne net.Error
+	var pe *wire.ProtocolError
+	switch {
+	case errors.As(err, &pe):
+		_ = s.conn.SetWriteDeadline(time.Now().Add(time.Second))
+		_ = s.sendError(fatalf(codeProtocolViolation, "%s", pe.Msg))
+	case errors.As(err, &ne) && ne.Timeout() && !s.loginDeadline.IsZero() && !time.Now().Before(s.loginDeadline):
+		_ = s.conn.SetWriteDeadline(time.Now().Add(time.Second))
+		_ = s.sendError(fatalf(codeConnectionFailure, "pgrecycle: login not completed within client_login_timeout (%s)",
+			s.srv.Config().Listen.ClientLoginTimeout.D()))
+	}
 }
 
 func (s *session) cleanup() {
@@ -295,10 +303,12 @@ func (s *session) Receive() (byte, []byte, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	if n > 64<<10 || !s.cr.Fits() {
+	if n > 64<<10 {
 		return 0, nil, &wire.ProtocolError{Msg: "authentication message too large"}
 	}
-	msg, err := s.cr.Message()
+	// Up to 64 KiB, as PostgreSQL accepts (a long password); larger than
+	// the buffer, it is read into its own allocation.
+	msg, err := s.cr.ReadAll()
 	if err != nil {
 		return 0, nil, err
 	}

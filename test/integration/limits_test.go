@@ -594,3 +594,23 @@ func TestLoginTimeoutTold(t *testing.T) {
 		t.Fatalf("error %v, want 08006 naming client_login_timeout", fields)
 	}
 }
+
+// TestLongPasswordPlainAuth: with auth.type = "plain" a password of 65,000
+// characters (PostgreSQL accepts up to 64 KiB) logs in; a password message
+// over 64 KiB gets 08P01. Before, anything larger than the read buffer was
+// dropped without a word.
+func TestLongPasswordPlainAuth(t *testing.T) {
+	leakCheck(t)
+	long := strings.Repeat("p", 65000)
+	e := startProxy(t, proxyOpts{authType: "plain", users: map[string]string{"longpw": long}})
+	ctx := testCtx(t)
+	c, err := pgx.Connect(ctx, e.dsn("longpw", long, "app"))
+	if err != nil {
+		t.Fatalf("65,000-character password: %v", err)
+	}
+	c.Close(ctx)
+	_, err = pgx.Connect(ctx, e.dsn("longpw", strings.Repeat("p", 70000), "app"))
+	if sqlState(err) != "08P01" {
+		t.Fatalf("password message over 64 KiB: %v, want 08P01", err)
+	}
+}
