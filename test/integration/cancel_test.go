@@ -169,19 +169,12 @@ func TestCancelWhileWaitingForBackend(t *testing.T) {
 	leakCheck(t)
 	e := startProxy(t, proxyOpts{mode: "transaction", size: 1})
 	ctx := testCtx(t)
-	holder := e.connect(ctx)
-	tx, err := holder.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := tx.Exec(ctx, "SELECT 1"); err != nil {
-		t.Fatal(err)
-	}
+	tx := e.holdBackend(ctx, t)
 	c := e.mustConnect(ctx, cancelRequests)
 	qctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	_, err = c.Exec(qctx, "SELECT 1")
+	_, err := c.Exec(qctx, "SELECT 1")
 	if sqlState(err) != "57014" {
 		t.Fatalf("query cancelled while waiting for a backend: %v (after %s), want 57014", err, time.Since(start))
 	}

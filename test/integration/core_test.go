@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -16,18 +15,8 @@ import (
 // listen.unix_socket_dir as DIR/.s.PGSQL.PORT.
 func TestUnixSocketListener(t *testing.T) {
 	leakCheck(t)
-	dir, err := os.MkdirTemp("", "pgr-sock-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	e := startProxy(t, proxyOpts{addr: fmt.Sprintf("127.0.0.1:%d", port), listenExtra: fmt.Sprintf("unix_socket_dir = %q\n", dir)})
+	o, dir, port := withUnixSocket(t, proxyOpts{})
+	e := startProxy(t, o)
 	ctx := testCtx(t)
 	c, err := pgx.Connect(ctx, fmt.Sprintf("host=%s port=%d user=postgres dbname=app", dir, port))
 	if err != nil {

@@ -375,3 +375,49 @@ func runScriptJSON(ctx context.Context, t *testing.T, interpreter, script string
 		t.Fatalf("bad JSON from the script: %v\n%s\nstderr:\n%s", err, out, errOut)
 	}
 }
+
+// roleSecret returns the password hash PostgreSQL stores for role (a SCRAM
+// verifier for roles made by pgtest.CreateRole).
+func roleSecret(ctx context.Context, t *testing.T, d *pgx.Conn, role string) string {
+	t.Helper()
+	var v string
+	if err := d.QueryRow(ctx, "SELECT rolpassword FROM pg_authid WHERE rolname = $1", role).Scan(&v); err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// withUnixSocket adds a unix socket listener to o in a fresh directory, on
+// a free TCP port that names the socket, and returns the directory and
+// the port.
+func withUnixSocket(t *testing.T, o proxyOpts) (proxyOpts, string, int) {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "pgr-sock-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port // the socket is named after listen.addr's port
+	l.Close()
+	o.addr = fmt.Sprintf("127.0.0.1:%d", port)
+	o.listenExtra += fmt.Sprintf("unix_socket_dir = %q\n", dir)
+	return o, dir, port
+}
+
+// holdBackend opens a client that keeps one backend in an open
+// transaction; commit or roll back the transaction to release it.
+func (e *env) holdBackend(ctx context.Context, t *testing.T) pgx.Tx {
+	t.Helper()
+	tx, err := e.connect(ctx).Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "SELECT 1"); err != nil {
+		t.Fatal(err)
+	}
+	return tx
+}

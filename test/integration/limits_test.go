@@ -156,10 +156,7 @@ func scramVerifier(ctx context.Context, t *testing.T, d *pgx.Conn, password stri
 	if _, err := d.Exec(ctx, "CREATE ROLE "+role+" PASSWORD '"+password+"'"); err != nil {
 		t.Fatal(err)
 	}
-	var v string
-	if err := d.QueryRow(ctx, "SELECT rolpassword FROM pg_authid WHERE rolname = $1", role).Scan(&v); err != nil {
-		t.Fatal(err)
-	}
+	v := roleSecret(ctx, t, d, role)
 	if _, err := d.Exec(ctx, "DROP ROLE "+role); err != nil {
 		t.Fatal(err)
 	}
@@ -457,14 +454,7 @@ func TestLoginWaitEndsBeforeLoginTimeout(t *testing.T) {
 	leakCheck(t)
 	e := startProxy(t, proxyOpts{mode: "transaction", size: 1, loginTimeout: "2s"})
 	ctx := testCtx(t)
-	holder := e.connect(ctx)
-	tx, err := holder.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := tx.Exec(ctx, "SELECT 1"); err != nil {
-		t.Fatal(err)
-	}
+	tx := e.holdBackend(ctx, t)
 	defer func() { _ = tx.Rollback(ctx) }()
 	start := time.Now()
 	c, err := pgx.Connect(ctx, e.dsn("postgres", "x", "app", "options="+qEscape("-c statement_timeout=1234")))

@@ -3,7 +3,6 @@ package integration
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -36,11 +35,7 @@ func TestPasswordRotation(t *testing.T) {
 				if kind != "scram-verifier" {
 					return pw
 				}
-				var v string
-				if err := d.QueryRow(ctx, "SELECT rolpassword FROM pg_authid WHERE rolname = $1", role).Scan(&v); err != nil {
-					t.Fatal(err)
-				}
-				return v
+				return roleSecret(ctx, t, d, role)
 			}
 			o := proxyOpts{authType: "scram-sha-256", dbUser: "-", users: map[string]string{role: secret("first-pw")}}
 			if kind == "fixed-user" {
@@ -112,26 +107,12 @@ func TestTrustLoginKeepsPoolCredentials(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = e0.pg.Exec(context.Background(), "DROP ROLE IF EXISTS "+role) })
 	d := e0.direct(ctx)
-	var verifier string
-	if err := d.QueryRow(ctx, "SELECT rolpassword FROM pg_authid WHERE rolname = $1", role).Scan(&verifier); err != nil {
-		t.Fatal(err)
-	}
+	verifier := roleSecret(ctx, t, d, role)
 	d.Close(ctx)
-	dir, err := os.MkdirTemp("", "pgr-sock")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port // the socket is named after listen.addr's port
-	l.Close()
-	e := startProxy(t, proxyOpts{authType: "scram-sha-256", dbUser: "-", users: map[string]string{role: verifier},
-		addr: fmt.Sprintf("127.0.0.1:%d", port), listenExtra: fmt.Sprintf("unix_socket_dir = %q\n", dir),
+	o, dir, _ := withUnixSocket(t, proxyOpts{authType: "scram-sha-256", dbUser: "-", users: map[string]string{role: verifier},
 		extra: "[[hba]]\ndatabase = \"all\"\nuser = \"all\"\naddress = \"local\"\nmethod = \"trust\"\n" +
 			"[[hba]]\ndatabase = \"all\"\nuser = \"all\"\naddress = \"all\"\nmethod = \"scram-sha-256\"\n"})
+	e := startProxy(t, o)
 	dumpLogsOnFailure(t, e)
 	tcp, err := pgx.Connect(ctx, e.dsn(role, "mixed-pw", "app"))
 	if err != nil {

@@ -185,11 +185,8 @@ func TestClientTLSChannelBinding(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = e0.pg.Exec(context.Background(), "DROP ROLE IF EXISTS cb_alice") })
-	var verifier string
 	d := e0.direct(ctx)
-	if err := d.QueryRow(ctx, "SELECT rolpassword FROM pg_authid WHERE rolname = 'cb_alice'").Scan(&verifier); err != nil {
-		t.Fatal(err)
-	}
+	verifier := roleSecret(ctx, t, d, "cb_alice")
 	d.Close(ctx)
 
 	dir := t.TempDir()
