@@ -291,13 +291,36 @@ func (c *Config) NewDatabase(name, host string) *Database {
 	}
 }
 
+// FallbackDatabase is the section name ([databases."*"]) that serves any
+// database name not listed, as PgBouncer's "*" entry does.
+const FallbackDatabase = "*"
+
+// Database returns the section that serves database name: its own, or
+// one made from the fallback section (its dbname, or else name itself),
+// or nil when neither exists.
+func (c *Config) Database(name string) *Database {
+	if d := c.Databases[name]; d != nil || name == FallbackDatabase {
+		return d
+	}
+	f := c.Databases[FallbackDatabase]
+	if f == nil {
+		return nil
+	}
+	d := *f
+	d.Name = name
+	if d.DBName == "" {
+		d.DBName = name
+	}
+	return &d
+}
+
 // StartupParameters returns a new map of the parameters to send in the
 // StartupMessage of a backend for (db, user): global < database < user.
 // Unknown db or user names contribute nothing.
 func (c *Config) StartupParameters(db, user string) map[string]string {
 	out := make(map[string]string, len(c.Parameters))
 	maps.Copy(out, c.Parameters)
-	if d := c.Databases[db]; d != nil {
+	if d := c.Database(db); d != nil {
 		maps.Copy(out, d.Parameters)
 	}
 	if u := c.Users[user]; u != nil {

@@ -1068,3 +1068,32 @@ func matchKey(k, pattern toml.Key) bool {
 	}
 	return true
 }
+
+func TestFallbackDatabase(t *testing.T) {
+	c := mustParse(t, minimal+`
+[databases.app]
+host = "h1"
+[databases."*"]
+host = "h2"
+[databases."*".pool]
+size = 3
+`)
+	if d := c.Database("app"); d == nil || d.Host != "h1" || d.DBName != "app" {
+		t.Fatalf("listed database: %+v", d)
+	}
+	d := c.Database("tenant_7")
+	if d == nil || d.Name != "tenant_7" || d.DBName != "tenant_7" || d.Host != "h2" || d.Pool.Size != 3 {
+		t.Fatalf("through the fallback: %+v", d)
+	}
+	if d == c.Databases["*"] || c.Databases["*"].Name != "*" {
+		t.Fatal("the fallback section was modified")
+	}
+	c = mustParse(t, minimal+"[databases.\"*\"]\nhost = \"h\"\ndbname = \"fixed\"\n")
+	if d := c.Database("x"); d == nil || d.DBName != "fixed" {
+		t.Fatalf("fallback with its own dbname: %+v", d)
+	}
+	c = mustParse(t, minimal+"[databases.app]\nhost = \"h\"\n")
+	if d := c.Database("other"); d != nil {
+		t.Fatalf("no fallback: %+v", d)
+	}
+}

@@ -188,8 +188,8 @@ func (p *parser) build(f *fileConfig) *Config {
 			if !p.defined(sub(base, "port")) {
 				d.Port = DefaultDatabasePort
 			}
-			if !p.defined(sub(base, "dbname")) {
-				d.DBName = name
+			if !p.defined(sub(base, "dbname")) && name != FallbackDatabase {
+				d.DBName = name // the fallback's is the client's database
 			}
 			if !p.defined(sub(base, "sslmode")) {
 				d.SSLMode = DefaultSSLMode
@@ -903,7 +903,7 @@ func check(c *Config, defined func(toml.Key) bool) []*Error {
 		if d.Port < 1 || d.Port > 65535 {
 			addOne(sub(base, "port"), "must be between 1 and 65535, not %d", d.Port)
 		}
-		if d.DBName == "" {
+		if d.DBName == "" && name != FallbackDatabase {
 			addOne(sub(base, "dbname"), "must not be empty")
 		}
 		add(base, enum("sslmode", d.SSLMode, "disable", "allow", "prefer", "require", "verify-ca", "verify-full"))

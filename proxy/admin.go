@@ -545,7 +545,9 @@ func (s *session) showStats() *adminResult {
 		return d
 	}
 	for name := range srv.Config().Databases {
-		get(name)
+		if name != config.FallbackDatabase {
+			get(name)
+		}
 	}
 	for l, t := range srv.snapshotSessions(s).totals {
 		get(l.database).t.add(t)

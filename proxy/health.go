@@ -235,7 +235,8 @@ func (s *Server) healthRound() {
 		if s.ctx.Err() != nil {
 			return
 		}
-		if db := cfg.Databases[name]; db != nil {
+		// The fallback section names no database of its own.
+		if db := cfg.Databases[name]; db != nil && name != config.FallbackDatabase {
 			s.healthSample(cfg, db, done)
 		}
 	}

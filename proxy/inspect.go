@@ -347,7 +347,7 @@ func (srv *Server) checkDatabase(db string) error {
 	if db == "" {
 		return nil
 	}
-	if srv.Config().Databases[db] == nil {
+	if srv.Config().Database(db) == nil {
 		return errUnknownDatabase(db)
 	}
 	return nil

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 
+	"github.com/pgrecycle/pgrecycle/config"
 	"github.com/pgrecycle/pgrecycle/pool"
 )
 
@@ -348,6 +349,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.sent, float64(t.sent), key.database, key.user)
 	}
 	for name := range srv.Config().Databases {
+		if name == config.FallbackDatabase {
+			continue
+		}
 		v := 0.0
 		if srv.Paused(name) {
 			v = 1

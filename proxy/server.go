@@ -383,12 +383,12 @@ func (s *Server) Reload() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for name, lim := range s.limiters {
-		if db := cfg.Databases[name]; db != nil {
+		if db := cfg.Database(name); db != nil {
 			lim.SetMax(db.Pool.MaxDBConnections)
 		}
 	}
 	for key, p := range s.pools {
-		db := cfg.Databases[key.database]
+		db := cfg.Database(key.database)
 		if db == nil {
 			continue // removed: its clients finish, new logins get 3D000
 		}

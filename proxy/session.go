@@ -457,7 +457,7 @@ func (s *session) startup() error {
 	s.counted = true
 	var db *config.Database
 	if !s.admin {
-		db = cfg.Databases[database]
+		db = cfg.Database(database)
 		if db == nil {
 			_ = s.sendError(fatalf(codeUnknownDatabase, "database %q does not exist in pgrecycle's configuration", database))
 			s.log.Info("login refused: unknown database")

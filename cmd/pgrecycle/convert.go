@@ -574,7 +574,7 @@ var noEquivalent = map[string]string{
 	"auth_query":                  "auth_user is not set, so PgBouncer did not use it.",
 	"auth_dbname":                 "pgrecycle runs auth.query on the database the client asks for: install the lookup function (or grant the query's access) in every database.",
 	"stats_users":                 "the admin console has no read-only role: add these users to auth.admin_users if they need SHOW commands, or point monitoring at [metrics] addr.",
-	"autodb_idle_timeout":         "only applies to the \"*\" fallback database, which has no equivalent.",
+	"autodb_idle_timeout":         "the pools of databases reached through [databases.\"*\"] close idle backends after pool.server_idle_timeout, like any other; the pools themselves stay.",
 	"pool_idle_timeout":           "no pool expiry; idle backends are closed after pool.server_idle_timeout.",
 	"dns_max_ttl":                 "host names are resolved by the system resolver each time a backend is opened; there is no DNS cache to tune.",
 	"dns_nxdomain_ttl":            "host names are resolved by the system resolver each time a backend is opened; there is no DNS cache to tune.",
@@ -1114,16 +1114,11 @@ func (c *converter) databaseSections(entries []iniEntry) ([]*tomlSection, int) {
 			continue
 		}
 		switch {
-		case name == "*":
-			d := c.database("NAME", e, params)
-			d.main.Comments = []string{
-				"NOTE: the \"*\" fallback (any database name, routed to " + hostOf(params, c.socketDir) + ") has no equivalent: pgrecycle serves only the databases it lists. Copy this template once per database clients use, with NAME replaced by the database name:",
-			}
-			for _, s := range []*tomlSection{d.main, d.params, d.pool, d.recycle} {
-				s.Commented = true
-				out = append(out, s)
-			}
-			c.skip("[databases] * = ...", "the fallback database has no equivalent; see the commented template in [databases].")
+		case name == config.FallbackDatabase:
+			// Any database name not listed, routed with these settings.
+			d := c.database(name, e, params)
+			out = append(out, d.main, d.params, d.pool, d.recycle)
+			n++
 		case name == config.AdminDatabase:
 			c.skip("[databases] "+name+" = ...", "the name \"pgrecycle\" is the admin console in pgrecycle; rename this database and tell its clients.")
 		default:
@@ -1133,15 +1128,6 @@ func (c *converter) databaseSections(entries []iniEntry) ([]*tomlSection, int) {
 		}
 	}
 	return out, n
-}
-
-func hostOf(params []connParam, socketDir string) string {
-	for _, p := range params {
-		if p.Key == "host" {
-			return p.Value
-		}
-	}
-	return socketDir
 }
 
 // database converts one [databases] entry.

@@ -192,10 +192,12 @@ func TestConvertSidecar(t *testing.T) {
 	wantEqual(t, "orders_ro pool.size", ro.Pool.Size, 30)
 	wantEqual(t, "orders_ro dbname", ro.DBName, "orders")
 	wantEqual(t, "orders pool.mode (inherited)", cfg.Databases["orders"].Pool.Mode, "transaction")
-	// The "*" fallback becomes a commented template, not a database.
-	wantEqual(t, "databases", len(cfg.Databases), 2)
+	// The "*" fallback stays the fallback.
+	wantEqual(t, "databases", len(cfg.Databases), 3)
+	if fb := cfg.Database("any_tenant"); fb == nil || fb.Host != "pg-shared.prod.svc.cluster.local" || fb.Port != 5433 || fb.DBName != "any_tenant" {
+		t.Fatalf("fallback database: %+v", fb)
+	}
 	wantContains(t, out,
-		"#[databases.NAME]\n#host = \"pg-shared.prod.svc.cluster.local\"\n#port = 5433\n",
 		"# Userlist testdata/sidecar.userlist.txt checked: 4 users; 1 with a plain-text\n# password, 2 with an md5 hash, 1 with a SCRAM secret, 0 without a password.\n",
 		"# stats_users = pgbouncer_stats, datadog\n",
 		"# logfile = /dev/stdout\n#   pgrecycle logs to stderr",

@@ -10,6 +10,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"strings"
@@ -18,6 +19,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgrecycle/pgrecycle/test/pgtest"
 )
 
 func TestLimitsMaxClientConn(t *testing.T) {
@@ -143,6 +146,45 @@ func TestLimitsUnknownDatabase(t *testing.T) {
 	var n int
 	if err := c.QueryRow(ctx, "SELECT 1").Scan(&n); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestFallbackDatabase: [databases."*"] serves any database name not
+// listed, as PgBouncer's "*" entry: the backend connects to the database
+// the client named, with the fallback's host and settings; a name the
+// server lacks gets the server's own 3D000.
+func TestFallbackDatabase(t *testing.T) {
+	leakCheck(t)
+	pg := pgtest.Shared(t)
+	ctx := testCtx(t)
+	dbName := uniqueName("fb")
+	if err := pg.CreateDatabase(ctx, dbName, ""); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pg.Exec(context.Background(), "DROP DATABASE IF EXISTS "+dbName+" WITH (FORCE)") })
+	e := startProxy(t, proxyOpts{extra: fmt.Sprintf("[databases.\"*\"]\nhost = %q\nport = %d\nsslmode = \"disable\"\nuser = %q\npassword = %q\n[databases.\"*\".parameters]\napplication_name = \"via_fallback\"\n",
+		pg.Host, pg.Port, pg.SuperUser, pg.SuperPassword)})
+	for _, name := range []string{dbName, "postgres"} {
+		c, err := pgx.Connect(ctx, e.dsn("postgres", "x", name))
+		if err != nil {
+			t.Fatalf("database %s through the fallback: %v", name, err)
+		}
+		var cur, app string
+		if err := c.QueryRow(ctx, "SELECT current_database(), current_setting('application_name')").Scan(&cur, &app); err != nil {
+			t.Fatal(err)
+		}
+		c.Close(ctx)
+		if cur != name || app != "via_fallback" {
+			t.Fatalf("through the fallback for %s: current_database %q, application_name %q", name, cur, app)
+		}
+	}
+	// A listed database keeps its own section.
+	var cur string
+	if err := e.connect(ctx).QueryRow(ctx, "SELECT current_database()").Scan(&cur); err != nil || cur != "postgres" {
+		t.Fatalf("app: %q, %v", cur, err)
+	}
+	if _, err := pgx.Connect(ctx, e.dsn("postgres", "x", "no_such_db_fb")); sqlState(err) != "3D000" {
+		t.Fatalf("a database the server lacks, through the fallback: %v, want 3D000", err)
 	}
 }
 
