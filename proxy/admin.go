@@ -421,9 +421,14 @@ func (s *session) showDatabases() *adminResult {
 	for name := range cfg.Databases {
 		names = append(names, name)
 	}
+	for name := range conns {
+		if cfg.Databases[name] == nil && cfg.Database(name) != nil {
+			names = append(names, name) // in use through the fallback
+		}
+	}
 	sort.Strings(names)
 	for _, name := range names {
-		d := cfg.Databases[name]
+		d := cfg.Database(name)
 		r.add(name, d.Host, d.Port, d.DBName, d.User, d.Pool.Size, d.Pool.MinIdle, d.Pool.Mode, d.Pool.MaxDBConnections,
 			conns[name], srv.Paused(name), srv.loginsDisabled(name))
 	}

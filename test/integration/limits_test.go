@@ -178,6 +178,11 @@ func TestFallbackDatabase(t *testing.T) {
 			t.Fatalf("through the fallback for %s: current_database %q, application_name %q", name, cur, app)
 		}
 	}
+	// The admin console lists the databases in use through the fallback.
+	admin := e.adminConn(ctx)
+	if r, ok := e.mustAdminQuery(ctx, admin, "SHOW DATABASES").find("name", dbName); !ok || r["database"] != dbName {
+		t.Fatalf("SHOW DATABASES row for %s: %v", dbName, r)
+	}
 	// A listed database keeps its own section.
 	var cur string
 	if err := e.connect(ctx).QueryRow(ctx, "SELECT current_database()").Scan(&cur); err != nil || cur != "postgres" {
