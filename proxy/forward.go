@@ -72,12 +72,13 @@ func (s *session) loop() error {
 		}
 		if typ == wire.MsgCopyData || typ == wire.MsgCopyDone || typ == wire.MsgCopyFail {
 			s.mu.Lock()
-			detached := s.backend == nil
+			ignored := s.backend == nil || s.pending == 0 && !s.copyTrack.in
 			s.mu.Unlock()
-			if detached {
-				// The COPY failed and its backend went back to the pool:
-				// the rest of its data is dropped, as the server drops it.
-				// Forwarded, it would tie a backend to this client forever.
+			if ignored {
+				// The COPY already failed (its backend may even be back in
+				// the pool): the rest of its data is dropped, as the server
+				// drops it. Forwarded, it would leave the backend waiting
+				// for a Sync and tied to this client for good.
 				if err := s.cr.Skip(); err != nil {
 					return err
 				}

@@ -255,3 +255,55 @@ func TestErrorBeforeSyncDelivered(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestCopyInErrorBeforeCopyDoneInTransaction: the same inside an explicit
+// transaction, where the backend stays attached after the error: the late
+// CopyDone must not keep it from going back to the pool after ROLLBACK
+// (PgBouncer's test_copy_stdin_error_before_copy_done_in_transaction).
+func TestCopyInErrorBeforeCopyDoneInTransaction(t *testing.T) {
+	leakCheck(t)
+	e := startProxy(t, proxyOpts{size: 1})
+	table := uniqueName("copyerrtx")
+	ctx := testCtx(t)
+	d := e.direct(ctx)
+	defer d.Close(ctx)
+	if _, err := d.Exec(ctx, "CREATE TABLE "+table+" (i int)"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dropTable(t, e, table) })
+
+	fe, _ := e.rawFrontend(t)
+	fe.Send(&pgproto3.Query{String: "BEGIN"})
+	if err := fe.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	expectUntilReady(t, fe)
+	fe.Send(&pgproto3.Query{String: "COPY " + table + " (i) FROM STDIN"})
+	if err := fe.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	expectType[*pgproto3.CopyInResponse](t, fe)
+	fe.Send(&pgproto3.CopyData{Data: []byte("\n")})
+	if err := fe.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	expectType[*pgproto3.ErrorResponse](t, fe)
+	if z := expectType[*pgproto3.ReadyForQuery](t, fe); z.TxStatus != 'E' {
+		t.Fatalf("after the failed COPY: status %q", z.TxStatus)
+	}
+	fe.Send(&pgproto3.CopyDone{}) // late
+	fe.Send(&pgproto3.Query{String: "ROLLBACK"})
+	fe.Send(&pgproto3.Query{String: "SELECT 1"})
+	if err := fe.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	expectUntilReady(t, fe)
+	expectUntilReady(t, fe)
+	other := e.connect(ctx)
+	qctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	var n int
+	if err := other.QueryRow(qctx, "SELECT 2").Scan(&n); err != nil || n != 2 {
+		t.Fatalf("another client with a pool of one, after ROLLBACK: %v", err)
+	}
+}
