@@ -107,6 +107,10 @@ type Pool struct {
 	IdleTransactionTimeout Duration `toml:"idle_transaction_timeout"`  // default 0 = off
 	MaxPreparedStatements  int      `toml:"max_prepared_statements"`   // default 200; 0 = disable statement mapping
 	MaxConcurrentConnects  int      `toml:"max_concurrent_connects"`   // default 4, >= 1 (per pool)
+	// ReservePoolSize more backends may open for a pool whose oldest
+	// waiting client has waited ReservePoolTimeout (PgBouncer's reserve pool).
+	ReservePoolSize    int      `toml:"reserve_pool_size"`    // default 0 = none
+	ReservePoolTimeout Duration `toml:"reserve_pool_timeout"` // default 5s
 }
 
 // Recycle holds the retirement policies: [recycle] and
@@ -241,6 +245,7 @@ func Default() *Config {
 			ServerCheckDelay:      Duration(30e9),
 			MaxPreparedStatements: 200,
 			MaxConcurrentConnects: 4,
+			ReservePoolTimeout:    Duration(5e9),
 		},
 		Recycle: Recycle{
 			MaxLifetime:         Duration(3600e9),

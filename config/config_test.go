@@ -71,6 +71,7 @@ func TestDefaults(t *testing.T) {
 			ServerCheckDelay:      Duration(30 * time.Second),
 			MaxPreparedStatements: 200,
 			MaxConcurrentConnects: 4,
+			ReservePoolTimeout:    Duration(5 * time.Second),
 		},
 		Recycle: Recycle{
 			MaxLifetime:         Duration(time.Hour),
@@ -161,6 +162,8 @@ client_idle_timeout = "1h"
 idle_transaction_timeout = "30s"
 max_prepared_statements = 0
 max_concurrent_connects = 1
+reserve_pool_size = 3
+reserve_pool_timeout = "2s"
 
 [recycle]
 max_lifetime = "30m"
@@ -236,7 +239,7 @@ func TestFullFileRoundTrip(t *testing.T) {
 		ServerConnectTimeout: Duration(3 * time.Second), ServerLoginRetry: Duration(2 * time.Second),
 		ServerIdleTimeout: 0, ServerCheckQuery: "", ServerCheckDelay: 0,
 		ClientIdleTimeout: Duration(time.Hour), IdleTransactionTimeout: Duration(30 * time.Second),
-		MaxPreparedStatements: 0, MaxConcurrentConnects: 1,
+		MaxPreparedStatements: 0, MaxConcurrentConnects: 1, ReservePoolSize: 3, ReservePoolTimeout: Duration(2 * time.Second),
 	}
 	wantRecycle := Recycle{
 		MaxLifetime: Duration(30 * time.Minute), LifetimeJitter: 0, MaxQueries: 1000,

@@ -700,6 +700,8 @@ func poolProblems(p Pool) []problem {
 	ps = append(ps, nonNegative("idle_transaction_timeout", p.IdleTransactionTimeout)...)
 	ps = append(ps, atLeast("max_prepared_statements", int64(p.MaxPreparedStatements), 0)...)
 	ps = append(ps, atLeast("max_concurrent_connects", int64(p.MaxConcurrentConnects), 1)...)
+	ps = append(ps, atLeast("reserve_pool_size", int64(p.ReservePoolSize), 0)...)
+	ps = append(ps, nonNegative("reserve_pool_timeout", p.ReservePoolTimeout)...)
 	return ps
 }
 

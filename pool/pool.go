@@ -167,7 +167,7 @@ const reasonPoolSize = "pool_size"
 // takeExcessIdleLocked removes idle backends above pool.size from the pool
 // for the caller to destroy; busy ones go at their release.
 func (p *Pool) takeExcessIdleLocked() []*Backend {
-	n := min(len(p.all)-p.opts.Pool.Size, len(p.idle))
+	n := min(len(p.all)-p.opts.Pool.Size-p.reserveLocked(time.Now()), len(p.idle))
 	if n <= 0 {
 		return nil
 	}
@@ -390,11 +390,19 @@ func (p *Pool) Release(b *Backend) (handedOff bool) {
 		p.destroy(b, "shutdown", true)
 		return
 	}
-	if len(p.all) > p.opts.Pool.Size {
-		// pool.size was lowered by a reload: shrink as backends come back.
-		p.mu.Unlock()
-		p.destroy(b, reasonPoolSize, true)
-		return
+	if n := len(p.all); n > p.opts.Pool.Size {
+		// Over pool.size: a reserve backend while clients still wait, or
+		// one above a size a reload lowered.
+		reserve := n <= p.opts.Pool.Size+p.opts.Pool.ReservePoolSize
+		if !reserve || len(p.waiters) == 0 {
+			reason := reasonPoolSize
+			if reserve {
+				reason = "reserve"
+			}
+			p.mu.Unlock()
+			p.destroy(b, reason, true)
+			return
+		}
 	}
 	// Sample memory when nobody waits: a waiter gets the backend now and
 	// the background tick samples it later, once it is idle. A pool that
@@ -593,7 +601,8 @@ func (p *Pool) spawnOpenersLocked() {
 	if limit < 1 {
 		limit = 1
 	}
-	for len(p.waiters) > p.opening && len(p.all)+p.opening < p.opts.Pool.Size && p.opening < limit {
+	size := p.opts.Pool.Size + p.reserveLocked(time.Now())
+	for len(p.waiters) > p.opening && len(p.all)+p.opening < size && p.opening < limit {
 		if !p.opts.DBLimit.take() {
 			// max_db_connections reached: make room from another pool's
 			// idle backends, now and as they are released; a freed slot
@@ -613,6 +622,16 @@ func (p *Pool) spawnOpenersLocked() {
 	if len(p.waiters) <= p.opening {
 		p.setStarvedLocked(false)
 	}
+}
+
+// reserveLocked is how many backends the pool may open above pool.size
+// now: reserve_pool_size once its oldest waiting client has waited
+// reserve_pool_timeout, else none.
+func (p *Pool) reserveLocked(now time.Time) int {
+	if p.opts.Pool.ReservePoolSize == 0 || len(p.waiters) == 0 || now.Sub(p.waiters[0].since) < p.opts.Pool.ReservePoolTimeout.D() {
+		return 0
+	}
+	return p.opts.Pool.ReservePoolSize
 }
 
 // setStarvedLocked records whether this pool's waiters lack a
@@ -818,6 +837,7 @@ func (p *Pool) Tick(now time.Time) {
 		p.mu.Unlock()
 	}
 	p.mu.Lock()
+	p.spawnOpenersLocked() // the reserve, once the oldest waiter has waited long enough
 	for len(p.idle)+p.opening < minIdle && len(p.all)+p.opening < p.opts.Pool.Size && !p.closed {
 		if !p.replaceLocked(false, time.Time{}) {
 			break

@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/pgrecycle/pgrecycle/config"
 	"github.com/pgrecycle/pgrecycle/test/pgtest"
 	"github.com/pgrecycle/pgrecycle/wire"
 )
@@ -638,5 +639,62 @@ func TestAcquireWithReusesWaiter(t *testing.T) {
 	}
 	if p.Release(b) {
 		t.Fatal("Release with nobody waiting reported a hand-off")
+	}
+}
+
+// TestReservePool: once the oldest waiting client has waited
+// reserve_pool_timeout, the pool opens up to reserve_pool_size backends
+// above pool.size; they close at their release when nobody waits.
+func TestReservePool(t *testing.T) {
+	leakCheck(t)
+	srv := pgtest.Shared(t)
+	opts := testOptions(t, srv, 1)
+	opts.Pool.ReservePoolSize = 1
+	opts.Pool.ReservePoolTimeout = config.Duration(300 * time.Millisecond)
+	p := newPool(t, opts)
+	held := acquire(t, p)
+	// The proxy ticks every pool each second; here faster.
+	stop := make(chan struct{})
+	ticked := make(chan struct{})
+	go func() {
+		defer close(ticked)
+		for {
+			select {
+			case <-stop:
+				return
+			case now := <-time.After(50 * time.Millisecond):
+				p.Tick(now)
+			}
+		}
+	}()
+	defer func() { close(stop); <-ticked }()
+
+	start := time.Now()
+	ctx := testContext(t, 10*time.Second)
+	b, err := p.Acquire(ctx)
+	if err != nil {
+		t.Fatalf("Acquire with the only backend held: %v", err)
+	}
+	if el := time.Since(start); el < 250*time.Millisecond {
+		t.Fatalf("reserve backend after %s, before reserve_pool_timeout (300ms)", el)
+	}
+	if b.PID == held.PID {
+		t.Fatal("the held backend was handed out")
+	}
+	if st := p.Stats(); st.Active != 2 {
+		t.Fatalf("%+v, want 2 active (size 1 + reserve 1)", st)
+	}
+	// A third waits: the reserve is full.
+	wctx, cancel := context.WithTimeout(ctx, 700*time.Millisecond)
+	defer cancel()
+	if b3, err := p.Acquire(wctx); err == nil {
+		p.Release(b3)
+		t.Fatal("a third backend opened beyond size + reserve")
+	}
+	p.Release(b) // nobody waits: the reserve backend closes
+	p.Release(held)
+	retiredOnly(t, p, map[string]int64{"reserve": 1})
+	if st := p.Stats(); st.Idle != 1 || st.Active != 0 {
+		t.Fatalf("after the releases: %+v, want one idle backend", st)
 	}
 }

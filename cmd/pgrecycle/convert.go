@@ -553,8 +553,6 @@ var noEquivalent = map[string]string{
 	"user":                        "pgrecycle never switches user itself: start it as an unprivileged user (systemd User= or DynamicUser=, a container's runAsUser).",
 	"unix_socket_mode":            "the socket file is made world-connectable (0777); limit access with the permissions of listen.unix_socket_dir.",
 	"unix_socket_group":           "the socket file is made world-connectable (0777); limit access with the group and permissions of listen.unix_socket_dir.",
-	"reserve_pool_size":           "no reserve pool: raise pool.size instead; a client waits up to pool.query_wait_timeout for a backend.",
-	"reserve_pool_timeout":        "no reserve pool: raise pool.size instead; a client waits up to pool.query_wait_timeout for a backend.",
 	"max_db_client_connections":   "no per-database client limit; listen.max_client_conn limits clients in total.",
 	"max_user_connections":        "no per-user backend limit; pool.size bounds each (database, user) pool and pool.max_db_connections each database.",
 	"max_user_client_connections": "no per-user client limit; listen.max_client_conn limits clients in total.",
@@ -1014,6 +1012,15 @@ func (c *converter) poolSection() *tomlSection {
 		}
 		s.set("max_db_connections", strconv.FormatInt(n, 10), from(e))
 	}
+	if n, e, ok := c.intSetting("reserve_pool_size"); ok {
+		if n < 0 {
+			c.errorf(e, "must not be negative")
+		}
+		s.set("reserve_pool_size", strconv.FormatInt(n, 10), from(e))
+	}
+	if d, e, ok := c.durSetting("reserve_pool_timeout"); ok {
+		s.set("reserve_pool_timeout", tomlDuration(d), fromSeconds(e))
+	}
 	if d, e, ok := c.durSetting("query_wait_timeout"); ok {
 		s.set("query_wait_timeout", tomlDuration(d), fromSeconds(e))
 	}
@@ -1218,7 +1225,12 @@ func (c *converter) database(name string, e iniEntry, params []connParam) dbOut 
 				setParam(kv.Key, kv.Value, "connect_query")
 			}
 		case "reserve_pool", "reserve_pool_size":
-			c.skip(label+": "+p.Key+"="+p.Value, noEquivalent["reserve_pool_size"])
+			if n, ok := atoi(p); ok {
+				if n < 0 {
+					c.errorf(e, "%s: must not be negative", p.Key)
+				}
+				d.pool.set("reserve_pool_size", strconv.FormatInt(n, 10), p.Key+"="+p.Value)
+			}
 		case "max_db_client_connections":
 			c.skip(label+": "+p.Key+"="+p.Value, noEquivalent[p.Key])
 		case "auth_user", "auth_query":
