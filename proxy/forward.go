@@ -7,6 +7,7 @@ import (
 	"maps"
 	"net"
 	"runtime"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -512,7 +513,7 @@ func (s *session) readInline(b *pool.Backend) {
 			s.readyReceived(b)
 			done := s.pending == 0
 			release := done && !s.unsynced && b.TxStatus == 'I' && !s.stopping
-			needPump := done && !release && s.unsynced && s.flushSent
+			needPump := done && !release && s.unsynced
 			if release {
 				s.backend = nil
 			}
@@ -526,7 +527,7 @@ func (s *session) readInline(b *pool.Backend) {
 				// A waiter that got it runs first: its query reaches the
 				// backend now rather than after our write, so the backend
 				// isn't idle for that long (most visible with one P).
-				if s.pool.Release(b) {
+				if s.releaseBackend(b) {
 					runtime.Gosched()
 				}
 				_ = s.cw.Flush()
@@ -625,7 +626,7 @@ func (s *session) tryRelease(b *pool.Backend) bool {
 	// Wait out a client-side write that may still be finishing on b.
 	s.wmu.Lock()
 	s.wmu.Unlock()
-	s.pool.Release(b)
+	s.releaseBackend(b)
 	if s.srv.draining.Load() || s.pool.Options().Pool.ClientIdleTimeout > 0 {
 		s.poke()
 	}
@@ -633,9 +634,10 @@ func (s *session) tryRelease(b *pool.Backend) bool {
 }
 
 // backendFailed handles a backend lost under a client: the backend is
-// closed; in transaction pooling the client gets an ERROR (class 08) and a
-// ReadyForQuery for each request it is owed, and keeps its session; in
-// session pooling the session ends.
+// closed. In transaction pooling, outside a transaction and with at most
+// one request owed, the client gets an ERROR (class 08) and a
+// ReadyForQuery for each request it is owed, and keeps its session;
+// otherwise, and in session pooling, the session ends with the error.
 func (s *session) backendFailed(b *pool.Backend, err error, fatal *clientError) {
 	s.mu.Lock()
 	if s.stopping {
@@ -740,14 +742,8 @@ func (s *session) finish() {
 			ok = false
 		}
 	}
-	opts := s.pool.Options().Pool
-	if ok && opts.ServerResetQuery != "" && (!s.txMode || opts.ServerResetQueryAlways) {
-		if st, err := pool.SimpleQuery(b, opts.ServerResetQuery, nil); err != nil || st != 'I' {
-			ok = false
-		} else {
-			b.ProxySet = nil
-			b.Statements.Clear()
-		}
+	if ok {
+		ok = s.runResetQuery(b)
 	}
 	_ = b.Conn.SetDeadline(time.Time{})
 	if !ok || b.Broken {
@@ -755,6 +751,45 @@ func (s *session) finish() {
 		return
 	}
 	s.pool.Release(b)
+}
+
+// releaseBackend hands a backend back to the pool at the end of a
+// transaction (transaction pooling), after server_reset_query when
+// server_reset_query_always asks for it, as PgBouncer does. It reports
+// whether a waiting client got the backend.
+func (s *session) releaseBackend(b *pool.Backend) bool {
+	if opts := s.pool.Options().Pool; opts.ServerResetQueryAlways && opts.ServerResetQuery != "" {
+		_ = b.Conn.SetDeadline(time.Now().Add(resetTimeout))
+		ok := s.runResetQuery(b)
+		_ = b.Conn.SetDeadline(time.Time{})
+		if !ok {
+			s.pool.Destroy(b, "error")
+			return false
+		}
+	}
+	return s.pool.Release(b)
+}
+
+// runResetQuery runs server_reset_query on b where it applies (session
+// pooling, or server_reset_query_always) and reports whether b is still
+// clean and idle.
+func (s *session) runResetQuery(b *pool.Backend) bool {
+	opts := s.pool.Options().Pool
+	if opts.ServerResetQuery == "" || s.txMode && !opts.ServerResetQueryAlways {
+		return true
+	}
+	if st, err := pool.SimpleQuery(b, opts.ServerResetQuery, nil); err != nil || st != 'I' {
+		return false
+	}
+	b.ProxySet = nil
+	q := strings.ToLower(opts.ServerResetQuery)
+	if strings.Contains(q, "discard all") {
+		b.SettingsOwner = 0 // it includes SET SESSION AUTHORIZATION DEFAULT and RESET ALL
+	}
+	if strings.Contains(q, "discard all") || strings.Contains(q, "deallocate all") {
+		b.Statements.Clear()
+	}
+	return true
 }
 
 // failRequest answers a request that got no backend: ErrorResponse, the

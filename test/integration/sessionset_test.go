@@ -152,3 +152,37 @@ func TestListenIsolation(t *testing.T) {
 		t.Fatalf("B received A's notification: %+v", n)
 	}
 }
+
+// TestResetQueryAlwaysTransactionMode: with server_reset_query_always in
+// transaction pooling, DISCARD ALL runs after every transaction, as
+// PgBouncer does: a client's temp table, SQL prepared statement and
+// advisory lock are gone before the next client gets the backend, and
+// protocol-level prepared statements keep working.
+func TestResetQueryAlwaysTransactionMode(t *testing.T) {
+	leakCheck(t)
+	e := startProxy(t, proxyOpts{mode: "transaction", size: 1, dbExtra: "[databases.app.pool]\nserver_reset_query_always = true\n"})
+	ctx := testCtx(t)
+	a := e.connect(ctx)
+	for _, q := range []string{"CREATE TEMP TABLE leak_tt (x int)", "PREPARE leak_stmt AS SELECT 1", "SELECT pg_advisory_lock(777)"} {
+		if _, err := a.Exec(ctx, q, pgx.QueryExecModeSimpleProtocol); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	b := e.connect(ctx)
+	var tt, ps, locks int
+	if err := b.QueryRow(ctx, `SELECT (SELECT count(*) FROM pg_class WHERE relname = 'leak_tt'),
+		(SELECT count(*) FROM pg_prepared_statements WHERE name = 'leak_stmt'),
+		(SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid())`, pgx.QueryExecModeSimpleProtocol).Scan(&tt, &ps, &locks); err != nil {
+		t.Fatal(err)
+	}
+	if tt != 0 || ps != 0 || locks != 0 {
+		t.Fatalf("next client sees temp tables %d, SQL prepared %d, advisory locks %d", tt, ps, locks)
+	}
+	// pgx's statement cache: statements are prepared again after each reset.
+	for i := 0; i < 3; i++ {
+		var n int
+		if err := b.QueryRow(ctx, "SELECT $1::int + 1", i).Scan(&n); err != nil || n != i+1 {
+			t.Fatalf("cached statement, round %d: %d, %v", i, n, err)
+		}
+	}
+}
