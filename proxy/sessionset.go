@@ -73,6 +73,35 @@ func (s *session) noteSessionSet(b *pool.Backend, typ byte, bodyLen int) {
 	if containsSessionSet(q) {
 		b.SettingsOwner = s.id
 	}
+	if containsReset(q) {
+		// RESET and DISCARD return the backend to its own startup values,
+		// not this client's: what the proxy set must be set again.
+		b.SettingsOwner = s.id
+		b.ProxySet = nil
+	}
+}
+
+// containsReset reports whether SQL text has a statement that starts
+// with RESET or DISCARD.
+func containsReset(q []byte) bool {
+	if i := bytes.IndexByte(q, 0); i >= 0 {
+		q = q[:i]
+	}
+	for {
+		stmt := q
+		end := bytes.IndexByte(q, ';')
+		if end >= 0 {
+			stmt = q[:end]
+		}
+		stmt = skipBlanksAndComments(stmt)
+		if hasWordFold(stmt, "reset") || hasWordFold(stmt, "discard") {
+			return true
+		}
+		if end < 0 {
+			return false
+		}
+		q = q[end+1:]
+	}
 }
 
 // containsSessionSet reports whether SQL text (up to a NUL, if any) may

@@ -58,3 +58,20 @@ func FuzzContainsSessionSet(f *testing.F) {
 		_ = containsSessionSet(q) // must not panic or hang
 	})
 }
+
+func TestContainsReset(t *testing.T) {
+	for q, want := range map[string]bool{
+		"RESET ALL":                        true,
+		"reset search_path":                true,
+		"SELECT 1; /* c */ Reset TimeZone": true,
+		"DISCARD ALL":                      true,
+		"discard plans":                    true,
+		"SELECT reset_at FROM t":           false,
+		"RESETTING":                        false,
+		"":                                 false,
+	} {
+		if got := containsReset([]byte(q)); got != want {
+			t.Errorf("containsReset(%q) = %v, want %v", q, got, want)
+		}
+	}
+}

@@ -186,3 +186,39 @@ func TestResetQueryAlwaysTransactionMode(t *testing.T) {
 		}
 	}
 }
+
+// TestResetRestoresStartupSettings: in transaction pooling a client's
+// RESET returns the backend to its own startup values; the client's
+// startup settings (here search_path from options) are applied again, for
+// it and for the next client with the same settings. Before, the proxy
+// believed they were still in force, and both ran with the default path.
+func TestResetRestoresStartupSettings(t *testing.T) {
+	leakCheck(t)
+	e := startProxy(t, proxyOpts{mode: "transaction", size: 1})
+	ctx := testCtx(t)
+	opts := "options=" + qEscape("-c search_path=tenant_s1")
+	a := e.connect(ctx, opts)
+	b := e.connect(ctx, opts)
+	path := func(c *pgx.Conn) string {
+		t.Helper()
+		var v string
+		if err := c.QueryRow(ctx, "SHOW search_path", pgx.QueryExecModeSimpleProtocol).Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	if p := path(a); p != "tenant_s1" {
+		t.Fatalf("A's startup search_path: %q", p)
+	}
+	for _, q := range []string{"RESET ALL", "RESET search_path"} {
+		if _, err := a.Exec(ctx, q, pgx.QueryExecModeSimpleProtocol); err != nil {
+			t.Fatal(err)
+		}
+		if p := path(b); p != "tenant_s1" {
+			t.Fatalf("after A's %s, B's search_path = %q, want tenant_s1", q, p)
+		}
+		if p := path(a); p != "tenant_s1" {
+			t.Fatalf("after its own %s and another client, A's search_path = %q, want tenant_s1", q, p)
+		}
+	}
+}
