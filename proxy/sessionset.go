@@ -70,62 +70,54 @@ func (s *session) noteSessionSet(b *pool.Backend, typ byte, bodyLen int) {
 		}
 		q = rest
 	}
-	if containsSessionSet(q) {
+	set, reset := sessionState(q)
+	if set || reset {
 		b.SettingsOwner = s.id
 	}
-	if containsReset(q) {
+	if reset {
 		// RESET and DISCARD return the backend to its own startup values,
 		// not this client's: what the proxy set must be set again.
-		b.SettingsOwner = s.id
 		b.ProxySet = nil
 	}
 }
 
-// containsReset reports whether SQL text has a statement that starts
-// with RESET or DISCARD.
-func containsReset(q []byte) bool {
+// sessionState reads SQL text (up to a NUL, if any) once, statement by
+// statement: set reports what may leave session state behind (a SET that
+// outlives its transaction, DO, LISTEN, or a call of set_config
+// anywhere), reset a statement that starts with RESET or DISCARD. It
+// splits at every semicolon, in quotes or not: a false alarm costs one
+// reset, never a wrong answer.
+func sessionState(q []byte) (set, reset bool) {
 	if i := bytes.IndexByte(q, 0); i >= 0 {
 		q = q[:i]
 	}
+	set = callsSetConfig(q)
 	for {
-		stmt := q
-		end := bytes.IndexByte(q, ';')
-		if end >= 0 {
-			stmt = q[:end]
-		}
+		stmt, rest, more := bytes.Cut(q, []byte{';'})
 		stmt = skipBlanksAndComments(stmt)
-		if hasWordFold(stmt, "reset") || hasWordFold(stmt, "discard") {
-			return true
+		switch {
+		case hasWordFold(stmt, "reset") || hasWordFold(stmt, "discard"):
+			reset = true
+		case isSessionSet(stmt):
+			set = true
 		}
-		if end < 0 {
-			return false
+		if !more || set && reset {
+			return set, reset
 		}
-		q = q[end+1:]
+		q = rest
 	}
 }
 
-// containsSessionSet reports whether SQL text (up to a NUL, if any) may
-// leave session state behind: a statement that starts with SET and
-// outlives its transaction, DO or LISTEN, or a call of set_config
-// anywhere. It splits at every semicolon, in quotes or not: a false alarm
-// costs one reset, never a wrong answer.
+// containsSessionSet is sessionState's set.
 func containsSessionSet(q []byte) bool {
-	if i := bytes.IndexByte(q, 0); i >= 0 {
-		q = q[:i]
-	}
-	if callsSetConfig(q) {
-		return true
-	}
-	for {
-		end := bytes.IndexByte(q, ';')
-		if end < 0 {
-			return isSessionSet(q)
-		}
-		if isSessionSet(q[:end]) {
-			return true
-		}
-		q = q[end+1:]
-	}
+	set, _ := sessionState(q)
+	return set
+}
+
+// containsReset is sessionState's reset.
+func containsReset(q []byte) bool {
+	_, reset := sessionState(q)
+	return reset
 }
 
 // callsSetConfig reports whether q mentions set_config, in any case.

@@ -176,28 +176,11 @@ func TestCopyInWithEarlySync(t *testing.T) {
 func TestCopyInErrorBeforeCopyDone(t *testing.T) {
 	leakCheck(t)
 	e := startProxy(t, proxyOpts{size: 1})
-	table := uniqueName("copyerr")
+	table := intTable(t, e, "copyerr")
 	ctx := testCtx(t)
-	d := e.direct(ctx)
-	defer d.Close(ctx)
-	if _, err := d.Exec(ctx, "CREATE TABLE "+table+" (i int)"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { dropTable(t, e, table) })
 
 	fe, _ := e.rawFrontend(t)
-	fe.Send(&pgproto3.Query{String: "COPY " + table + " (i) FROM STDIN"})
-	if err := fe.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	expectType[*pgproto3.CopyInResponse](t, fe)
-	fe.Send(&pgproto3.CopyData{Data: []byte("not a number\n")})
-	if err := fe.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	if e := expectType[*pgproto3.ErrorResponse](t, fe); e.Code != "22P02" {
-		t.Fatalf("bad COPY row: %s %s", e.Code, e.Message)
-	}
+	failCopy(t, fe, table)
 	expectType[*pgproto3.ReadyForQuery](t, fe)
 	// The client had more in flight.
 	fe.Send(&pgproto3.CopyData{Data: []byte("2\n")})
@@ -210,13 +193,7 @@ func TestCopyInErrorBeforeCopyDone(t *testing.T) {
 	if len(got) != 4 { // RowDescription, DataRow, CommandComplete, ReadyForQuery
 		t.Fatalf("SELECT 1 after the failed COPY: %v", got)
 	}
-	other := e.connect(ctx)
-	qctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	defer cancel()
-	var n int
-	if err := other.QueryRow(qctx, "SELECT 2").Scan(&n); err != nil || n != 2 {
-		t.Fatalf("another client with a pool of one, after the failed COPY: %v", err)
-	}
+	assertBackendFree(ctx, t, e)
 }
 
 // TestErrorBeforeSyncDelivered: in transaction pooling the server's error
@@ -263,14 +240,8 @@ func TestErrorBeforeSyncDelivered(t *testing.T) {
 func TestCopyInErrorBeforeCopyDoneInTransaction(t *testing.T) {
 	leakCheck(t)
 	e := startProxy(t, proxyOpts{size: 1})
-	table := uniqueName("copyerrtx")
+	table := intTable(t, e, "copyerrtx")
 	ctx := testCtx(t)
-	d := e.direct(ctx)
-	defer d.Close(ctx)
-	if _, err := d.Exec(ctx, "CREATE TABLE "+table+" (i int)"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { dropTable(t, e, table) })
 
 	fe, _ := e.rawFrontend(t)
 	fe.Send(&pgproto3.Query{String: "BEGIN"})
@@ -278,16 +249,7 @@ func TestCopyInErrorBeforeCopyDoneInTransaction(t *testing.T) {
 		t.Fatal(err)
 	}
 	expectUntilReady(t, fe)
-	fe.Send(&pgproto3.Query{String: "COPY " + table + " (i) FROM STDIN"})
-	if err := fe.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	expectType[*pgproto3.CopyInResponse](t, fe)
-	fe.Send(&pgproto3.CopyData{Data: []byte("\n")})
-	if err := fe.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	expectType[*pgproto3.ErrorResponse](t, fe)
+	failCopy(t, fe, table)
 	if z := expectType[*pgproto3.ReadyForQuery](t, fe); z.TxStatus != 'E' {
 		t.Fatalf("after the failed COPY: status %q", z.TxStatus)
 	}
@@ -299,11 +261,49 @@ func TestCopyInErrorBeforeCopyDoneInTransaction(t *testing.T) {
 	}
 	expectUntilReady(t, fe)
 	expectUntilReady(t, fe)
-	other := e.connect(ctx)
+	assertBackendFree(ctx, t, e)
+}
+
+// intTable creates a one-column table for the test and drops it after.
+func intTable(t *testing.T, e *env, prefix string) string {
+	t.Helper()
+	ctx := testCtx(t)
+	table := uniqueName(prefix)
+	d := e.direct(ctx)
+	defer d.Close(ctx)
+	if _, err := d.Exec(ctx, "CREATE TABLE "+table+" (i int)"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dropTable(t, e, table) })
+	return table
+}
+
+// failCopy starts COPY table FROM STDIN and sends a row the server
+// rejects at once (22P02), up to its ErrorResponse.
+func failCopy(t *testing.T, fe *pgproto3.Frontend, table string) {
+	t.Helper()
+	fe.Send(&pgproto3.Query{String: "COPY " + table + " (i) FROM STDIN"})
+	if err := fe.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	expectType[*pgproto3.CopyInResponse](t, fe)
+	fe.Send(&pgproto3.CopyData{Data: []byte("not a number\n")})
+	if err := fe.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if e := expectType[*pgproto3.ErrorResponse](t, fe); e.Code != "22P02" {
+		t.Fatalf("bad COPY row: %s %s", e.Code, e.Message)
+	}
+}
+
+// assertBackendFree checks that another client gets the backend of a
+// pool of one within 3 s: the test's client gave it back.
+func assertBackendFree(ctx context.Context, t *testing.T, e *env) {
+	t.Helper()
 	qctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
 	var n int
-	if err := other.QueryRow(qctx, "SELECT 2").Scan(&n); err != nil || n != 2 {
-		t.Fatalf("another client with a pool of one, after ROLLBACK: %v", err)
+	if err := e.connect(ctx).QueryRow(qctx, "SELECT 2").Scan(&n); err != nil || n != 2 {
+		t.Fatalf("another client with a pool of one: %v", err)
 	}
 }
