@@ -654,12 +654,21 @@ func (s *session) backendFailed(b *pool.Backend, err error, fatal *clientError) 
 	rideThrough := s.txMode && s.pending <= 1 && !s.unsynced && (s.txStatus == 'I' || s.txStatus == 0)
 	s.mu.Unlock()
 	b.Broken = true
+	cause, reason := "backend lost", "error"
+	if s.srv.terminating.Load() {
+		// Shutdown cut the read at shutdown_timeout (poke).
+		rideThrough = false
+		fatal = s.srv.shutdownTimeoutError()
+		cause, reason = "shutdown", "shutdown"
+	} else {
+		s.log.Warn("backend connection lost", zap.Uint32("pid", b.PID), zap.Error(err), zap.Bool("client_kept", rideThrough))
+	}
 	if fatal == nil {
 		fatal = &clientError{Severity: "ERROR", Code: codeConnectionFailure,
 			Message: "pgrecycle: server connection lost: " + err.Error()}
 	}
-	s.log.Warn("backend connection lost", zap.Uint32("pid", b.PID), zap.Error(err), zap.Bool("client_kept", rideThrough))
 	if !rideThrough {
+		s.endCause = cause
 		fatal.Severity = "FATAL"
 		s.cw.Reset()
 		_ = s.sendError(fatal)
@@ -668,8 +677,7 @@ func (s *session) backendFailed(b *pool.Backend, err error, fatal *clientError) 
 		s.mu.Unlock()
 		s.wmu.Lock()
 		s.wmu.Unlock()
-		s.pool.Destroy(b, "error")
-		s.endCause = "backend lost"
+		s.pool.Destroy(b, reason)
 		_ = s.raw.Close()
 		return
 	}
@@ -885,6 +893,9 @@ func (s *session) onIdleDeadline() (done bool, err error) {
 	expired := s.idleLimit > 0 && time.Since(s.idleSince) >= s.idleLimit
 	var ce *clientError
 	switch {
+	case s.srv.terminating.Load():
+		ce = s.srv.shutdownTimeoutError()
+		s.endCause = "shutdown"
 	case s.srv.draining.Load() && (!attached || idleSession):
 		ce = fatalf(codeAdminShutdown, "terminating connection: pgrecycle is shutting down")
 		s.endCause = "shutdown"

@@ -63,8 +63,11 @@ type Server struct {
 	// draining is set by Shutdown: no new transactions, idle clients are
 	// told and closed, the rest finish first.
 	draining atomic.Bool
-	ops      opsState    // admin console, metrics (inspect.go, metrics.go)
-	health   healthState // the health advisor's findings (health.go)
+	// terminating is set when shutdown_timeout passes with clients left:
+	// each is told (57P01) and closed, whatever it was doing.
+	terminating atomic.Bool
+	ops         opsState    // admin console, metrics (inspect.go, metrics.go)
+	health      healthState // the health advisor's findings (health.go)
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -435,22 +438,52 @@ func restartOnly(key string) bool {
 
 // Shutdown stops accepting clients and drains: idle clients are told
 // (57P01) and closed, clients in a transaction finish it first; after
-// listen.shutdown_timeout everything left is closed.
+// listen.shutdown_timeout the clients left are told (57P01), their open
+// transactions rolled back, and closed.
 func (s *Server) Shutdown() {
 	s.draining.Store(true)
 	s.closeListeners()
 	s.pokeSessions()
-	deadline := time.Now().Add(s.Config().Listen.ShutdownTimeout.D())
-	for time.Now().Before(deadline) {
+	if !s.waitSessions(time.Now().Add(s.Config().Listen.ShutdownTimeout.D()), false) {
+		// Each session ends itself, so that its FATAL is not written over
+		// a reply it is relaying; a session stuck elsewhere (a write to a
+		// client that stopped reading) is closed after a moment. Pokes
+		// repeat because a session may clear its read deadline just after
+		// one.
+		s.terminating.Store(true)
+		s.waitSessions(time.Now().Add(terminateGrace), true)
+	}
+	s.Close()
+}
+
+// shutdownTimeoutError tells a client it was cut at shutdown_timeout.
+func (s *Server) shutdownTimeoutError() *clientError {
+	return fatalf(codeAdminShutdown, "terminating connection: pgrecycle is shutting down (shutdown_timeout = %s reached)", s.Config().Listen.ShutdownTimeout)
+}
+
+// terminateGrace is how long sessions get, after shutdown_timeout, to tell
+// their clients and roll back before the rest are cut.
+const terminateGrace = 2 * time.Second
+
+// waitSessions waits until no session is left or deadline passes, poking
+// the sessions at each look when poke is set; it reports whether none is
+// left.
+func (s *Server) waitSessions(deadline time.Time, poke bool) bool {
+	for {
 		s.mu.Lock()
 		n := len(s.sessions)
 		s.mu.Unlock()
 		if n == 0 {
-			break
+			return true
+		}
+		if !time.Now().Before(deadline) {
+			return false
+		}
+		if poke {
+			s.pokeSessions()
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	s.Close()
 }
 
 // Draining reports whether Shutdown has begun.

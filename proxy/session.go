@@ -158,6 +158,16 @@ func (s *session) poke() {
 		return
 	}
 	_ = s.raw.SetReadDeadline(time.Now())
+	if s.srv.terminating.Load() {
+		// A reply relayed on the client goroutine (readInline) blocks in
+		// the backend's read: cut it too, so the session ends now.
+		s.mu.Lock()
+		b := s.backend
+		s.mu.Unlock()
+		if b != nil {
+			_ = b.Conn.SetReadDeadline(time.Unix(1, 0))
+		}
+	}
 }
 
 // serverWriter writes to the attached backend and remembers the first

@@ -193,3 +193,73 @@ func TestReloadAppliesWithoutDroppingClients(t *testing.T) {
 }
 
 var _ = context.Background
+
+// At shutdown_timeout the clients still at work are told why they are cut
+// (57P01), whether idle in a transaction or waiting for a query, and their
+// transactions are rolled back, not committed.
+func TestShutdownTimeoutTellsClients(t *testing.T) {
+	for _, mode := range []string{"transaction", "session"} {
+		t.Run(mode, func(t *testing.T) { testShutdownTimeoutTellsClients(t, mode) })
+	}
+}
+
+func testShutdownTimeoutTellsClients(t *testing.T, mode string) {
+	leakCheck(t)
+	e := startProxy(t, proxyOpts{size: 2, mode: mode}) // shutdown_timeout is 2s in these tests
+	ctx := testCtx(t)
+	d := e.direct(ctx)
+	if _, err := d.Exec(ctx, "CREATE TABLE IF NOT EXISTS cut_short (id int primary key)"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Exec(ctx, "DELETE FROM cut_short"); err != nil {
+		t.Fatal(err)
+	}
+	inTx := e.connect(ctx)
+	tx, err := inTx.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "INSERT INTO cut_short VALUES (9)"); err != nil {
+		t.Fatal(err)
+	}
+	busy := e.connect(ctx)
+	busyErr := make(chan error, 1)
+	go func() {
+		_, err := busy.Exec(ctx, "SELECT pg_sleep(30)")
+		busyErr <- err
+	}()
+	time.Sleep(200 * time.Millisecond) // the sleep has reached the server
+	start := time.Now()
+	done := make(chan struct{})
+	go func() {
+		e.srv.Shutdown()
+		close(done)
+	}()
+	select {
+	case err := <-busyErr:
+		if pgCode(err) != "57P01" || !strings.Contains(err.Error(), "shutdown_timeout") {
+			t.Fatalf("client waiting for a query got %v, want 57P01 naming shutdown_timeout", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("client waiting for a query was not cut at shutdown_timeout")
+	}
+	if elapsed := time.Since(start); elapsed < 2*time.Second {
+		t.Fatalf("client cut after %s, before shutdown_timeout", elapsed)
+	}
+	_, err = tx.Exec(ctx, "INSERT INTO cut_short VALUES (10)")
+	if pgCode(err) != "57P01" {
+		t.Fatalf("client idle in a transaction got %v, want 57P01", err)
+	}
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Shutdown did not return")
+	}
+	var n int
+	if err := d.QueryRow(ctx, "SELECT count(*) FROM cut_short").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Fatalf("%d rows of the cut transaction committed", n)
+	}
+}
