@@ -23,6 +23,7 @@ type Config struct {
 	Parameters map[string]string    `toml:"parameters"`
 	Databases  map[string]*Database `toml:"databases"`
 	Users      map[string]*User     `toml:"users"`
+	Limits     Limits               `toml:"limits"`
 	TLS        TLS                  `toml:"tls"`
 	HBA        []HBARule            `toml:"hba"`
 	Metrics    Metrics              `toml:"metrics"`
@@ -95,6 +96,7 @@ type Pool struct {
 	Size                   int      `toml:"size"`                      // backends per (database, user); default 20, >= 1
 	MinIdle                int      `toml:"min_idle"`                  // default 0, <= size
 	MaxDBConnections       int      `toml:"max_db_connections"`        // default 0 = unlimited (per database, all users)
+	MaxDBClientConnections int      `toml:"max_db_client_connections"` // default 0 = unlimited: clients logged in to the database
 	QueryWaitTimeout       Duration `toml:"query_wait_timeout"`        // default 120s; 0 = wait forever
 	ServerResetQuery       string   `toml:"server_reset_query"`        // default "DISCARD ALL"; "" = none
 	ServerResetQueryAlways bool     `toml:"server_reset_query_always"` // default false: only in session mode
@@ -145,6 +147,33 @@ type Database struct {
 type User struct {
 	Parameters map[string]string `toml:"parameters"` // override database and global parameters for this user
 	Password   string            `toml:"password"`   // optional, used to log in to backends when the auth file has no plain password
+	// Limits for this user; 0 = the [limits] defaults.
+	MaxUserConnections       int `toml:"max_user_connections"`
+	MaxUserClientConnections int `toml:"max_user_client_connections"`
+}
+
+// Limits is the [limits] section: per-user limits, counted across
+// databases, for every user; [users.NAME] overrides them. (The per-database
+// ones are pool.max_db_connections and pool.max_db_client_connections, the
+// total listen.max_client_conn.)
+type Limits struct {
+	MaxUserConnections       int `toml:"max_user_connections"`        // default 0 = unlimited: backends of one backend user
+	MaxUserClientConnections int `toml:"max_user_client_connections"` // default 0 = unlimited: clients logged in as one user
+}
+
+// UserLimits returns the backend and client limits of a user (0 =
+// unlimited): its [users.NAME] values, else the [limits] ones.
+func (c *Config) UserLimits(user string) (backends, clients int) {
+	backends, clients = c.Limits.MaxUserConnections, c.Limits.MaxUserClientConnections
+	if u := c.Users[user]; u != nil {
+		if u.MaxUserConnections > 0 {
+			backends = u.MaxUserConnections
+		}
+		if u.MaxUserClientConnections > 0 {
+			clients = u.MaxUserClientConnections
+		}
+	}
+	return backends, clients
 }
 
 // HBARule is one [[hba]] access rule, checked in order like pg_hba.conf:

@@ -433,6 +433,9 @@ func TestValidationErrors(t *testing.T) {
 		{"pool min_idle negative", minimal + "[pool]\nmin_idle = -1\n", "pool.min_idle", "must not be negative"},
 		{"pool mode", minimal + "[pool]\nmode = \"statement\"\n", "pool.mode", `must be one of "session", "transaction", not "statement"`},
 		{"pool max_db_connections", minimal + "[pool]\nmax_db_connections = -1\n", "pool.max_db_connections", "must not be negative"},
+		{"pool max_db_client_connections", minimal + "[pool]\nmax_db_client_connections = -1\n", "pool.max_db_client_connections", "must not be negative"},
+		{"limits max_user_connections", minimal + "[limits]\nmax_user_connections = -2\n", "limits.max_user_connections", "must not be negative"},
+		{"user max_user_client_connections", minimal + "[users.bob]\nmax_user_client_connections = -1\n", "users.bob.max_user_client_connections", "must not be negative"},
 		{"pool max_prepared_statements", minimal + "[pool]\nmax_prepared_statements = -1\n", "pool.max_prepared_statements", "must not be negative"},
 		{"pool max_concurrent_connects", minimal + "[pool]\nmax_concurrent_connects = 0\n", "pool.max_concurrent_connects", "must be at least 1"},
 		{"pool server_connect_timeout", minimal + "[pool]\nserver_connect_timeout = \"0s\"\n", "pool.server_connect_timeout", "greater than 0"},
@@ -1098,5 +1101,34 @@ size = 3
 	c = mustParse(t, minimal+"[databases.app]\nhost = \"h\"\n")
 	if d := c.Database("other"); d != nil {
 		t.Fatalf("no fallback: %+v", d)
+	}
+}
+
+func TestUserLimits(t *testing.T) {
+	c, err := Parse([]byte(`
+[auth]
+type = "trust"
+[limits]
+max_user_connections = 10
+max_user_client_connections = 100
+[users.batch]
+max_user_connections = 2
+[users.web]
+max_user_client_connections = 7
+`), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		user              string
+		backends, clients int
+	}{
+		{"batch", 2, 100},
+		{"web", 10, 7},
+		{"other", 10, 100},
+	} {
+		if b, cl := c.UserLimits(tc.user); b != tc.backends || cl != tc.clients {
+			t.Errorf("UserLimits(%q) = %d, %d; want %d, %d", tc.user, b, cl, tc.backends, tc.clients)
+		}
 	}
 }

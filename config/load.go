@@ -685,6 +685,7 @@ func poolProblems(p Pool) []problem {
 		ps = append(ps, problemf("min_idle", "must not exceed size (%d)", p.Size))
 	}
 	ps = append(ps, atLeast("max_db_connections", int64(p.MaxDBConnections), 0)...)
+	ps = append(ps, atLeast("max_db_client_connections", int64(p.MaxDBClientConnections), 0)...)
 	ps = append(ps, nonNegative("query_wait_timeout", p.QueryWaitTimeout)...)
 	if p.ServerConnectTimeout <= 0 {
 		// No timeout would let one unreachable host hang the pool forever.
@@ -868,6 +869,10 @@ func check(c *Config, defined func(toml.Key) bool) []*Error {
 		}
 	}
 
+	// [limits]
+	add(toml.Key{"limits"}, atLeast("max_user_connections", int64(c.Limits.MaxUserConnections), 0))
+	add(toml.Key{"limits"}, atLeast("max_user_client_connections", int64(c.Limits.MaxUserClientConnections), 0))
+
 	// [pool], [recycle], [parameters]
 	globalPool, globalRecycle := poolProblems(c.Pool), recycleProblems(c.Recycle)
 	add(toml.Key{"pool"}, globalPool)
@@ -928,6 +933,8 @@ func check(c *Config, defined func(toml.Key) bool) []*Error {
 			addOne(base, "user name must not be empty")
 		}
 		addParams(sub(base, "parameters"), paramProblems(u.Parameters, nil))
+		add(base, atLeast("max_user_connections", int64(u.MaxUserConnections), 0))
+		add(base, atLeast("max_user_client_connections", int64(u.MaxUserClientConnections), 0))
 	}
 
 	for i, r := range c.HBA {

@@ -39,9 +39,10 @@ type Options struct {
 	// Passthrough, when set, logs backends in with a client's SCRAM key or
 	// md5 hash instead of Password.
 	Passthrough *Passthrough
-	// DBLimit, shared by the pools of one database, enforces
-	// max_db_connections; nil means no limit.
-	DBLimit *DBLimiter
+	// Limits are shared with the pools of the same database
+	// (max_db_connections) and of the same backend user
+	// (max_user_connections); a backend needs a slot of each.
+	Limits []*Limiter
 }
 
 type result struct {
@@ -80,12 +81,12 @@ type Pool struct {
 	// yet; max_retiring_share bounds it.
 	retiring int
 	closed   bool
-	// starved: waiters found no max_db_connections slot (DBLimiter).
-	starved  bool
-	params   map[string]string // ParameterStatus of the first backend
-	nextID   uint64
-	retired  map[string]int64
-	connErrs int64
+	// starvedOn: the limiter that left waiters without a slot, or nil.
+	starvedOn *Limiter
+	params    map[string]string // ParameterStatus of the first backend
+	nextID    uint64
+	retired   map[string]int64
+	connErrs  int64
 	// lastConnErr is the error of the latest connect, nil once one
 	// succeeds: why clients wait.
 	lastConnErr error
@@ -119,8 +120,8 @@ func New(opts Options) (*Pool, error) {
 	}
 	snap := opts
 	p.snapshot.Store(&snap)
-	if opts.DBLimit != nil {
-		opts.DBLimit.register(p)
+	for _, l := range opts.Limits {
+		l.register(p)
 	}
 	return p, nil
 }
@@ -295,7 +296,7 @@ func (p *Pool) AcquireWith(wt *Waiter, timeout <-chan time.Time, stop <-chan str
 		p.mu.Lock()
 		removed := p.removeWaiterLocked(w)
 		if len(p.waiters) <= p.opening {
-			p.setStarvedLocked(false)
+			p.setStarvedLocked(nil)
 		}
 		p.mu.Unlock()
 		if !removed {
@@ -422,12 +423,12 @@ func (p *Pool) Release(b *Backend) (handedOff bool) {
 			return
 		}
 	}
-	if len(p.waiters) == 0 && p.opts.DBLimit.othersStarved(p) {
-		// max_db_connections is reached and another pool of the database
-		// has clients waiting: they get this backend's slot rather than
-		// it idling here.
+	if l := p.starvedNeighbourLocked(); l != nil && len(p.waiters) == 0 {
+		// max_db_connections or max_user_connections is reached and
+		// another pool under it has clients waiting: they get this
+		// backend's slot rather than it idling here.
 		p.mu.Unlock()
-		p.destroy(b, "max_db_connections", true)
+		p.destroy(b, l.setting, true)
 		return false
 	}
 	handedOff = p.handOffLocked(b)
@@ -473,7 +474,7 @@ func (p *Pool) replaceLocked(reserved bool, lastUsed time.Time) bool {
 	if p.closed || len(p.all)+p.opening >= p.opts.Pool.Size || p.opening >= max(1, p.opts.Pool.MaxConcurrentConnects) {
 		return false
 	}
-	if !p.opts.DBLimit.take() {
+	if p.takeSlot() != nil {
 		return false
 	}
 	p.opening++
@@ -577,7 +578,7 @@ func (p *Pool) destroy(b *Backend, reason string, graceful bool, value ...zap.Fi
 	b.close(graceful)
 	p.mu.Lock()
 	if _, ok := p.all[b]; ok {
-		defer p.opts.DBLimit.give(p)
+		defer p.giveSlot()
 	}
 	delete(p.all, b)
 	p.retired[reason]++
@@ -603,15 +604,15 @@ func (p *Pool) spawnOpenersLocked() {
 	}
 	size := p.opts.Pool.Size + p.reserveLocked(time.Now())
 	for len(p.waiters) > p.opening && len(p.all)+p.opening < size && p.opening < limit {
-		if !p.opts.DBLimit.take() {
-			// max_db_connections reached: make room from another pool's
-			// idle backends, now and as they are released; a freed slot
-			// wakes this pool.
-			p.setStarvedLocked(true)
+		if l := p.takeSlot(); l != nil {
+			// max_db_connections or max_user_connections reached: make
+			// room from another pool's idle backends, now and as they are
+			// released; a freed slot wakes this pool.
+			p.setStarvedLocked(l)
 			p.wg.Add(1)
 			go func() {
 				defer p.wg.Done()
-				p.opts.DBLimit.reclaim(p)
+				l.reclaim(p)
 			}()
 			return
 		}
@@ -620,7 +621,7 @@ func (p *Pool) spawnOpenersLocked() {
 		go p.open()
 	}
 	if len(p.waiters) <= p.opening {
-		p.setStarvedLocked(false)
+		p.setStarvedLocked(nil)
 	}
 }
 
@@ -632,15 +633,6 @@ func (p *Pool) reserveLocked(now time.Time) int {
 		return 0
 	}
 	return p.opts.Pool.ReservePoolSize
-}
-
-// setStarvedLocked records whether this pool's waiters lack a
-// max_db_connections slot.
-func (p *Pool) setStarvedLocked(starved bool) {
-	if p.starved != starved && p.opts.DBLimit != nil {
-		p.starved = starved
-		p.opts.DBLimit.setStarved(starved)
-	}
 }
 
 // open connects one backend for the waiters, retrying with exponential
@@ -660,7 +652,7 @@ func (p *Pool) openWith(ahead bool, lastUsed time.Time) {
 			stillNeeded := len(p.waiters) > 0 || (ahead && len(p.all)+p.opening < p.opts.Pool.Size)
 			if p.closed || !stillNeeded {
 				p.mu.Unlock()
-				p.opts.DBLimit.give(p)
+				p.giveSlot()
 				return
 			}
 			if isFatalConnectError(err) {
@@ -670,7 +662,7 @@ func (p *Pool) openWith(ahead bool, lastUsed time.Time) {
 				}
 				p.waiters = nil
 				p.mu.Unlock()
-				p.opts.DBLimit.give(p)
+				p.giveSlot()
 				return
 			}
 			p.opening++
@@ -684,7 +676,7 @@ func (p *Pool) openWith(ahead bool, lastUsed time.Time) {
 				p.mu.Lock()
 				p.opening--
 				p.mu.Unlock()
-				p.opts.DBLimit.give(p)
+				p.giveSlot()
 				return
 			}
 			backoff *= 2
@@ -696,7 +688,7 @@ func (p *Pool) openWith(ahead bool, lastUsed time.Time) {
 		if p.closed {
 			p.mu.Unlock()
 			b.close(true)
-			p.opts.DBLimit.give(p)
+			p.giveSlot()
 			return
 		}
 		p.lastConnErr = nil
@@ -875,7 +867,7 @@ func (p *Pool) Close() {
 		return
 	}
 	p.closed = true
-	p.setStarvedLocked(false)
+	p.setStarvedLocked(nil)
 	idle := p.idle
 	p.idle = nil
 	for _, w := range p.waiters {

@@ -45,9 +45,13 @@ type Server struct {
 	tlsConfig atomic.Pointer[tls.Config] // nil: no TLS toward clients
 	users     atomic.Pointer[auth.UserList]
 
-	mu        sync.Mutex
-	pools     map[poolKey]*pool.Pool
-	limiters  map[string]*pool.DBLimiter // max_db_connections, per database
+	mu       sync.Mutex
+	pools    map[poolKey]*pool.Pool
+	limiters map[string]*pool.Limiter // max_db_connections, per database
+	// userLimiters: max_user_connections, per backend user.
+	userLimiters map[string]*pool.Limiter
+	// clientsIn counts logged-in clients per database and user.
+	clientsIn clientCounts
 	listeners []net.Listener
 	sessions  map[*session]struct{}
 	closing   bool
@@ -88,7 +92,8 @@ func New(opts Options) (*Server, error) {
 		fails:         newFailedLogins(),
 		authq:         newAuthQuery(),
 		pools:         make(map[poolKey]*pool.Pool),
-		limiters:      make(map[string]*pool.DBLimiter),
+		limiters:      make(map[string]*pool.Limiter),
+		userLimiters:  make(map[string]*pool.Limiter),
 		sessions:      make(map[*session]struct{}),
 		params:        newParamSets(),
 		checkedLogins: newCheckedLogins(),
@@ -308,11 +313,17 @@ func (s *Server) poolFor(db *config.Database, user, password string, pt *pool.Pa
 	cfg := s.Config()
 	lim := s.limiters[db.Name]
 	if lim == nil {
-		lim = pool.NewDBLimiter(db.Pool.MaxDBConnections)
+		lim = pool.NewLimiter("max_db_connections", db.Pool.MaxDBConnections)
 		s.limiters[db.Name] = lim
 	}
+	userLim := s.userLimiters[user]
+	if userLim == nil {
+		backends, _ := cfg.UserLimits(user)
+		userLim = pool.NewLimiter("max_user_connections", backends)
+		s.userLimiters[user] = userLim
+	}
 	p, err := pool.New(pool.Options{
-		DBLimit:     lim,
+		Limits:      []*pool.Limiter{lim, userLim},
 		Database:    db.Name,
 		User:        user,
 		Password:    password,
@@ -389,6 +400,10 @@ func (s *Server) Reload() error {
 		if db := cfg.Database(name); db != nil {
 			lim.SetMax(db.Pool.MaxDBConnections)
 		}
+	}
+	for user, lim := range s.userLimiters {
+		backends, _ := cfg.UserLimits(user)
+		lim.SetMax(backends)
 	}
 	for key, p := range s.pools {
 		db := cfg.Database(key.database)

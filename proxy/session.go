@@ -48,6 +48,7 @@ type session struct {
 	key       cancelKey
 	id        uint64            // non-zero, unique in this process
 	counted   bool              // holds a max_client_conn slot
+	countedIn bool              // counted in Server.clientsIn (per database and user)
 	want      map[string]string // guarded by mu once logged in
 	// wantShared marks want as a set shared with other sessions
 	// (paramSets): copy it before changing it.
@@ -257,6 +258,9 @@ func (s *session) cleanup() {
 	_ = s.conn.Close()
 	if s.counted {
 		s.srv.clients.Add(-1)
+	}
+	if s.countedIn {
+		s.srv.clientsIn.leave(s.database, s.user)
 	}
 }
 
@@ -488,6 +492,17 @@ func (s *session) startup() error {
 	if s.admin {
 		return s.adminStartup(cfg)
 	}
+	_, userLimit := cfg.UserLimits(s.user)
+	if refused := s.srv.clientsIn.enter(s.database, s.user, db.Pool.MaxDBClientConnections, userLimit); refused != "" {
+		limit := userLimit
+		if refused == "max_db_client_connections" {
+			limit = db.Pool.MaxDBClientConnections
+		}
+		_ = s.sendError(fatalf(codeTooManyConnections, "no more connections allowed (%s = %d)", refused, limit))
+		s.log.Info("login refused: client limit reached", zap.String("limit", refused))
+		return errSessionDone
+	}
+	s.countedIn = true
 	s.db = db
 	s.txMode = db.Pool.Mode == "transaction"
 	s.mapStmt = s.txMode && db.Pool.MaxPreparedStatements > 0

@@ -540,71 +540,68 @@ const (
 // noEquivalent is why a PgBouncer setting has no pgrecycle counterpart.
 // Settings that are converted are not listed here.
 var noEquivalent = map[string]string{
-	"logfile":                     "pgrecycle logs to stderr; let systemd (journalctl -u pgrecycle), Docker or Kubernetes collect the log. See docs/deploy.md.",
-	"pidfile":                     "pgrecycle does not daemonize or write a pid file; run it under systemd or a container runtime, which track the process (deploy/pgrecycle.service).",
-	"syslog":                      "pgrecycle logs to stderr; journald can forward it to syslog.",
-	"syslog_ident":                "pgrecycle logs to stderr; journald can forward it to syslog.",
-	"syslog_facility":             "pgrecycle logs to stderr; journald can forward it to syslog.",
-	"log_connections":             "no per-event switches: log.level chooses what is logged, and connection counts are Prometheus metrics ([metrics] addr).",
-	"log_disconnections":          "no per-event switches: log.level chooses what is logged, and connection counts are Prometheus metrics ([metrics] addr).",
-	"log_pooler_errors":           "errors are always sent to the client as ErrorResponses and logged at warn level.",
-	"log_stats":                   "statistics are Prometheus metrics ([metrics] addr) and SHOW commands on the admin console, not log lines.",
-	"stats_period":                "statistics are Prometheus metrics ([metrics] addr), sampled at the scraper's interval.",
-	"user":                        "pgrecycle never switches user itself: start it as an unprivileged user (systemd User= or DynamicUser=, a container's runAsUser).",
-	"unix_socket_mode":            "the socket file is made world-connectable (0777); limit access with the permissions of listen.unix_socket_dir.",
-	"unix_socket_group":           "the socket file is made world-connectable (0777); limit access with the group and permissions of listen.unix_socket_dir.",
-	"max_db_client_connections":   "no per-database client limit; listen.max_client_conn limits clients in total.",
-	"max_user_connections":        "no per-user backend limit; pool.size bounds each (database, user) pool and pool.max_db_connections each database.",
-	"max_user_client_connections": "no per-user client limit; listen.max_client_conn limits clients in total.",
-	"server_round_robin":          "no switch for the order in which idle backends are handed out.",
-	"track_extra_parameters":      "nothing to configure: pgrecycle tracks application_name, client_encoding, DateStyle, TimeZone, IntervalStyle and standard_conforming_strings, and also re-applies a client's other startup settings (search_path, statement_timeout, ...) on every backend it uses.",
-	"ignore_startup_parameters":   "nothing to ignore: pgrecycle accepts every startup parameter (extra_float_digits, search_path, options=-c name=value, ...) and applies it to the backends the client uses.",
-	"peer_id":                     "no peering between processes: a cancel request is honoured by the pgrecycle process that issued the client's key. See docs/deploy.md about several processes on one port.",
-	"disable_pqexec":              "simple-query messages are forwarded as they are; refuse multi-statement queries in the application or with PostgreSQL privileges.",
-	"application_name_add_host":   "the client's application_name is passed through unchanged.",
-	"conffile":                    "informational only.",
-	"service_name":                "Windows service name; not applicable.",
-	"job_name":                    "Windows service name; not applicable.",
-	"scram_iterations":            "SCRAM secrets that pgrecycle derives from plain-text passwords use 4096 iterations (PostgreSQL's default); stored SCRAM secrets keep their own count.",
-	"auth_hba_file":               "no pg_hba.conf-format file: write its rules as [[hba]] sections (database, user, address, method) in this file.",
-	"auth_ident_file":             "no ident maps: pgrecycle has no peer or ident authentication.",
-	"auth_ldap_options":           "no LDAP authentication.",
-	"auth_query":                  "auth_user is not set, so PgBouncer did not use it.",
-	"auth_dbname":                 "pgrecycle runs auth.query on the database the client asks for: install the lookup function (or grant the query's access) in every database.",
-	"stats_users":                 "the admin console has no read-only role: add these users to auth.admin_users if they need SHOW commands, or point monitoring at [metrics] addr.",
-	"autodb_idle_timeout":         "the pools of databases reached through [databases.\"*\"] close idle backends after pool.server_idle_timeout, like any other; the pools themselves stay.",
-	"pool_idle_timeout":           "no pool expiry; idle backends are closed after pool.server_idle_timeout.",
-	"dns_max_ttl":                 "host names are resolved by the system resolver each time a backend is opened; there is no DNS cache to tune.",
-	"dns_nxdomain_ttl":            "host names are resolved by the system resolver each time a backend is opened; there is no DNS cache to tune.",
-	"dns_zone_check_period":       "host names are resolved by the system resolver each time a backend is opened; there is no DNS cache to tune.",
-	"resolv_conf":                 "the system resolver (/etc/resolv.conf) is used.",
-	"query_wait_notify":           "no notice is sent while a client waits for a backend.",
-	"login_notify_message":        "no welcome notice is sent.",
-	"query_timeout":               "no proxy-side query timeout: set PostgreSQL's statement_timeout in [parameters] (e.g. statement_timeout = \"30s\"), which the server enforces.",
-	"cancel_wait_timeout":         "cancel requests are forwarded at once on a connection of their own; they never queue.",
-	"transaction_timeout":         "no proxy-side limit on open transactions; PostgreSQL 17 has transaction_timeout, which can be set in [parameters].",
-	"suspend_timeout":             "no SUSPEND or -R online restart: for an upgrade, start the new version with listen.so_reuseport = true next to the old one, then stop the old one with SIGTERM (docs/deploy.md).",
-	"server_fast_close":           "no equivalent switch.",
-	"pkt_buf":                     "buffers are not tunable; large messages are streamed through fixed buffers.",
-	"sbuf_loopcnt":                "buffers are not tunable; large messages are streamed through fixed buffers.",
-	"max_packet_size":             "no limit on message size; large messages are streamed, never held in memory whole.",
-	"listen_backlog":              "the operating system's default backlog (net.core.somaxconn on Linux) is used.",
-	"tcp_defer_accept":            "not set.",
-	"tcp_socket_buffer":           "the operating system's socket buffer sizes are used.",
-	"client_tls_protocols":        "pgrecycle accepts TLS 1.2 and 1.3, with Go's default cipher suites and curves; not configurable.",
-	"client_tls_ciphers":          "pgrecycle accepts TLS 1.2 and 1.3, with Go's default cipher suites and curves; not configurable.",
-	"client_tls13_ciphers":        "pgrecycle accepts TLS 1.2 and 1.3, with Go's default cipher suites and curves; not configurable.",
-	"client_tls_ecdhcurve":        "pgrecycle accepts TLS 1.2 and 1.3, with Go's default cipher suites and curves; not configurable.",
-	"client_tls_dheparams":        "pgrecycle accepts TLS 1.2 and 1.3, with Go's default cipher suites and curves; not configurable.",
-	"server_tls_key_file":         "no client certificate toward PostgreSQL: authenticate to the server with a password.",
-	"server_tls_cert_file":        "no client certificate toward PostgreSQL: authenticate to the server with a password.",
-	"server_tls_sslmode":          "applied to every database as sslmode; there was no database to apply it to.",
-	"server_tls_ca_file":          "applied to every database as sslrootcert; there was no database to apply it to.",
-	"client_tls_cert_file":        "client_tls_sslmode is not set, so PgBouncer offered no TLS; set [tls] mode, cert_file and key_file to offer it.",
-	"client_tls_key_file":         "client_tls_sslmode is not set, so PgBouncer offered no TLS; set [tls] mode, cert_file and key_file to offer it.",
-	"server_tls_protocols":        "TLS toward PostgreSQL uses Go's defaults (TLS 1.2 and later); not configurable.",
-	"server_tls_ciphers":          "TLS toward PostgreSQL uses Go's defaults; not configurable.",
-	"server_tls13_ciphers":        "TLS toward PostgreSQL uses Go's defaults; not configurable.",
+	"logfile":                   "pgrecycle logs to stderr; let systemd (journalctl -u pgrecycle), Docker or Kubernetes collect the log. See docs/deploy.md.",
+	"pidfile":                   "pgrecycle does not daemonize or write a pid file; run it under systemd or a container runtime, which track the process (deploy/pgrecycle.service).",
+	"syslog":                    "pgrecycle logs to stderr; journald can forward it to syslog.",
+	"syslog_ident":              "pgrecycle logs to stderr; journald can forward it to syslog.",
+	"syslog_facility":           "pgrecycle logs to stderr; journald can forward it to syslog.",
+	"log_connections":           "no per-event switches: log.level chooses what is logged, and connection counts are Prometheus metrics ([metrics] addr).",
+	"log_disconnections":        "no per-event switches: log.level chooses what is logged, and connection counts are Prometheus metrics ([metrics] addr).",
+	"log_pooler_errors":         "errors are always sent to the client as ErrorResponses and logged at warn level.",
+	"log_stats":                 "statistics are Prometheus metrics ([metrics] addr) and SHOW commands on the admin console, not log lines.",
+	"stats_period":              "statistics are Prometheus metrics ([metrics] addr), sampled at the scraper's interval.",
+	"user":                      "pgrecycle never switches user itself: start it as an unprivileged user (systemd User= or DynamicUser=, a container's runAsUser).",
+	"unix_socket_mode":          "the socket file is made world-connectable (0777); limit access with the permissions of listen.unix_socket_dir.",
+	"unix_socket_group":         "the socket file is made world-connectable (0777); limit access with the group and permissions of listen.unix_socket_dir.",
+	"server_round_robin":        "no switch for the order in which idle backends are handed out.",
+	"track_extra_parameters":    "nothing to configure: pgrecycle tracks application_name, client_encoding, DateStyle, TimeZone, IntervalStyle and standard_conforming_strings, and also re-applies a client's other startup settings (search_path, statement_timeout, ...) on every backend it uses.",
+	"ignore_startup_parameters": "nothing to ignore: pgrecycle accepts every startup parameter (extra_float_digits, search_path, options=-c name=value, ...) and applies it to the backends the client uses.",
+	"peer_id":                   "no peering between processes: a cancel request is honoured by the pgrecycle process that issued the client's key. See docs/deploy.md about several processes on one port.",
+	"disable_pqexec":            "simple-query messages are forwarded as they are; refuse multi-statement queries in the application or with PostgreSQL privileges.",
+	"application_name_add_host": "the client's application_name is passed through unchanged.",
+	"conffile":                  "informational only.",
+	"service_name":              "Windows service name; not applicable.",
+	"job_name":                  "Windows service name; not applicable.",
+	"scram_iterations":          "SCRAM secrets that pgrecycle derives from plain-text passwords use 4096 iterations (PostgreSQL's default); stored SCRAM secrets keep their own count.",
+	"auth_hba_file":             "no pg_hba.conf-format file: write its rules as [[hba]] sections (database, user, address, method) in this file.",
+	"auth_ident_file":           "no ident maps: pgrecycle has no peer or ident authentication.",
+	"auth_ldap_options":         "no LDAP authentication.",
+	"auth_query":                "auth_user is not set, so PgBouncer did not use it.",
+	"auth_dbname":               "pgrecycle runs auth.query on the database the client asks for: install the lookup function (or grant the query's access) in every database.",
+	"stats_users":               "the admin console has no read-only role: add these users to auth.admin_users if they need SHOW commands, or point monitoring at [metrics] addr.",
+	"autodb_idle_timeout":       "the pools of databases reached through [databases.\"*\"] close idle backends after pool.server_idle_timeout, like any other; the pools themselves stay.",
+	"pool_idle_timeout":         "no pool expiry; idle backends are closed after pool.server_idle_timeout.",
+	"dns_max_ttl":               "host names are resolved by the system resolver each time a backend is opened; there is no DNS cache to tune.",
+	"dns_nxdomain_ttl":          "host names are resolved by the system resolver each time a backend is opened; there is no DNS cache to tune.",
+	"dns_zone_check_period":     "host names are resolved by the system resolver each time a backend is opened; there is no DNS cache to tune.",
+	"resolv_conf":               "the system resolver (/etc/resolv.conf) is used.",
+	"query_wait_notify":         "no notice is sent while a client waits for a backend.",
+	"login_notify_message":      "no welcome notice is sent.",
+	"query_timeout":             "no proxy-side query timeout: set PostgreSQL's statement_timeout in [parameters] (e.g. statement_timeout = \"30s\"), which the server enforces.",
+	"cancel_wait_timeout":       "cancel requests are forwarded at once on a connection of their own; they never queue.",
+	"transaction_timeout":       "no proxy-side limit on open transactions; PostgreSQL 17 has transaction_timeout, which can be set in [parameters].",
+	"suspend_timeout":           "no SUSPEND or -R online restart: for an upgrade, start the new version with listen.so_reuseport = true next to the old one, then stop the old one with SIGTERM (docs/deploy.md).",
+	"server_fast_close":         "no equivalent switch.",
+	"pkt_buf":                   "buffers are not tunable; large messages are streamed through fixed buffers.",
+	"sbuf_loopcnt":              "buffers are not tunable; large messages are streamed through fixed buffers.",
+	"max_packet_size":           "no limit on message size; large messages are streamed, never held in memory whole.",
+	"listen_backlog":            "the operating system's default backlog (net.core.somaxconn on Linux) is used.",
+	"tcp_defer_accept":          "not set.",
+	"tcp_socket_buffer":         "the operating system's socket buffer sizes are used.",
+	"client_tls_protocols":      "pgrecycle accepts TLS 1.2 and 1.3, with Go's default cipher suites and curves; not configurable.",
+	"client_tls_ciphers":        "pgrecycle accepts TLS 1.2 and 1.3, with Go's default cipher suites and curves; not configurable.",
+	"client_tls13_ciphers":      "pgrecycle accepts TLS 1.2 and 1.3, with Go's default cipher suites and curves; not configurable.",
+	"client_tls_ecdhcurve":      "pgrecycle accepts TLS 1.2 and 1.3, with Go's default cipher suites and curves; not configurable.",
+	"client_tls_dheparams":      "pgrecycle accepts TLS 1.2 and 1.3, with Go's default cipher suites and curves; not configurable.",
+	"server_tls_key_file":       "no client certificate toward PostgreSQL: authenticate to the server with a password.",
+	"server_tls_cert_file":      "no client certificate toward PostgreSQL: authenticate to the server with a password.",
+	"server_tls_sslmode":        "applied to every database as sslmode; there was no database to apply it to.",
+	"server_tls_ca_file":        "applied to every database as sslrootcert; there was no database to apply it to.",
+	"client_tls_cert_file":      "client_tls_sslmode is not set, so PgBouncer offered no TLS; set [tls] mode, cert_file and key_file to offer it.",
+	"client_tls_key_file":       "client_tls_sslmode is not set, so PgBouncer offered no TLS; set [tls] mode, cert_file and key_file to offer it.",
+	"server_tls_protocols":      "TLS toward PostgreSQL uses Go's defaults (TLS 1.2 and later); not configurable.",
+	"server_tls_ciphers":        "TLS toward PostgreSQL uses Go's defaults; not configurable.",
+	"server_tls13_ciphers":      "TLS toward PostgreSQL uses Go's defaults; not configurable.",
 }
 
 // converter holds the state of one conversion.
@@ -714,11 +711,11 @@ func convertPgBouncer(entries []iniEntry, src string, users *userlistSummary) (*
 	sections = append(sections, listen, authSec, pool, recycle)
 	dbSections, ndb := c.databaseSections(dbs)
 	sections = append(sections, dbSections...)
-	sections = append(sections, c.tlsSection(), c.metricsSection(), c.logSection())
-
+	sections = append(sections, c.limitsSection())
 	for _, e := range userEntries {
-		c.userEntry(e)
+		sections = append(sections, c.userEntry(e))
 	}
+	sections = append(sections, c.tlsSection(), c.metricsSection(), c.logSection())
 	for _, e := range peers {
 		c.skip("[peers] "+e.Key+" = "+e.Value, "no peering between processes: a cancel request is honoured by the pgrecycle process that issued the client's key. See docs/deploy.md about several processes on one port.")
 	}
@@ -1012,6 +1009,12 @@ func (c *converter) poolSection() *tomlSection {
 		}
 		s.set("max_db_connections", strconv.FormatInt(n, 10), from(e))
 	}
+	if n, e, ok := c.intSetting("max_db_client_connections"); ok {
+		if n < 0 {
+			c.errorf(e, "must not be negative")
+		}
+		s.set("max_db_client_connections", strconv.FormatInt(n, 10), from(e))
+	}
 	if n, e, ok := c.intSetting("reserve_pool_size"); ok {
 		if n < 0 {
 			c.errorf(e, "must not be negative")
@@ -1232,7 +1235,12 @@ func (c *converter) database(name string, e iniEntry, params []connParam) dbOut 
 				d.pool.set("reserve_pool_size", strconv.FormatInt(n, 10), p.Key+"="+p.Value)
 			}
 		case "max_db_client_connections":
-			c.skip(label+": "+p.Key+"="+p.Value, noEquivalent[p.Key])
+			if n, ok := atoi(p); ok {
+				if n < 0 {
+					c.errorf(e, "%s: must not be negative", p.Key)
+				}
+				d.pool.set("max_db_client_connections", strconv.FormatInt(n, 10), p.Key+"="+p.Value)
+			}
 		case "auth_user", "auth_query":
 			global := c.g[p.Key].Value
 			if p.Key == "auth_query" && global == "" {
@@ -1579,31 +1587,57 @@ func validSetting(s string) bool {
 	return config.ValidParameterName(s)
 }
 
-// userEntry lists a [users] entry: pgrecycle has no per-user pool settings.
-func (c *converter) userEntry(e iniEntry) {
+// limitsSection: max_user_connections, max_user_client_connections.
+func (c *converter) limitsSection() *tomlSection {
+	s := &tomlSection{Header: "limits"}
+	for _, key := range []string{"max_user_connections", "max_user_client_connections"} {
+		if n, e, ok := c.intSetting(key); ok {
+			if n < 0 {
+				c.errorf(e, "must not be negative")
+			}
+			s.set(key, strconv.FormatInt(n, 10), from(e))
+		}
+	}
+	return s
+}
+
+// userEntry converts a [users] entry: its limits become [users.NAME];
+// pgrecycle has no per-user pool settings.
+func (c *converter) userEntry(e iniEntry) *tomlSection {
+	s := &tomlSection{Header: "users." + tomlKey(e.Key)}
 	params, err := parseConnString(e.Value)
 	if err != nil {
 		c.errorf(e, "%v", err)
-		return
+		return s
 	}
 	for _, p := range params {
-		reason := "no per-user pool settings: [users.NAME] holds only a password and parameters. "
+		reason := "no per-user pool settings: [users.NAME] holds a password, parameters and the user's limits. "
 		switch p.Key {
+		case "max_user_connections", "max_user_client_connections":
+			n, err := integer(p.Value)
+			switch {
+			case err != nil:
+				c.errorf(e, "%s: %v", p.Key, err)
+			case n < 0:
+				c.errorf(e, "%s: must not be negative", p.Key)
+			default:
+				s.set(p.Key, strconv.FormatInt(n, 10), p.Key+"="+p.Value)
+			}
+			continue
 		case "pool_mode":
 			reason += "Give this user's clients a database of their own (another [databases.NAME] section with the same host) whose pool.mode is what they need."
-		case "pool_size", "reserve_pool_size", "max_user_connections":
-			reason += "pool.size applies to each (database, user) pool; set it per database."
+		case "pool_size", "reserve_pool_size":
+			reason += "pool.size applies to each (database, user) pool; set it per database, and max_user_connections here to cap the user's backends."
 		case "query_timeout", "transaction_timeout":
 			reason += "Use PostgreSQL's statement_timeout / transaction_timeout in [users." + tomlKey(e.Key) + ".parameters]."
 		case "idle_transaction_timeout", "client_idle_timeout", "query_wait_timeout":
 			reason += "Set pool." + p.Key + " globally or per database."
-		case "max_user_client_connections":
-			reason = noEquivalent[p.Key]
 		default:
 			reason = "not a [users] setting this converter knows."
 		}
 		c.skip("[users] "+e.Key+": "+p.Key+"="+p.Value, reason)
 	}
+	return s
 }
 
 // tlsSection: client_tls_*.

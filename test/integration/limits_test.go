@@ -651,3 +651,117 @@ func TestLongPasswordPlainAuth(t *testing.T) {
 		t.Fatalf("password message over 64 KiB: %v, want 08P01", err)
 	}
 }
+
+// TestUserAndClientLimits: limits.max_user_connections caps one user's
+// backends across databases (an idle backend of the user's other pool
+// makes room), [users.NAME] max_user_client_connections and
+// pool.max_db_client_connections refuse logins past them with 53300.
+func TestUserAndClientLimits(t *testing.T) {
+	leakCheck(t)
+	ctx := testCtx(t)
+	pg := pgtest.Shared(t)
+	users := map[string]string{"ul_a": "ul_a-pw", "ul_b": "ul_b-pw"}
+	for u, pw := range users {
+		_ = pg.Exec(ctx, "DROP ROLE IF EXISTS "+u)
+		if err := pg.CreateRole(ctx, u, pw, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() {
+		for u := range users {
+			_ = pg.Exec(context.Background(), "DROP ROLE IF EXISTS "+u)
+		}
+	})
+	extra := fmt.Sprintf(`
+[databases.app2]
+host = %q
+port = %d
+dbname = "postgres"
+sslmode = "disable"
+[databases.app2.pool]
+max_db_client_connections = 2
+query_wait_timeout = "1s"
+
+[limits]
+max_user_connections = 2
+
+[users.ul_b]
+max_user_client_connections = 1
+`, pg.Host, pg.Port)
+	e := startProxy(t, proxyOpts{size: 5, authType: "md5", dbUser: "-", users: users, extra: extra})
+	dumpLogsOnFailure(t, e)
+
+	// ul_a holds two backends of database app: its limit.
+	var held []pgx.Tx
+	for i := 0; i < 2; i++ {
+		c, err := pgx.Connect(ctx, e.dsn("ul_a", "ul_a-pw", "app"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close(context.Background())
+		tx, err := c.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tx.Exec(ctx, "SELECT 1"); err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, tx)
+	}
+	// A third backend of ul_a, on another database, waits: its login needs
+	// one and fails at app2's query_wait_timeout.
+	if _, err := pgx.Connect(ctx, e.dsn("ul_a", "ul_a-pw", "app2")); err == nil || !strings.Contains(err.Error(), "query_wait_timeout") {
+		t.Fatalf("third backend of ul_a over max_user_connections = 2: %v", err)
+	}
+	// Another user is not held back by ul_a's limit.
+	b1, err := pgx.Connect(ctx, e.dsn("ul_b", "ul_b-pw", "app2"))
+	if err != nil {
+		t.Fatalf("ul_b while ul_a is at its limit: %v", err)
+	}
+	defer b1.Close(context.Background())
+	// ul_b may have one client: the second is refused, naming the limit.
+	_, err = pgx.Connect(ctx, e.dsn("ul_b", "ul_b-pw", "app"))
+	if sqlState(err) != "53300" || !strings.Contains(err.Error(), "max_user_client_connections = 1") {
+		t.Fatalf("second client of ul_b: %v, want 53300 naming max_user_client_connections", err)
+	}
+	// Once ul_a's transactions end, its idle backends of app make room
+	// for its pool of app2.
+	for _, tx := range held {
+		if err := tx.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a2, err := pgx.Connect(ctx, e.dsn("ul_a", "ul_a-pw", "app2"))
+	if err != nil {
+		t.Fatalf("ul_a on app2 after its app backends went idle: %v", err)
+	}
+	defer a2.Close(context.Background())
+	if _, err := a2.Exec(ctx, "SELECT 1"); err != nil {
+		t.Fatal(err)
+	}
+	d := e.direct(ctx)
+	defer d.Close(ctx)
+	var n int
+	if err := d.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE usename = 'ul_a'").Scan(&n); err != nil || n > 2 {
+		t.Fatalf("%d backends of ul_a (%v), max_user_connections = 2", n, err)
+	}
+	// app2 has two clients (b1, a2): its max_db_client_connections.
+	_, err = pgx.Connect(ctx, e.dsn("ul_a", "ul_a-pw", "app2"))
+	if sqlState(err) != "53300" || !strings.Contains(err.Error(), "max_db_client_connections = 2") {
+		t.Fatalf("third client of app2: %v, want 53300 naming max_db_client_connections", err)
+	}
+	// A client that leaves frees its place.
+	_ = b1.Close(ctx)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c, err := pgx.Connect(ctx, e.dsn("ul_b", "ul_b-pw", "app"))
+		if err == nil {
+			_ = c.Close(ctx)
+			break
+		}
+		if sqlState(err) != "53300" || time.Now().After(deadline) {
+			t.Fatalf("ul_b after its client left: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
