@@ -43,6 +43,13 @@ func (l *Limiter) othersStarved(p *Pool) bool {
 // the configuration key that sets max.
 func NewLimiter(setting string, max int) *Limiter { return &Limiter{setting: setting, max: max} }
 
+// Usage returns the limit (0: none) and the slots in use.
+func (l *Limiter) Usage() (max, used int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.max, l.used
+}
+
 // SetMax changes the limit (reload).
 func (l *Limiter) SetMax(max int) {
 	l.mu.Lock()

@@ -3,6 +3,7 @@ package proxy
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -182,6 +183,7 @@ func adminCommands() [][2]string {
 		{"SHOW VERSION", "pgrecycle version"},
 		{"SHOW CONFIG", "configuration in effect (passwords hidden), with defaults"},
 		{"SHOW DATABASES", "configured databases"},
+		{"SHOW USERS", "users' limits and connections"},
 		{"SHOW POOLS", "clients and backends per pool (database, user)"},
 		{"SHOW CLIENTS", "logged-in client connections"},
 		{"SHOW SERVERS", "backend connections: pid, age, work done, memory, retirement deadline"},
@@ -390,6 +392,8 @@ func (s *session) adminShow(what string) (*adminResult, error) {
 		return s.showDatabases(), nil
 	case "POOLS":
 		return s.showPools(), nil
+	case "USERS":
+		return s.showUsers(), nil
 	case "CLIENTS":
 		return s.showClients(), nil
 	case "SERVERS":
@@ -411,7 +415,8 @@ func (s *session) showDatabases() *adminResult {
 	cfg := srv.Config()
 	r := newAdminResult(textCol("name"), textCol("host"), intCol("port"), textCol("database"), textCol("force_user"),
 		intCol("pool_size"), intCol("min_pool_size"), textCol("pool_mode"), intCol("max_connections"),
-		intCol("current_connections"), intCol("paused"), intCol("disabled"))
+		intCol("current_connections"), intCol("max_client_connections"), intCol("current_client_connections"),
+		intCol("paused"), intCol("disabled"))
 	conns := make(map[string]int)
 	for _, p := range srv.poolList() {
 		st := p.Stats()
@@ -429,8 +434,38 @@ func (s *session) showDatabases() *adminResult {
 	sort.Strings(names)
 	for _, name := range names {
 		d := cfg.Database(name)
+		clients := srv.clientsIn.ofDB(name)
 		r.add(name, d.Host, d.Port, d.DBName, d.User, d.Pool.Size, d.Pool.MinIdle, d.Pool.Mode, d.Pool.MaxDBConnections,
-			conns[name], srv.Paused(name), srv.loginsDisabled(name))
+			conns[name], d.Pool.MaxDBClientConnections, clients, srv.Paused(name), srv.loginsDisabled(name))
+	}
+	return r
+}
+
+// showUsers lists the users configured, with backends or with clients:
+// their limits (0: none) and what they use now.
+func (s *session) showUsers() *adminResult {
+	srv := s.srv
+	cfg := srv.Config()
+	r := newAdminResult(textCol("name"), intCol("max_user_connections"), intCol("current_connections"),
+		intCol("max_user_client_connections"), intCol("current_client_connections"))
+	seen := make(map[string]bool)
+	for name := range cfg.Users {
+		seen[name] = true
+	}
+	for _, name := range srv.clientsIn.users() {
+		seen[name] = true
+	}
+	backends := make(map[string]int)
+	srv.mu.Lock()
+	for name, lim := range srv.userLimiters {
+		seen[name] = true
+		_, backends[name] = lim.Usage()
+	}
+	srv.mu.Unlock()
+	for _, name := range slices.Sorted(maps.Keys(seen)) {
+		maxBackends, maxClients := cfg.UserLimits(name)
+		clients := srv.clientsIn.ofUser(name)
+		r.add(name, maxBackends, backends[name], maxClients, clients)
 	}
 	return r
 }

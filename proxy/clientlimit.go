@@ -41,3 +41,28 @@ func (c *clientCounts) leave(db, user string) {
 		delete(c.byUser, user)
 	}
 }
+
+// ofDB returns how many clients are logged in to a database.
+func (c *clientCounts) ofDB(db string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.byDB[db]
+}
+
+// ofUser returns how many clients are logged in as a user.
+func (c *clientCounts) ofUser(user string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.byUser[user]
+}
+
+// users lists the users with clients.
+func (c *clientCounts) users() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]string, 0, len(c.byUser))
+	for u := range c.byUser {
+		out = append(out, u)
+	}
+	return out
+}

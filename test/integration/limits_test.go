@@ -687,6 +687,17 @@ max_user_connections = 2
 
 [users.ul_b]
 max_user_client_connections = 1
+
+[[hba]]
+database = "pgrecycle"
+user = "admin"
+address = "all"
+method = "trust"
+[[hba]]
+database = "all"
+user = "all"
+address = "all"
+method = "md5"
 `, pg.Host, pg.Port)
 	e := startProxy(t, proxyOpts{size: 5, authType: "md5", dbUser: "-", users: users, extra: extra})
 	dumpLogsOnFailure(t, e)
@@ -744,6 +755,20 @@ max_user_client_connections = 1
 	var n int
 	if err := d.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE usename = 'ul_a'").Scan(&n); err != nil || n > 2 {
 		t.Fatalf("%d backends of ul_a (%v), max_user_connections = 2", n, err)
+	}
+	ut := e.mustPsqlAdmin(ctx, "SHOW USERS")
+	sameCols(t, "SHOW USERS", ut.cols, "name", "max_user_connections", "current_connections",
+		"max_user_client_connections", "current_client_connections")
+	if r, ok := ut.find("name", "ul_a"); !ok || r["max_user_connections"] != "2" || r["current_connections"] != "2" ||
+		r["current_client_connections"] != "3" {
+		t.Errorf("SHOW USERS, ul_a:\n%s", ut)
+	}
+	if r, ok := ut.find("name", "ul_b"); !ok || r["max_user_client_connections"] != "1" || r["current_client_connections"] != "1" {
+		t.Errorf("SHOW USERS, ul_b:\n%s", ut)
+	}
+	dbs := e.mustPsqlAdmin(ctx, "SHOW DATABASES")
+	if r, ok := dbs.find("name", "app2"); !ok || r["max_client_connections"] != "2" || r["current_client_connections"] != "2" {
+		t.Errorf("SHOW DATABASES, app2:\n%s", dbs)
 	}
 	// app2 has two clients (b1, a2): its max_db_client_connections.
 	_, err = pgx.Connect(ctx, e.dsn("ul_a", "ul_a-pw", "app2"))
