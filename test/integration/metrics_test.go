@@ -176,3 +176,22 @@ func TestMetricsPerServer(t *testing.T) {
 		t.Error("server 2 reports queries of server 1")
 	}
 }
+
+// TestMetricsPprofOptIn: /debug/pprof is served only with [metrics] pprof
+// = true; it exposes internals, so it is off by default.
+func TestMetricsPprofOptIn(t *testing.T) {
+	leakCheck(t)
+	ctx := testCtx(t)
+	off := startProxy(t, proxyOpts{extra: metricsExtra})
+	if code, _ := httpGet(ctx, t, off.metricsURL("/debug/pprof/")); code != http.StatusNotFound {
+		t.Fatalf("/debug/pprof/ without metrics.pprof: %d, want 404", code)
+	}
+	on := startProxy(t, proxyOpts{extra: metricsExtra + "pprof = true\n"})
+	code, body := httpGet(ctx, t, on.metricsURL("/debug/pprof/"))
+	if code != http.StatusOK || !strings.Contains(body, "goroutine") {
+		t.Fatalf("/debug/pprof/ with metrics.pprof = true: %d %.200q", code, body)
+	}
+	if code, body := httpGet(ctx, t, on.metricsURL("/debug/pprof/symbol")); code != http.StatusOK || !strings.Contains(body, "num_symbols") {
+		t.Fatalf("/debug/pprof/symbol: %d %.200q", code, body)
+	}
+}
