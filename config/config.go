@@ -242,7 +242,17 @@ const (
 	// AdminDatabase is the virtual database of the admin console; no
 	// [databases] section may use the name.
 	AdminDatabase = "pgrecycle"
+	// PgBouncerAdminDatabase also reaches the admin console unless a
+	// [databases] section takes the name: monitoring tools written for
+	// PgBouncer (exporters, agents) connect to it.
+	PgBouncerAdminDatabase = "pgbouncer"
 )
+
+// IsAdminDatabase reports whether a client asking for database name gets
+// the admin console.
+func (c *Config) IsAdminDatabase(name string) bool {
+	return name == AdminDatabase || (name == PgBouncerAdminDatabase && c.Databases[name] == nil)
+}
 
 // Default returns a Config holding every default and no databases. It is
 // not valid as is: auth.file must be set (or auth.type = "trust").

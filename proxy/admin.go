@@ -184,6 +184,8 @@ func adminCommands() [][2]string {
 		{"SHOW CONFIG", "configuration in effect (passwords hidden), with defaults"},
 		{"SHOW DATABASES", "configured databases"},
 		{"SHOW USERS", "users' limits and connections"},
+		{"SHOW STATS_TOTALS", "SHOW STATS's totals, with PgBouncer's column names there"},
+		{"SHOW STATS_AVERAGES", "SHOW STATS's averages, with PgBouncer's column names there"},
 		{"SHOW POOLS", "clients and backends per pool (database, user)"},
 		{"SHOW CLIENTS", "logged-in client connections"},
 		{"SHOW SERVERS", "backend connections: pid, age, work done, memory, retirement deadline"},
@@ -400,6 +402,10 @@ func (s *session) adminShow(what string) (*adminResult, error) {
 		return s.showServers(), nil
 	case "STATS":
 		return s.showStats(), nil
+	case "STATS_TOTALS":
+		return s.showStatsTotals(), nil
+	case "STATS_AVERAGES":
+		return s.showStatsAverages(), nil
 	case "RETIREMENTS":
 		return s.showRetirements(), nil
 	case "LISTS":
@@ -565,21 +571,41 @@ func (s *session) showServers() *adminResult {
 	return r
 }
 
-func (s *session) showStats() *adminResult {
-	srv := s.srv
-	r := newAdminResult(textCol("database"), intCol("total_xact_count"), intCol("total_query_count"),
-		intCol("total_received"), intCol("total_sent"), intCol("total_xact_time"), intCol("total_wait_time"),
-		intCol("avg_xact_count"), intCol("avg_query_count"), intCol("avg_recv"), intCol("avg_sent"), intCol("avg_xact_time"),
-		intCol("avg_wait_time"))
-	type dbStats struct {
-		t                    sessionTotals
-		waitCount, waitNanos int64
+// dbStats are one database's counters for SHOW STATS and its variants.
+type dbStats struct {
+	name                 string
+	t                    sessionTotals
+	waitCount, waitNanos int64
+}
+
+// derived values, in PgBouncer's units: times in microseconds, averages
+// per second since the start except for times, which are per transaction,
+// per query or per wait.
+func (d *dbStats) xactUS() int64  { return d.t.xactNanos / int64(time.Microsecond) }
+func (d *dbStats) queryUS() int64 { return d.t.queryNanos / int64(time.Microsecond) }
+func (d *dbStats) waitUS() int64  { return d.waitNanos / int64(time.Microsecond) }
+func (d *dbStats) avgXactUS() int64 {
+	return perUnit(d.xactUS(), d.t.transactions)
+}
+func (d *dbStats) avgQueryUS() int64 { return perUnit(d.queryUS(), d.t.queries) }
+func (d *dbStats) avgWaitUS() int64  { return perUnit(d.waitUS(), d.waitCount) }
+
+func perUnit(total, n int64) int64 {
+	if n <= 0 {
+		return 0
 	}
+	return total / n
+}
+
+// databaseStats gathers the counters per database (configured ones, and
+// the fallback's in use), sorted by name, and the seconds since the start.
+func (s *session) databaseStats() ([]*dbStats, int64) {
+	srv := s.srv
 	by := make(map[string]*dbStats)
 	get := func(db string) *dbStats {
 		d := by[db]
 		if d == nil {
-			d = &dbStats{}
+			d = &dbStats{name: db}
 			by[db] = d
 		}
 		return d
@@ -597,29 +623,45 @@ func (s *session) showStats() *adminResult {
 		d.waitCount += w.count
 		d.waitNanos += w.nanos
 	}
-	names := make([]string, 0, len(by))
-	for name := range by {
-		names = append(names, name)
+	out := slices.SortedFunc(maps.Values(by), func(a, b *dbStats) int { return strings.Compare(a.name, b.name) })
+	return out, max(int64(time.Since(srv.ops.started)/time.Second), 1)
+}
+
+// showStats is PgBouncer's SHOW STATS: totals, then averages.
+func (s *session) showStats() *adminResult {
+	r := newAdminResult(textCol("database"), intCol("total_xact_count"), intCol("total_query_count"),
+		intCol("total_received"), intCol("total_sent"), intCol("total_xact_time"), intCol("total_query_time"),
+		intCol("total_wait_time"), intCol("avg_xact_count"), intCol("avg_query_count"), intCol("avg_recv"),
+		intCol("avg_sent"), intCol("avg_xact_time"), intCol("avg_query_time"), intCol("avg_wait_time"))
+	stats, secs := s.databaseStats()
+	for _, d := range stats {
+		r.add(d.name, d.t.transactions, d.t.queries, d.t.received, d.t.sent, d.xactUS(), d.queryUS(), d.waitUS(),
+			d.t.transactions/secs, d.t.queries/secs, d.t.received/secs, d.t.sent/secs,
+			d.avgXactUS(), d.avgQueryUS(), d.avgWaitUS())
 	}
-	sort.Strings(names)
-	// Averages are per second since the server started, except
-	// avg_xact_time (microseconds per transaction) and avg_wait_time
-	// (microseconds per wait). Times are in microseconds, as PgBouncer's.
-	secs := max(int64(time.Since(srv.ops.started)/time.Second), 1)
-	for _, name := range names {
-		d := by[name]
-		waitUS := d.waitNanos / int64(time.Microsecond)
-		avgWait := int64(0)
-		if d.waitCount > 0 {
-			avgWait = waitUS / d.waitCount
-		}
-		xactUS := d.t.xactNanos / int64(time.Microsecond)
-		avgXact := int64(0)
-		if d.t.transactions > 0 {
-			avgXact = xactUS / d.t.transactions
-		}
-		r.add(name, d.t.transactions, d.t.queries, d.t.received, d.t.sent, xactUS, waitUS,
-			d.t.transactions/secs, d.t.queries/secs, d.t.received/secs, d.t.sent/secs, avgXact, avgWait)
+	return r
+}
+
+// showStatsTotals is SHOW STATS_TOTALS: SHOW STATS's totals only, named as
+// PgBouncer names them there (monitoring exporters read it).
+func (s *session) showStatsTotals() *adminResult {
+	r := newAdminResult(textCol("database"), intCol("xact_count"), intCol("query_count"), intCol("bytes_received"),
+		intCol("bytes_sent"), intCol("xact_time"), intCol("query_time"), intCol("wait_time"))
+	stats, _ := s.databaseStats()
+	for _, d := range stats {
+		r.add(d.name, d.t.transactions, d.t.queries, d.t.received, d.t.sent, d.xactUS(), d.queryUS(), d.waitUS())
+	}
+	return r
+}
+
+// showStatsAverages is SHOW STATS_AVERAGES: SHOW STATS's averages only.
+func (s *session) showStatsAverages() *adminResult {
+	r := newAdminResult(textCol("database"), intCol("xact_count"), intCol("query_count"), intCol("bytes_received"),
+		intCol("bytes_sent"), intCol("xact_time"), intCol("query_time"), intCol("wait_time"))
+	stats, secs := s.databaseStats()
+	for _, d := range stats {
+		r.add(d.name, d.t.transactions/secs, d.t.queries/secs, d.t.received/secs, d.t.sent/secs,
+			d.avgXactUS(), d.avgQueryUS(), d.avgWaitUS())
 	}
 	return r
 }

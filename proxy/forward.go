@@ -326,8 +326,14 @@ func (s *session) forward(b *pool.Backend, typ byte, bodyLen int) (nextStep, err
 	if typ == wire.MsgQuery || typ == wire.MsgExecute {
 		b.Queries.Add(1)
 		s.queries.Add(1)
-		if s.xactStart.Load() == 0 {
-			s.xactStart.Store(time.Now().UnixNano())
+		if s.queryStart.Load() == 0 {
+			// A transaction starts with a request, so one clock read
+			// serves both.
+			now := time.Now().UnixNano()
+			s.queryStart.Store(now)
+			if s.xactStart.Load() == 0 {
+				s.xactStart.Store(now)
+			}
 		}
 	}
 	if s.txMode && (typ == wire.MsgQuery || typ == wire.MsgParse) {
@@ -428,12 +434,20 @@ func (s *session) relayOne(b *pool.Backend, fatal **clientError) relayResult {
 		}
 		status := msg[wire.HeaderLen]
 		b.TxStatus = status
+		var now int64
+		if start := s.queryStart.Swap(0); start != 0 {
+			now = time.Now().UnixNano()
+			s.queryNanos.Add(now - start)
+		}
 		if q := b.Queries.Load(); status == 'I' && q != b.QueriesAtTx {
 			b.QueriesAtTx = q
 			b.Transactions.Add(1)
 			s.transactions.Add(1)
 			if start := s.xactStart.Swap(0); start != 0 {
-				s.xactNanos.Add(time.Now().UnixNano() - start)
+				if now == 0 {
+					now = time.Now().UnixNano()
+				}
+				s.xactNanos.Add(now - start)
 			}
 		}
 		_, _ = s.cw.Write(msg)

@@ -60,11 +60,13 @@ type sessionTotals struct {
 	queries, transactions int64
 	received, sent        int64 // client bytes
 	xactNanos             int64 // time inside transactions, from first query to ReadyForQuery 'I'
+	queryNanos            int64 // time of requests, from reaching the backend to ReadyForQuery
 }
 
 func (t *sessionTotals) add(o sessionTotals) {
 	t.queries += o.queries
 	t.xactNanos += o.xactNanos
+	t.queryNanos += o.queryNanos
 	t.transactions += o.transactions
 	t.received += o.received
 	t.sent += o.sent
@@ -134,7 +136,8 @@ func (s *session) clientBytes() (received, sent int64) {
 }
 
 func (s *session) totals() sessionTotals {
-	t := sessionTotals{queries: s.queries.Load(), transactions: s.transactions.Load(), xactNanos: s.xactNanos.Load()}
+	t := sessionTotals{queries: s.queries.Load(), transactions: s.transactions.Load(),
+		xactNanos: s.xactNanos.Load(), queryNanos: s.queryNanos.Load()}
 	t.received, t.sent = s.clientBytes()
 	return t
 }

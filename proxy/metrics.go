@@ -206,6 +206,7 @@ type collector struct {
 	queries         *prometheus.Desc
 	transactions    *prometheus.Desc
 	xactSeconds     *prometheus.Desc
+	querySeconds    *prometheus.Desc
 	received        *prometheus.Desc
 	sent            *prometheus.Desc
 	retirements     *prometheus.Desc
@@ -236,6 +237,7 @@ func newCollector(srv *Server) *collector {
 		queries:         d("queries_total", "Client queries served (Query messages and Executes).", pl...),
 		transactions:    d("transactions_total", "Client transactions served.", pl...),
 		xactSeconds:     d("transaction_seconds_total", "Time clients spent in transactions, from the first query to the server's ReadyForQuery outside a transaction.", pl...),
+		querySeconds:    d("query_seconds_total", "Time of client requests, from reaching the server to its ReadyForQuery (a request pipelined behind another is not timed).", pl...),
 		received:        d("client_received_bytes_total", "Bytes received from clients.", pl...),
 		sent:            d("client_sent_bytes_total", "Bytes sent to clients.", pl...),
 		retirements:     d("retirements_total", "Backends closed, by reason (lifetime, queries, transactions, memory, idle, error, admin, reload, ...).", append(pl, "reason")...),
@@ -249,7 +251,7 @@ func newCollector(srv *Server) *collector {
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.info, c.clientConns, c.parkedClients, c.clients, c.backends, c.poolSize, c.waiting,
-		c.maxWait, c.paused, c.queries, c.transactions, c.xactSeconds, c.received, c.sent, c.retirements, c.connectErrors,
+		c.maxWait, c.paused, c.queries, c.transactions, c.xactSeconds, c.querySeconds, c.received, c.sent, c.retirements, c.connectErrors,
 		c.memory, c.memoryMax, c.backendsSampled} {
 		ch <- d
 	}
@@ -345,6 +347,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.queries, float64(t.queries), key.database, key.user)
 		counter(c.transactions, float64(t.transactions), key.database, key.user)
 		counter(c.xactSeconds, float64(t.xactNanos)/1e9, key.database, key.user)
+		counter(c.querySeconds, float64(t.queryNanos)/1e9, key.database, key.user)
 		counter(c.received, float64(t.received), key.database, key.user)
 		counter(c.sent, float64(t.sent), key.database, key.user)
 	}

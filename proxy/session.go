@@ -90,8 +90,13 @@ type session struct {
 	transactions atomic.Int64
 	// xactStart is when the transaction in progress sent its first query
 	// (unix ns, 0 outside one); xactNanos sums finished ones.
-	xactStart    atomic.Int64
-	xactNanos    atomic.Int64
+	xactStart atomic.Int64
+	xactNanos atomic.Int64
+	// queryStart is when the request in progress reached the backend
+	// (unix ns, 0 when none); queryNanos sums finished ones, each up to its
+	// ReadyForQuery.
+	queryStart   atomic.Int64
+	queryNanos   atomic.Int64
 	waitingSince atomic.Int64 // unix ns while waiting for a backend (beginWait)
 
 	// txStatus is the transaction status of the attached backend at its
@@ -437,6 +442,9 @@ func (s *session) startup() error {
 	}
 	if database == "" {
 		database = s.user
+	}
+	if cfg.IsAdminDatabase(database) {
+		database = config.AdminDatabase // hba rules and logs name the console as configured
 	}
 	s.database = database
 	if options != "" {

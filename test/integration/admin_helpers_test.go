@@ -77,9 +77,15 @@ func (a adminTable) String() string {
 // output) and returns the table, psql's stderr and exit status.
 func (e *env) psqlAdmin(ctx context.Context, user, sql string) (adminTable, string, int) {
 	e.t.Helper()
+	return e.psqlAdminDB(ctx, user, "pgrecycle", sql)
+}
+
+// psqlAdminDB is psqlAdmin through another database name.
+func (e *env) psqlAdminDB(ctx context.Context, user, db, sql string) (adminTable, string, int) {
+	e.t.Helper()
 	psql := requireTool(e.t, "psql")
 	out, stderr, code := runCmd(ctx, e.t, "", clientEnv(), psql, "-X", "-A", "-F", "|", "-P", "footer=off",
-		"-v", "ON_ERROR_STOP=1", e.kv(user, "pgrecycle"), "-c", sql)
+		"-v", "ON_ERROR_STOP=1", e.kv(user, db), "-c", sql)
 	var t adminTable
 	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
 	if len(lines) > 0 && lines[0] != "" {

@@ -11,6 +11,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"go.uber.org/zap"
+
+	"github.com/pgrecycle/pgrecycle/test/pgtest"
 )
 
 // TestAdminConsolePsql drives the console with psql after known pgx
@@ -141,8 +143,8 @@ func TestAdminConsolePsql(t *testing.T) {
 
 	stats := e.mustPsqlAdmin(ctx, "SHOW STATS")
 	sameCols(t, "SHOW STATS", stats.cols, "database", "total_xact_count", "total_query_count", "total_received",
-		"total_sent", "total_xact_time", "total_wait_time", "avg_xact_count", "avg_query_count", "avg_recv", "avg_sent",
-		"avg_xact_time", "avg_wait_time")
+		"total_sent", "total_xact_time", "total_query_time", "total_wait_time", "avg_xact_count", "avg_query_count",
+		"avg_recv", "avg_sent", "avg_xact_time", "avg_query_time", "avg_wait_time")
 	st, ok := stats.find("database", "app")
 	if !ok {
 		t.Fatalf("SHOW STATS has no app row:\n%s", stats)
@@ -657,5 +659,55 @@ func TestAdminStatsTransactionTime(t *testing.T) {
 	}
 	if v, ok := sample(e.scrape(ctx), "pgrecycle_transaction_seconds_total", "database", "app"); !ok || v < 0.3 {
 		t.Fatalf("pgrecycle_transaction_seconds_total = %v (%v), want at least 0.3", v, ok)
+	}
+	// Query time counts the requests only: the 0.2 s sleep, not the 0.1 s
+	// the client thought inside the transaction.
+	if us := atoi(t, st["total_query_time"]); us < 200_000 || us >= atoi(t, st["total_xact_time"]) {
+		t.Fatalf("total_query_time = %d µs, total_xact_time = %s µs", us, st["total_xact_time"])
+	}
+	if avg := atoi(t, st["avg_query_time"]); avg <= 0 {
+		t.Fatalf("avg_query_time = %d", avg)
+	}
+	if v, ok := sample(e.scrape(ctx), "pgrecycle_query_seconds_total", "database", "app"); !ok || v < 0.2 {
+		t.Fatalf("pgrecycle_query_seconds_total = %v (%v), want at least 0.2", v, ok)
+	}
+	// SHOW STATS_TOTALS and STATS_AVERAGES, which PgBouncer's Prometheus
+	// exporter reads, with PgBouncer's column names.
+	totals, ok := e.mustPsqlAdmin(ctx, "SHOW STATS_TOTALS").find("database", "app")
+	if !ok || atoi(t, totals["query_time"]) != atoi(t, st["total_query_time"]) || atoi(t, totals["xact_count"]) < 1 ||
+		atoi(t, totals["wait_time"]) < 0 {
+		t.Fatalf("SHOW STATS_TOTALS app row %v (SHOW STATS %v)", totals, st)
+	}
+	averages := e.mustPsqlAdmin(ctx, "SHOW STATS_AVERAGES")
+	sameCols(t, "SHOW STATS_AVERAGES", averages.cols, "database", "xact_count", "query_count", "bytes_received",
+		"bytes_sent", "xact_time", "query_time", "wait_time")
+	if avg, ok := averages.find("database", "app"); !ok || atoi(t, avg["xact_time"]) != atoi(t, st["avg_xact_time"]) {
+		t.Fatalf("SHOW STATS_AVERAGES app row %v (SHOW STATS %v)", avg, st)
+	}
+}
+
+// TestAdminPgBouncerName: tools written for PgBouncer (its Prometheus
+// exporters, the Datadog agent) connect to the database "pgbouncer"; they
+// get the admin console, unless a database of that name is configured.
+func TestAdminPgBouncerName(t *testing.T) {
+	leakCheck(t)
+	ctx := testCtx(t)
+	e := startProxy(t, proxyOpts{})
+	tbl, stderr, code := e.psqlAdminDB(ctx, "admin", "pgbouncer", "SHOW VERSION")
+	if code != 0 || len(tbl.cols) != 1 || tbl.cols[0] != "version" || len(tbl.rows) != 1 {
+		t.Fatalf("SHOW VERSION on database pgbouncer: exit %d %s %v", code, stderr, tbl)
+	}
+	// A configured database of that name is a database like any other.
+	pg := pgtest.Shared(t)
+	named := startProxy(t, proxyOpts{extra: fmt.Sprintf("[databases.pgbouncer]\nhost = %q\nport = %d\ndbname = \"postgres\"\nsslmode = \"disable\"\nuser = %q\npassword = %q\n",
+		pg.Host, pg.Port, pg.SuperUser, pg.SuperPassword)})
+	c, err := pgx.Connect(ctx, named.dsn("postgres", "x", "pgbouncer"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(context.Background())
+	var db string
+	if err := c.QueryRow(ctx, "SELECT current_database()").Scan(&db); err != nil || db != "postgres" {
+		t.Fatalf("configured database pgbouncer: %q, %v", db, err)
 	}
 }
