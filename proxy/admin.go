@@ -420,7 +420,8 @@ func (s *session) showDatabases() *adminResult {
 	srv := s.srv
 	cfg := srv.Config()
 	r := newAdminResult(textCol("name"), textCol("host"), intCol("port"), textCol("database"), textCol("force_user"),
-		intCol("pool_size"), intCol("min_pool_size"), textCol("pool_mode"), intCol("max_connections"),
+		intCol("pool_size"), intCol("min_pool_size"), intCol("reserve_pool"), intCol("server_lifetime"),
+		textCol("pool_mode"), intCol("max_connections"),
 		intCol("current_connections"), intCol("max_client_connections"), intCol("current_client_connections"),
 		intCol("paused"), intCol("disabled"))
 	conns := make(map[string]int)
@@ -441,7 +442,8 @@ func (s *session) showDatabases() *adminResult {
 	for _, name := range names {
 		d := cfg.Database(name)
 		clients := srv.clientsIn.ofDB(name)
-		r.add(name, d.Host, d.Port, d.DBName, d.User, d.Pool.Size, d.Pool.MinIdle, d.Pool.Mode, d.Pool.MaxDBConnections,
+		r.add(name, d.Host, d.Port, d.DBName, d.User, d.Pool.Size, d.Pool.MinIdle, d.Pool.ReservePoolSize,
+			int64(d.Recycle.MaxLifetime.D()/time.Second), d.Pool.Mode, d.Pool.MaxDBConnections,
 			conns[name], d.Pool.MaxDBClientConnections, clients, srv.Paused(name), srv.loginsDisabled(name))
 	}
 	return r

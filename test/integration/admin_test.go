@@ -161,9 +161,10 @@ func TestAdminConsolePsql(t *testing.T) {
 
 	dbs := e.mustPsqlAdmin(ctx, "SHOW DATABASES")
 	sameCols(t, "SHOW DATABASES", dbs.cols, "name", "host", "port", "database", "force_user", "pool_size",
-		"min_pool_size", "pool_mode", "max_connections", "current_connections", "max_client_connections",
+		"min_pool_size", "reserve_pool", "server_lifetime", "pool_mode", "max_connections", "current_connections", "max_client_connections",
 		"current_client_connections", "paused", "disabled")
-	if r, ok := dbs.find("name", "app"); !ok || r["database"] != "postgres" || r["force_user"] != role || r["paused"] != "0" {
+	if r, ok := dbs.find("name", "app"); !ok || r["database"] != "postgres" || r["force_user"] != role || r["paused"] != "0" ||
+		r["server_lifetime"] != "3600" || r["reserve_pool"] != "0" {
 		t.Errorf("SHOW DATABASES:\n%s", dbs)
 	}
 
