@@ -86,6 +86,9 @@ func (s *session) loop() error {
 				continue
 			}
 		}
+		if s.restoreNeeded {
+			s.restoreStartupSettings()
+		}
 		b, err := s.attachAndMark(typ)
 		if err != nil {
 			var ce *clientError
@@ -336,8 +339,15 @@ func (s *session) forward(b *pool.Backend, typ byte, bodyLen int) (nextStep, err
 			}
 		}
 	}
-	if s.txMode && (typ == wire.MsgQuery || typ == wire.MsgParse) {
-		s.noteSessionSet(b, typ, bodyLen)
+	if typ == wire.MsgQuery || typ == wire.MsgParse {
+		switch {
+		case s.txMode:
+			s.noteSessionSet(b, typ, bodyLen)
+		case s.restoreOnReset:
+			if _, reset := s.scanSessionState(typ, bodyLen); reset {
+				s.noteReset(b, typ, bodyLen)
+			}
+		}
 	}
 	handled := false
 	if s.mapStmt {
@@ -406,6 +416,9 @@ func (s *session) relayOne(b *pool.Backend, fatal **clientError) relayResult {
 	if err != nil {
 		s.backendFailed(b, err, *fatal)
 		return relayFailed
+	}
+	if s.hiddenReplies.Load() > 0 && s.swallowHidden(b, typ, msg) {
+		return relayed
 	}
 	if s.mapStmt && typ != wire.MsgReadyForQuery {
 		switch r, tag := s.track(b, typ, msg[wire.HeaderLen:]); r {

@@ -54,8 +54,22 @@ type session struct {
 	// (paramSets): copy it before changing it.
 	wantShared bool
 	extra      map[string]string
-	admin      bool
-	endCause   string
+	// loginWant is want as the login left it (shared, never changed): the
+	// values a client's RESET or DISCARD ALL returns to on PostgreSQL.
+	loginWant map[string]string
+	// restoreOnReset: the client gave startup settings, which its RESET or
+	// DISCARD ALL must bring back (restoreStartupSettings); restoreNeeded:
+	// one did, and they are not back yet (client goroutine only).
+	restoreOnReset, restoreNeeded bool
+	// restoreAll and restoreNames: what the resets since the last restore
+	// covered (client goroutine only).
+	restoreAll   bool
+	restoreNames []string
+	// hiddenReplies counts the replies of pgrecycle's own queries on the
+	// attached backend that the relay swallows (session pooling).
+	hiddenReplies atomic.Int32
+	admin         bool
+	endCause      string
 
 	// mu guards the attachment: which backend, how many ReadyForQuery are
 	// owed to the client, and whether an extended-protocol batch is open.
@@ -537,6 +551,7 @@ func (s *session) startup() error {
 	}
 	s.want = s.srv.params.share(s.want)
 	s.wantShared = true
+	s.loginWant = s.want
 	s.srv.cancels.register(s)
 	if err := s.sendWelcome(); err != nil {
 		s.srv.cancels.unregister(s.key)
@@ -694,6 +709,7 @@ func (s *session) loginParams(db *config.Database, client map[string]string) err
 		}
 	}
 	var given []string
+	s.restoreOnReset = len(client) > 0
 	for name, v := range client {
 		if k := canonicalTracked(name); k != "" {
 			s.want[k] = v

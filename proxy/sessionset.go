@@ -3,6 +3,12 @@ package proxy
 import (
 	"bytes"
 	"errors"
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+	"go.uber.org/zap"
 
 	"github.com/pgrecycle/pgrecycle/pool"
 	"github.com/pgrecycle/pgrecycle/wire"
@@ -57,28 +63,163 @@ func runSetup(b *pool.Backend, sql string) error {
 // (a Query, or a Parse) may run a session-level SET. Called on the client
 // goroutine in transaction pooling, before the message is consumed.
 func (s *session) noteSessionSet(b *pool.Backend, typ byte, bodyLen int) {
+	set, reset := s.scanSessionState(typ, bodyLen)
+	if set || reset {
+		b.SettingsOwner = s.id
+	}
+	if reset {
+		s.noteReset(b, typ, bodyLen)
+	}
+}
+
+// noteReset records a client's RESET or DISCARD on b. It returns settings
+// to the backend's own startup values, not this client's: what the proxy
+// set must be set again, and the client's startup settings come back
+// before its next request (restoreStartupSettings). RESET name touches
+// that setting only; RESET ALL and DISCARD ALL all of them.
+func (s *session) noteReset(b *pool.Backend, typ byte, bodyLen int) {
+	all, names := true, []string(nil)
+	if q, ok := s.peekQueryText(typ, bodyLen); ok {
+		all, names = resetScope(q)
+	}
+	if all {
+		b.ProxySet = nil
+	} else {
+		for k := range b.ProxySet {
+			if slices.Contains(names, strings.ToLower(k)) {
+				delete(b.ProxySet, k)
+			}
+		}
+	}
+	if !s.restoreOnReset || (!all && len(names) == 0) {
+		return
+	}
+	s.restoreNeeded = true
+	s.restoreAll = s.restoreAll || all
+	s.restoreNames = append(s.restoreNames, names...)
+}
+
+// scanSessionState runs sessionState on the text of the Query or Parse
+// about to be forwarded, without consuming it.
+func (s *session) scanSessionState(typ byte, bodyLen int) (set, reset bool) {
+	q, ok := s.peekQueryText(typ, bodyLen)
+	if !ok {
+		return false, false // larger than the buffer: streamed, not searched
+	}
+	return sessionState(q)
+}
+
+// peekQueryText returns the SQL of the Query or Parse about to be
+// forwarded (its first sessionSetScanLimit bytes), without consuming it.
+func (s *session) peekQueryText(typ byte, bodyLen int) ([]byte, bool) {
 	n := min(bodyLen, sessionSetScanLimit)
 	peek, err := s.cr.Peek(wire.HeaderLen + n)
 	if err != nil {
-		return // larger than the buffer: streamed, not searched
+		return nil, false
 	}
 	q := peek[wire.HeaderLen:]
 	if typ == wire.MsgParse {
 		_, rest, ok := wire.CString(q)
 		if !ok {
-			return
+			return nil, false
 		}
 		q = rest
 	}
-	set, reset := sessionState(q)
-	if set || reset {
-		b.SettingsOwner = s.id
+	return q, true
+}
+
+// resetScope reads which settings the RESET and DISCARD statements of a
+// query return to their defaults: all of them (RESET ALL, DISCARD ALL), or
+// the names of RESET name, lowercased. Other DISCARDs reset none.
+func resetScope(q []byte) (all bool, names []string) {
+	if i := bytes.IndexByte(q, 0); i >= 0 {
+		q = q[:i]
 	}
-	if reset {
-		// RESET and DISCARD return the backend to its own startup values,
-		// not this client's: what the proxy set must be set again.
-		b.ProxySet = nil
+	for _, stmt := range bytes.Split(q, []byte{';'}) {
+		fields := strings.Fields(strings.ToLower(string(skipBlanksAndComments(stmt))))
+		if len(fields) != 2 || (fields[0] != "reset" && fields[0] != "discard") {
+			continue
+		}
+		switch {
+		case fields[1] == "all":
+			all = true
+		case fields[0] == "reset":
+			names = append(names, strings.Trim(fields[1], `"`))
+		}
 	}
+	return all, names
+}
+
+// restoreStartupSettings brings back the client's startup settings after
+// its RESET or DISCARD ALL, as PostgreSQL would: they were applied by
+// the proxy with SET, which RESET undoes. Called on the client goroutine
+// before its next request, once nothing is owed: detached (transaction
+// pooling), the client learns its values back and the next backend gets
+// them; attached (session pooling), a hidden query sets them, and the
+// client learns them from the server's ParameterStatus.
+func (s *session) restoreStartupSettings() {
+	s.mu.Lock()
+	b := s.backend
+	idle := s.pending == 0 && !s.unsynced && (b == nil || (!s.txMode && s.txStatus == 'I'))
+	s.mu.Unlock()
+	if !idle {
+		return // inside a transaction or a pipeline: at a later request
+	}
+	reset := func(name string) bool {
+		return s.restoreAll || slices.Contains(s.restoreNames, strings.ToLower(name))
+	}
+	s.restoreNeeded = false
+	defer func() { s.restoreAll, s.restoreNames = false, s.restoreNames[:0] }()
+	// The client's values after the reset: its startup ones for the
+	// settings reset, its current ones for the others.
+	s.mu.Lock()
+	want := maps.Clone(s.want)
+	for _, k := range trackedParams {
+		if v, ok := s.loginWant[k]; ok && reset(k) {
+			want[k] = v
+		}
+	}
+	s.mu.Unlock()
+	if b == nil {
+		for _, k := range trackedParams {
+			if v, ok := want[k]; ok && s.want[k] != v {
+				_ = s.cw.Append((&pgproto3.ParameterStatus{Name: k, Value: v}).Encode)
+			}
+		}
+		s.mu.Lock()
+		s.want, s.wantShared = want, false
+		s.mu.Unlock()
+		return
+	}
+	sql := paramSQL(want, s.extra, b.Params, b.ProxySet)
+	if sql == "" {
+		return
+	}
+	s.hiddenReplies.Add(1)
+	s.wmu.Lock()
+	_ = s.sw.w.WriteHeader(wire.MsgQuery, len(sql)+1)
+	_, _ = s.sw.Write([]byte(sql))
+	_, _ = s.sw.Write([]byte{0})
+	s.wmu.Unlock() // the request that follows flushes it
+	b.ProxySet = maps.Clone(s.extra)
+}
+
+// swallowHidden handles a reply to the proxy's own query (hiddenReplies):
+// it reports whether msg was consumed. ParameterStatus and notifications
+// go on to the client.
+func (s *session) swallowHidden(b *pool.Backend, typ byte, msg []byte) bool {
+	switch typ {
+	case wire.MsgParameterStatus, wire.MsgNotification:
+		return false
+	case wire.MsgReadyForQuery:
+		if len(msg) == wire.HeaderLen+1 {
+			b.TxStatus = msg[wire.HeaderLen]
+		}
+		s.hiddenReplies.Add(-1)
+	case wire.MsgErrorResponse:
+		s.log.Warn("restoring the client's startup settings failed", zap.String("error", wire.ErrorMessage(msg[wire.HeaderLen:])))
+	}
+	return true
 }
 
 // sessionState reads SQL text (up to a NUL, if any) once, statement by

@@ -1,6 +1,9 @@
 package proxy
 
-import "testing"
+import (
+	"slices"
+	"testing"
+)
 
 func TestContainsSessionSet(t *testing.T) {
 	tests := []struct {
@@ -72,6 +75,28 @@ func TestContainsReset(t *testing.T) {
 	} {
 		if got := containsReset([]byte(q)); got != want {
 			t.Errorf("containsReset(%q) = %v, want %v", q, got, want)
+		}
+	}
+}
+
+func TestResetScope(t *testing.T) {
+	for _, tc := range []struct {
+		q     string
+		all   bool
+		names []string
+	}{
+		{"RESET ALL", true, nil},
+		{"discard all;", true, nil},
+		{"reset search_path", false, []string{"search_path"}},
+		{`RESET "TimeZone"; RESET statement_timeout`, false, []string{"timezone", "statement_timeout"}},
+		{"DISCARD TEMP", false, nil},
+		{"RESET SESSION AUTHORIZATION", false, nil},
+		{"/* c */ RESET ALL; SELECT 1\x00", true, nil},
+		{"SELECT 'reset all'", false, nil},
+	} {
+		all, names := resetScope([]byte(tc.q))
+		if all != tc.all || !slices.Equal(names, tc.names) {
+			t.Errorf("resetScope(%q) = %v, %q; want %v, %q", tc.q, all, names, tc.all, tc.names)
 		}
 	}
 }

@@ -222,3 +222,60 @@ func TestResetRestoresStartupSettings(t *testing.T) {
 		}
 	}
 }
+
+// TestClientResetReturnsToStartupSettings: on PostgreSQL, RESET and
+// DISCARD ALL return settings to the values of the client's startup
+// packet. pgrecycle applies those with SET, which RESET undoes, so it sets
+// them again after the client's reset, in both pooling modes: RESET ALL
+// and DISCARD ALL bring back every startup setting, RESET name only that
+// one, and a setting the client changed itself is kept by RESET of
+// another. The client's ParameterStatus view follows. Before, session
+// pooling lost search_path and TimeZone at the first DISCARD ALL (what
+// Npgsql's pool sends at reuse), and transaction pooling lost TimeZone.
+func TestClientResetReturnsToStartupSettings(t *testing.T) {
+	for _, mode := range []string{"session", "transaction"} {
+		t.Run(mode, func(t *testing.T) {
+			leakCheck(t)
+			e := startProxy(t, proxyOpts{mode: mode, size: 1})
+			ctx := testCtx(t)
+			c := e.connect(ctx, "options=-c%20search_path%3Dtenant_x%20-c%20TimeZone%3DAsia/Tokyo",
+				"default_query_exec_mode=simple_protocol")
+			defer c.Close(context.Background())
+			check := func(step, wantPath, wantTZ string) {
+				t.Helper()
+				var path, tz string
+				if err := c.QueryRow(ctx, "SHOW search_path").Scan(&path); err != nil {
+					t.Fatal(err)
+				}
+				if err := c.QueryRow(ctx, "SHOW TimeZone").Scan(&tz); err != nil {
+					t.Fatal(err)
+				}
+				if path != wantPath || tz != wantTZ {
+					t.Fatalf("after %s: search_path = %q, TimeZone = %q; want %q, %q", step, path, tz, wantPath, wantTZ)
+				}
+				if got := c.PgConn().ParameterStatus("TimeZone"); got != wantTZ {
+					t.Fatalf("after %s: the client was told TimeZone = %q, want %q", step, got, wantTZ)
+				}
+			}
+			exec := func(sql string) {
+				t.Helper()
+				if _, err := c.Exec(ctx, sql); err != nil {
+					t.Fatalf("%s: %v", sql, err)
+				}
+			}
+			check("login", "tenant_x", "Asia/Tokyo")
+			exec("SET TimeZone = 'Europe/Paris'")
+			exec("SET search_path = other")
+			exec("RESET search_path")
+			check("RESET search_path", "tenant_x", "Europe/Paris")
+			exec("RESET ALL")
+			check("RESET ALL", "tenant_x", "Asia/Tokyo")
+			exec("SET TimeZone = 'Europe/Paris'")
+			exec("RESET TimeZone")
+			check("RESET TimeZone", "tenant_x", "Asia/Tokyo")
+			exec("SET search_path = other")
+			exec("DISCARD ALL")
+			check("DISCARD ALL", "tenant_x", "Asia/Tokyo")
+		})
+	}
+}
