@@ -428,7 +428,12 @@ func (s *session) relayOne(b *pool.Backend, fatal **clientError) relayResult {
 			_, _ = s.cw.Write(parseCompleteMsg[:])
 			return relayed
 		case replyAsCommandComplete:
-			_ = s.cw.Append(func(dst []byte) ([]byte, error) { return appendCommandComplete(dst, tag), nil })
+			// One tag per statement answered (tags joined by newlines).
+			for tag != "" {
+				one, rest, _ := strings.Cut(tag, "\n")
+				_ = s.cw.Append(func(dst []byte) ([]byte, error) { return appendCommandComplete(dst, one), nil })
+				tag = rest
+			}
 			return relayed
 		case replyAsDuplicateStatement:
 			e := errorf(codeDuplicatePreparedStatement, "prepared statement %q already exists", tag)

@@ -630,6 +630,11 @@ func (s *session) mapQuery(b *pool.Backend, bodyLen int) (bool, error) {
 		return false, err
 	}
 	target, all, isDealloc, isDiscard := parseStatementReset(peek[wire.HeaderLen:])
+	if !isDealloc && !isDiscard {
+		if targets, ok := parseDeallocates(peek[wire.HeaderLen:]); ok {
+			return s.mapDeallocates(targets)
+		}
+	}
 	s.mu.Lock()
 	switch {
 	case isDealloc && !all && s.stmts[target] == nil:
@@ -658,6 +663,66 @@ func (s *session) mapQuery(b *pool.Backend, bodyLen int) (bool, error) {
 	s.push(request{kind: reqQuery})
 	s.mu.Unlock()
 	return false, nil
+}
+
+// mapDeallocates answers a query made only of DEALLOCATEs ("" standing
+// for ALL), as mapQuery does one, when each names a statement of the
+// client's: the server gets an empty query, and its reply becomes one
+// CommandComplete per statement.
+func (s *session) mapDeallocates(targets []string) (bool, error) {
+	s.mu.Lock()
+	tags := make([]string, len(targets))
+	for i, t := range targets {
+		if t != "" && s.stmts[t] == nil {
+			// A statement of SQL PREPARE, or an unknown one: the server
+			// answers the whole query.
+			s.push(request{kind: reqQuery})
+			s.mu.Unlock()
+			return false, nil
+		}
+		tags[i] = "DEALLOCATE"
+		if t == "" {
+			tags[i] = "DEALLOCATE ALL"
+		}
+	}
+	for _, t := range targets {
+		if t == "" {
+			s.stmts = nil
+		} else {
+			delete(s.stmts, t)
+		}
+	}
+	s.push(request{kind: reqQueryDeallocate, tag: strings.Join(tags, "\n")})
+	s.mu.Unlock()
+	if err := s.cr.Skip(); err != nil {
+		return true, err
+	}
+	_ = s.sw.w.WriteHeader(wire.MsgQuery, 1)
+	_, _ = s.sw.Write([]byte{0})
+	return true, nil
+}
+
+// parseDeallocates recognises a query of several statements, each a
+// DEALLOCATE [PREPARE] {name | ALL}; it returns their targets, "" for ALL.
+func parseDeallocates(body []byte) ([]string, bool) {
+	if !startsWithDeallocate(body) || bytes.IndexByte(body, ';') < 0 || bytes.ContainsAny(body, `'$`) {
+		return nil, false
+	}
+	var targets []string
+	for _, stmt := range bytes.Split(bytes.TrimRight(body, "\x00"), []byte{';'}) {
+		if len(bytes.TrimSpace(stmt)) == 0 {
+			continue
+		}
+		name, all, dealloc, _ := parseStatementReset(stmt)
+		if !dealloc {
+			return nil, false
+		}
+		if all {
+			name = ""
+		}
+		targets = append(targets, name)
+	}
+	return targets, len(targets) > 1
 }
 
 // deallocTarget returns the client statement an unnamed Parse's query

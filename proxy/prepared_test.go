@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"slices"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -33,6 +34,26 @@ func TestIsStalePlanError(t *testing.T) {
 	for _, tc := range tests {
 		if got := isStalePlanError(enc(tc.e)); got != tc.want {
 			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestParseDeallocates(t *testing.T) {
+	for _, tc := range []struct {
+		q    string
+		want []string
+		ok   bool
+	}{
+		{"DEALLOCATE a; DEALLOCATE b\x00", []string{"a", "b"}, true},
+		{" deallocate prepare \"X\"; DEALLOCATE ALL;", []string{"X", ""}, true},
+		{"DEALLOCATE a", nil, false},
+		{"DEALLOCATE a; SELECT 1", nil, false},
+		{"DEALLOCATE a; DEALLOCATE 'b'", nil, false},
+		{"SELECT 1; DEALLOCATE a", nil, false},
+	} {
+		got, ok := parseDeallocates([]byte(tc.q))
+		if ok != tc.ok || (ok && !slices.Equal(got, tc.want)) {
+			t.Errorf("parseDeallocates(%q) = %q, %v; want %q, %v", tc.q, got, ok, tc.want, tc.ok)
 		}
 	}
 }

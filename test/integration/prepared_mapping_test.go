@@ -510,3 +510,42 @@ func TestPreparedLimitLoweredByReload(t *testing.T) {
 		t.Fatalf("s0 after eviction: %v", r.Err)
 	}
 }
+
+// TestPreparedDeallocateSeveral: one query of several DEALLOCATEs of the
+// client's statements is answered as PostgreSQL answers it (a
+// CommandComplete each) and removes them all; before, the server got
+// the client's names and failed with 26000.
+func TestPreparedDeallocateSeveral(t *testing.T) {
+	leakCheck(t)
+	e := startProxy(t, proxyOpts{size: 1})
+	ctx := testCtx(t)
+	c := e.connect(ctx)
+	for _, name := range []string{"one", "two"} {
+		if _, err := c.PgConn().Prepare(ctx, name, "SELECT 1", nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	results, err := c.PgConn().Exec(ctx, "DEALLOCATE one; deallocate prepare two;").ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(results) != 2 || results[0].CommandTag.String() != "DEALLOCATE" || results[1].CommandTag.String() != "DEALLOCATE" {
+		t.Fatalf("results = %+v, want two DEALLOCATE", results)
+	}
+	for _, name := range []string{"one", "two"} {
+		if r := c.PgConn().ExecPrepared(ctx, name, nil, nil, nil).Read(); r.Err == nil {
+			t.Fatalf("statement %s survives DEALLOCATE", name)
+		}
+	}
+	// A name the client does not hold gets the server's 26000, as before.
+	if _, err := c.PgConn().Prepare(ctx, "three", "SELECT 3", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.PgConn().Exec(ctx, "DEALLOCATE three; DEALLOCATE nosuch").ReadAll(); sqlState(err) != "26000" {
+		t.Fatalf("DEALLOCATE of an unknown name: %v, want 26000", err)
+	}
+	var n int
+	if err := c.QueryRow(ctx, "SELECT 5").Scan(&n); err != nil || n != 5 {
+		t.Fatalf("connection after the error: %d, %v", n, err)
+	}
+}
