@@ -117,7 +117,15 @@ func FuzzStatementReset(f *testing.F) {
 	f.Add([]byte("deallocate prepare \"Foo\"\"x\";\x00"))
 	f.Add([]byte("DISCARD ALL\x00"))
 	f.Add([]byte("DEALLOCATE ALL\x00"))
+	f.Add([]byte("DEALLOCATE a; DEALLOCATE ALL\x00"))
+	f.Add([]byte("RESET ALL; RESET \"TimeZone\"\x00"))
 	f.Fuzz(func(t *testing.T, b []byte) {
+		if targets, ok := parseDeallocates(b); ok && len(targets) < 2 {
+			t.Fatalf("parseDeallocates accepted %d statements", len(targets))
+		}
+		if all, names := resetScope(b); !all && len(names) > 0 && !bytes.Contains(bytes.ToLower(b), []byte("reset")) {
+			t.Fatal("resetScope found names without a RESET")
+		}
 		name, all, dealloc, discard := parseStatementReset(b)
 		if discard && (dealloc || all || name != "") {
 			t.Fatal("DISCARD ALL recognised as DEALLOCATE too")
