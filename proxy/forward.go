@@ -339,15 +339,16 @@ func (s *session) forward(b *pool.Backend, typ byte, bodyLen int) (nextStep, err
 			}
 		}
 	}
-	if typ == wire.MsgQuery || typ == wire.MsgParse {
-		switch {
-		case s.txMode:
-			s.noteSessionSet(b, typ, bodyLen)
-		case s.restoreOnReset:
-			if _, reset := s.scanSessionState(typ, bodyLen); reset {
-				s.noteReset(b, typ, bodyLen)
-			}
+	switch {
+	case typ != wire.MsgQuery && typ != wire.MsgParse:
+		if typ == wire.MsgBind && len(s.resetStmts) > 0 {
+			s.noteBoundReset(b)
 		}
+	case s.txMode:
+		s.noteSessionSet(b, typ, bodyLen)
+	case s.restoreOnReset:
+		_, reset := s.scanSessionState(typ, bodyLen)
+		s.noteReset(b, typ, bodyLen, reset)
 	}
 	handled := false
 	if s.mapStmt {

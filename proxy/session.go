@@ -65,6 +65,9 @@ type session struct {
 	// covered (client goroutine only).
 	restoreAll   bool
 	restoreNames []string
+	// resetStmts: the client's prepared statements ("" the unnamed one)
+	// that run RESET or DISCARD, for their Binds (client goroutine only).
+	resetStmts map[string]resetInfo
 	// hiddenReplies counts the replies of pgrecycle's own queries on the
 	// attached backend that the relay swallows (session pooling).
 	hiddenReplies atomic.Int32

@@ -67,36 +67,92 @@ func (s *session) noteSessionSet(b *pool.Backend, typ byte, bodyLen int) {
 	if set || reset {
 		b.SettingsOwner = s.id
 	}
-	if reset {
-		s.noteReset(b, typ, bodyLen)
-	}
+	s.noteReset(b, typ, bodyLen, reset)
 }
 
-// noteReset records a client's RESET or DISCARD on b. It returns settings
-// to the backend's own startup values, not this client's: what the proxy
-// set must be set again, and the client's startup settings come back
-// before its next request (restoreStartupSettings). RESET name touches
-// that setting only; RESET ALL and DISCARD ALL all of them.
-func (s *session) noteReset(b *pool.Backend, typ byte, bodyLen int) {
+// resetInfo is what a RESET or DISCARD returns to the defaults
+// (resetScope).
+type resetInfo struct {
+	all   bool
+	names []string
+}
+
+// noteReset records a client's RESET or DISCARD (reset: the Query or
+// Parse about to be forwarded has one). A Query runs it now; a prepared
+// one runs at each Bind of its statement (noteBoundReset).
+func (s *session) noteReset(b *pool.Backend, typ byte, bodyLen int, reset bool) {
+	if typ == wire.MsgParse {
+		if !reset && len(s.resetStmts) == 0 {
+			return
+		}
+		name, q, ok := s.peekParse(bodyLen)
+		if !ok {
+			return
+		}
+		if !reset {
+			delete(s.resetStmts, name) // redefined
+			return
+		}
+		all, names := resetScope(q)
+		if s.resetStmts == nil {
+			s.resetStmts = make(map[string]resetInfo)
+		}
+		s.resetStmts[name] = resetInfo{all, names}
+		return
+	}
+	if !reset {
+		return
+	}
 	all, names := true, []string(nil)
 	if q, ok := s.peekQueryText(typ, bodyLen); ok {
 		all, names = resetScope(q)
 	}
-	if all {
+	s.applyReset(b, resetInfo{all, names})
+}
+
+// noteBoundReset handles a Bind of a statement that resets settings.
+func (s *session) noteBoundReset(b *pool.Backend) {
+	peek, err := s.cr.Peek(wire.HeaderLen + 2*64 + 2)
+	if err != nil && err != wire.ErrTooLarge {
+		return
+	}
+	_, rest, ok := wire.CString(peek[wire.HeaderLen:])
+	if !ok {
+		return
+	}
+	name, _, ok := wire.CString(rest)
+	if !ok {
+		return
+	}
+	if r, found := s.resetStmts[string(name)]; found {
+		if s.txMode {
+			b.SettingsOwner = s.id
+		}
+		s.applyReset(b, r)
+	}
+}
+
+// applyReset records a reset run on b. It returns settings to the
+// backend's own startup values, not this client's: what the proxy set must
+// be set again, and the client's startup settings come back before its
+// next request (restoreStartupSettings). RESET name touches that setting
+// only; RESET ALL and DISCARD ALL all of them.
+func (s *session) applyReset(b *pool.Backend, r resetInfo) {
+	if r.all {
 		b.ProxySet = nil
 	} else {
 		for k := range b.ProxySet {
-			if slices.Contains(names, strings.ToLower(k)) {
+			if slices.Contains(r.names, strings.ToLower(k)) {
 				delete(b.ProxySet, k)
 			}
 		}
 	}
-	if !s.restoreOnReset || (!all && len(names) == 0) {
+	if !s.restoreOnReset || (!r.all && len(r.names) == 0) {
 		return
 	}
 	s.restoreNeeded = true
-	s.restoreAll = s.restoreAll || all
-	s.restoreNames = append(s.restoreNames, names...)
+	s.restoreAll = s.restoreAll || r.all
+	s.restoreNames = append(s.restoreNames, r.names...)
 }
 
 // scanSessionState runs sessionState on the text of the Query or Parse
@@ -112,20 +168,29 @@ func (s *session) scanSessionState(typ byte, bodyLen int) (set, reset bool) {
 // peekQueryText returns the SQL of the Query or Parse about to be
 // forwarded (its first sessionSetScanLimit bytes), without consuming it.
 func (s *session) peekQueryText(typ byte, bodyLen int) ([]byte, bool) {
-	n := min(bodyLen, sessionSetScanLimit)
-	peek, err := s.cr.Peek(wire.HeaderLen + n)
+	if typ == wire.MsgParse {
+		_, q, ok := s.peekParse(bodyLen)
+		return q, ok
+	}
+	peek, err := s.cr.Peek(wire.HeaderLen + min(bodyLen, sessionSetScanLimit))
 	if err != nil {
 		return nil, false
 	}
-	q := peek[wire.HeaderLen:]
-	if typ == wire.MsgParse {
-		_, rest, ok := wire.CString(q)
-		if !ok {
-			return nil, false
-		}
-		q = rest
+	return peek[wire.HeaderLen:], true
+}
+
+// peekParse returns the statement name and SQL of the Parse about to be
+// forwarded, without consuming it.
+func (s *session) peekParse(bodyLen int) (name string, q []byte, ok bool) {
+	peek, err := s.cr.Peek(wire.HeaderLen + min(bodyLen, sessionSetScanLimit))
+	if err != nil {
+		return "", nil, false
 	}
-	return q, true
+	n, rest, ok := wire.CString(peek[wire.HeaderLen:])
+	if !ok {
+		return "", nil, false
+	}
+	return string(n), rest, true
 }
 
 // resetScope reads which settings the RESET and DISCARD statements of a

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -232,50 +233,82 @@ func TestResetRestoresStartupSettings(t *testing.T) {
 // another. The client's ParameterStatus view follows. Before, session
 // pooling lost search_path and TimeZone at the first DISCARD ALL (what
 // Npgsql's pool sends at reuse), and transaction pooling lost TimeZone.
+//
+// The resets run as simple queries, as statements pgx prepares by name
+// (Parse in one round trip, Bind in the next) and as unnamed statements
+// described first (two round trips, as asyncpg without a statement cache):
+// a prepared reset takes effect at its Bind, not at its Parse.
 func TestClientResetReturnsToStartupSettings(t *testing.T) {
 	for _, mode := range []string{"session", "transaction"} {
-		t.Run(mode, func(t *testing.T) {
-			leakCheck(t)
-			e := startProxy(t, proxyOpts{mode: mode, size: 1})
-			ctx := testCtx(t)
-			c := e.connect(ctx, "options=-c%20search_path%3Dtenant_x%20-c%20TimeZone%3DAsia/Tokyo",
-				"default_query_exec_mode=simple_protocol")
-			defer c.Close(context.Background())
-			check := func(step, wantPath, wantTZ string) {
-				t.Helper()
-				var path, tz string
-				if err := c.QueryRow(ctx, "SHOW search_path").Scan(&path); err != nil {
-					t.Fatal(err)
-				}
-				if err := c.QueryRow(ctx, "SHOW TimeZone").Scan(&tz); err != nil {
-					t.Fatal(err)
-				}
-				if path != wantPath || tz != wantTZ {
-					t.Fatalf("after %s: search_path = %q, TimeZone = %q; want %q, %q", step, path, tz, wantPath, wantTZ)
-				}
-				if got := c.PgConn().ParameterStatus("TimeZone"); got != wantTZ {
-					t.Fatalf("after %s: the client was told TimeZone = %q, want %q", step, got, wantTZ)
-				}
+		for _, exec := range []string{"simple_protocol", "cache_statement", "describe_exec"} {
+			t.Run(mode+"/"+exec, func(t *testing.T) { testClientResetReturnsToStartupSettings(t, mode, exec) })
+		}
+	}
+}
+
+func testClientResetReturnsToStartupSettings(t *testing.T, mode, execMode string) {
+	leakCheck(t)
+	e := startProxy(t, proxyOpts{mode: mode, size: 1})
+	ctx := testCtx(t)
+	c := e.connect(ctx, "options=-c%20search_path%3Dtenant_x%20-c%20TimeZone%3DAsia/Tokyo",
+		"default_query_exec_mode="+execMode)
+	defer c.Close(context.Background())
+	check := func(step, wantPath, wantTZ string) {
+		t.Helper()
+		var path, tz string
+		if err := c.QueryRow(ctx, "SHOW search_path").Scan(&path); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.QueryRow(ctx, "SHOW TimeZone").Scan(&tz); err != nil {
+			t.Fatal(err)
+		}
+		if path != wantPath || tz != wantTZ {
+			t.Fatalf("after %s: search_path = %q, TimeZone = %q; want %q, %q", step, path, tz, wantPath, wantTZ)
+		}
+		if got := c.PgConn().ParameterStatus("TimeZone"); got != wantTZ {
+			t.Fatalf("after %s: the client was told TimeZone = %q, want %q", step, got, wantTZ)
+		}
+	}
+	exec := func(sql string) {
+		t.Helper()
+		if execMode == "simple_protocol" || !strings.HasPrefix(sql, "RESET") {
+			if _, err := c.Exec(ctx, sql); err != nil {
+				t.Fatalf("%s: %v", sql, err)
 			}
-			exec := func(sql string) {
-				t.Helper()
-				if _, err := c.Exec(ctx, sql); err != nil {
-					t.Fatalf("%s: %v", sql, err)
-				}
+			return
+		}
+		// pgx runs a statement without arguments as a simple query: the
+		// reset is prepared by hand, by name or unnamed, and bound in the
+		// next round trip.
+		name := "reset_stmt"
+		if execMode == "describe_exec" {
+			name = ""
+		}
+		if _, err := c.PgConn().Prepare(ctx, name, sql, nil); err != nil {
+			t.Fatalf("prepare %s: %v", sql, err)
+		}
+		if r := c.PgConn().ExecPrepared(ctx, name, nil, nil, nil).Read(); r.Err != nil {
+			t.Fatalf("%s: %v", sql, r.Err)
+		}
+		if name != "" {
+			if err := c.PgConn().Deallocate(ctx, name); err != nil {
+				t.Fatal(err)
 			}
-			check("login", "tenant_x", "Asia/Tokyo")
-			exec("SET TimeZone = 'Europe/Paris'")
-			exec("SET search_path = other")
-			exec("RESET search_path")
-			check("RESET search_path", "tenant_x", "Europe/Paris")
-			exec("RESET ALL")
-			check("RESET ALL", "tenant_x", "Asia/Tokyo")
-			exec("SET TimeZone = 'Europe/Paris'")
-			exec("RESET TimeZone")
-			check("RESET TimeZone", "tenant_x", "Asia/Tokyo")
-			exec("SET search_path = other")
-			exec("DISCARD ALL")
-			check("DISCARD ALL", "tenant_x", "Asia/Tokyo")
-		})
+		}
+	}
+	check("login", "tenant_x", "Asia/Tokyo")
+	exec("SET TimeZone = 'Europe/Paris'")
+	exec("SET search_path = other")
+	exec("RESET search_path")
+	check("RESET search_path", "tenant_x", "Europe/Paris")
+	exec("RESET ALL")
+	check("RESET ALL", "tenant_x", "Asia/Tokyo")
+	exec("SET TimeZone = 'Europe/Paris'")
+	exec("RESET TimeZone")
+	check("RESET TimeZone", "tenant_x", "Asia/Tokyo")
+	exec("SET search_path = other")
+	if execMode == "simple_protocol" { // DISCARD ALL drops pgx's statement cache under it
+		exec("DISCARD ALL")
+		check("DISCARD ALL", "tenant_x", "Asia/Tokyo")
 	}
 }
