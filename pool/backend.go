@@ -42,6 +42,10 @@ type Backend struct {
 	// ran a session-level SET on this backend in transaction pooling; 0:
 	// none. Another client gets the backend only after a reset.
 	SettingsOwner uint64
+	// Unnamed names whose unnamed prepared statement the backend holds
+	// (a key of the proxy's; 0: none or unknown). A simple query destroys
+	// it, so SimpleQuery clears this.
+	Unnamed uint64
 
 	Queries      atomic.Int64
 	Transactions atomic.Int64

@@ -239,6 +239,7 @@ func (e *QueryError) Error() string { return e.Code + ": " + e.Message }
 // response up to ReadyForQuery, recording ParameterStatus changes. onRow,
 // when set, sees each DataRow body. It returns the final transaction status.
 func SimpleQuery(b *Backend, sql string, onRow func(body []byte)) (byte, error) {
+	b.Unnamed = 0 // a simple query destroys the unnamed statement
 	if err := b.W.Append(func(dst []byte) ([]byte, error) {
 		dst = wire.AppendHeader(dst, wire.MsgQuery, len(sql)+1)
 		dst = append(dst, sql...)

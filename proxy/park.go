@@ -207,6 +207,9 @@ func (s *session) tryPark() bool {
 	// the goroutine that resumes this one takes one from the pool.
 	p.readers.Put(s.cr)
 	s.cr = nil
+	// Nor the text of its unnamed statement: a Bind of it after the
+	// client wakes fails with 26000 if its backend lost it.
+	s.unnamedTail = nil
 	s.parkTok = tok
 	s.parkRC = rc
 	s.parkedFlag.Store(true)

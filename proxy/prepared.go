@@ -389,12 +389,16 @@ func (s *session) mapParse(b *pool.Backend) error {
 			// An empty query answers Describe with NoData and Execute
 			// with EmptyQueryResponse, shown as DEALLOCATE's
 			// CommandComplete (reqExecuteDeallocate).
-			_ = s.sw.w.WriteHeader(wire.MsgParse, 1+len(emptyQueryTail))
+			tail = emptyQueryTail[:]
+			_ = s.sw.w.WriteHeader(wire.MsgParse, 1+len(tail))
 			_, _ = s.sw.Write([]byte{0})
-			_, _ = s.sw.Write(emptyQueryTail[:])
-			return nil
+			_, _ = s.sw.Write(tail)
+		} else {
+			_, _ = s.sw.Write(msg)
 		}
-		_, _ = s.sw.Write(msg)
+		if ok {
+			s.keepUnnamed(b, tail)
+		}
 		return nil
 	}
 	client := string(name)
@@ -509,6 +513,56 @@ func (s *session) writeEnsure(cs *clientStmt, closes []string, parse bool) {
 	}
 }
 
+// unnamedKeepLimit bounds the unnamed Parse a client's session keeps:
+// asyncpg and pgx describe a statement before binding it, and the text is
+// small; a larger one is not carried to another backend (26000 there, as
+// before).
+const unnamedKeepLimit = 8 << 10
+
+// keepUnnamed records the client's unnamed statement, just parsed on b.
+func (s *session) keepUnnamed(b *pool.Backend, tail []byte) {
+	s.unnamedSeq++
+	s.unnamedKey = s.id<<32 | uint64(s.unnamedSeq)
+	b.Unnamed = s.unnamedKey
+	if len(tail) > unnamedKeepLimit {
+		s.unnamedTail = nil
+		return
+	}
+	s.unnamedTail = append(s.unnamedTail[:0], tail...)
+}
+
+// ensureUnnamedLocked makes b's unnamed statement the client's before a
+// Bind or Describe of it: another client's Parse, or the proxy's own
+// queries, may have replaced it since the client's Parse in an earlier
+// batch, and the Bind would run another client's query. The client's
+// Parse is sent again; when its text is not kept (too large, or dropped
+// while the client was parked) or it never parsed one, the unnamed
+// statement is closed instead, so the Bind fails with 26000 as on
+// PostgreSQL. Callers hold s.mu and call writeUnnamed after unlocking.
+func (s *session) ensureUnnamedLocked(b *pool.Backend) (parse, closeIt bool) {
+	if s.unnamedKey != 0 && b.Unnamed == s.unnamedKey {
+		return false, false
+	}
+	if s.unnamedKey != 0 && s.unnamedTail != nil {
+		s.push(request{kind: reqParseHidden, batch: s.batch()})
+		b.Unnamed = s.unnamedKey
+		return true, false
+	}
+	s.push(request{kind: reqCloseHidden})
+	b.Unnamed = 0
+	return false, true
+}
+
+// writeUnnamed writes what ensureUnnamedLocked decided.
+func (s *session) writeUnnamed(parse, closeIt bool) {
+	switch {
+	case parse:
+		s.writeParse("", s.unnamedTail)
+	case closeIt:
+		s.writeClose("")
+	}
+}
+
 // mapBind rewrites the statement name of a Bind, streaming its (possibly
 // large) parameter values untouched.
 func (s *session) mapBind(b *pool.Backend, bodyLen int) (bool, error) {
@@ -541,8 +595,13 @@ func (s *session) mapBind(b *pool.Backend, bodyLen int) (bool, error) {
 		}
 	}
 	if cs == nil {
+		var parse, closeIt bool
+		if ok && len(name) == 0 {
+			parse, closeIt = s.ensureUnnamedLocked(b)
+		}
 		s.push(request{kind: reqBind})
 		s.mu.Unlock()
+		s.writeUnnamed(parse, closeIt)
 		return false, nil
 	}
 	if cs.sessionSet {
@@ -584,9 +643,17 @@ func (s *session) mapDescribeClose(b *pool.Backend, typ byte) (bool, error) {
 		name, _, ok = wire.CString(body[1:])
 	}
 	if !ok || len(name) == 0 {
+		var parse, closeIt bool
 		s.mu.Lock()
+		switch {
+		case ok && typ == wire.MsgDescribe:
+			parse, closeIt = s.ensureUnnamedLocked(b)
+		case ok: // Close of the unnamed statement
+			s.unnamedKey, b.Unnamed = 0, 0
+		}
 		s.push(request{kind: kind})
 		s.mu.Unlock()
+		s.writeUnnamed(parse, closeIt)
 		_, _ = s.sw.Write(msg)
 		return true, nil
 	}
@@ -619,6 +686,8 @@ func (s *session) mapDescribeClose(b *pool.Backend, typ byte) (bool, error) {
 // mapQuery catches DEALLOCATE and DISCARD ALL sent as SQL: they act on
 // the client's own statements, not on the shared ones of the backend.
 func (s *session) mapQuery(b *pool.Backend, bodyLen int) (bool, error) {
+	// A simple query destroys the unnamed statement, the client's too.
+	b.Unnamed, s.unnamedKey = 0, 0
 	if bodyLen > 256 {
 		s.mu.Lock()
 		s.push(request{kind: reqQuery})

@@ -65,6 +65,15 @@ type session struct {
 	// covered (client goroutine only).
 	restoreAll   bool
 	restoreNames []string
+	// unnamedKey names the client's unnamed prepared statement (0: none),
+	// whose Parse tail is unnamedTail (nil: not kept: too large, or the
+	// client parked since): a Bind
+	// or Describe of it in a later batch may land on a backend whose
+	// unnamed statement is another's (pool.Backend.Unnamed), and it is
+	// parsed there again first (transaction pooling, client goroutine).
+	unnamedKey  uint64
+	unnamedSeq  uint32
+	unnamedTail []byte
 	// resetStmts: the client's prepared statements ("" the unnamed one)
 	// that run RESET or DISCARD, for their Binds (client goroutine only).
 	resetStmts map[string]resetInfo

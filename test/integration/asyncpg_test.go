@@ -36,6 +36,25 @@ async def main():
         return total
     await step("cached", cached)
 
+    # Without a statement cache (the setting recommended behind
+    # PgBouncer), asyncpg describes the unnamed statement in one round
+    # trip and binds it in the next: concurrent clients interleave there.
+    async def uncached():
+        ks = [await asyncpg.connect(dsn, statement_cache_size=0) for _ in range(4)]
+        async def run(i, k):
+            ok = 0
+            for n in range(50):
+                if await k.fetchval("SELECT $1::text || ' %d'" % i, str(n)) == "%d %d" % (n, i):
+                    ok += 1
+            return ok
+        try:
+            return sum(await asyncio.gather(*(run(i, k) for i, k in enumerate(ks))))
+        finally:
+            for k in ks:
+                await k.close()
+    if cfg["mode"] == "transaction":  # session pooling has no backend left for 4 more
+        await step("uncached", uncached)
+
     async def prepared():
         stmt = await c.prepare("SELECT $1::text || '!'")
         return [await stmt.fetchval("v%d" % i) for i in range(3)]
@@ -108,7 +127,8 @@ type asyncpgResult struct {
 		SQLState string
 		After    string
 	}
-	Pooled int
+	Pooled   int
+	Uncached int
 }
 
 func TestAsyncpg(t *testing.T) {
@@ -139,9 +159,13 @@ func TestAsyncpg(t *testing.T) {
 			"dsn":      fmt.Sprintf("postgresql://postgres@%s:%d/app?sslmode=disable", e.host, e.port),
 			"table":    table,
 			"pool_max": poolMax,
+			"mode":     mode,
 		}, &r)
 		for _, e := range r.Errors {
 			t.Errorf("asyncpg: %s", e)
+		}
+		if mode == "transaction" && r.Uncached != 200 {
+			t.Errorf("statement_cache_size=0: %d of 200 results right", r.Uncached)
 		}
 		if want := 3 * 210; r.Cached != want { // 3 connections × Σ(i+1), i < 20
 			t.Errorf("cached statements over 3 connections: sum %d, want %d", r.Cached, want)

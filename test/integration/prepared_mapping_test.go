@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -547,5 +548,86 @@ func TestPreparedDeallocateSeveral(t *testing.T) {
 	var n int
 	if err := c.QueryRow(ctx, "SELECT 5").Scan(&n); err != nil || n != 5 {
 		t.Fatalf("connection after the error: %d, %v", n, err)
+	}
+}
+
+// TestUnnamedStatementAcrossRoundTrips: asyncpg without a statement cache
+// (the setting recommended behind PgBouncer) and pgx's describe-exec mode
+// parse and describe the unnamed statement in one round trip and bind it
+// in the next. Between the two, in transaction pooling, another client may
+// parse its own unnamed statement on the same backend, or the client may
+// land on another backend; before, its Bind then ran the other client's
+// query (wrong results) or failed with 26000. The client's unnamed
+// statement is now parsed again where needed; one destroyed by a simple
+// query stays destroyed, as on PostgreSQL.
+func TestUnnamedStatementAcrossRoundTrips(t *testing.T) {
+	leakCheck(t)
+	e := startProxy(t, proxyOpts{size: 1})
+	ctx := testCtx(t)
+	a, b := e.connect(ctx), e.connect(ctx)
+	if _, err := a.PgConn().Prepare(ctx, "", "SELECT 'a:' || $1::text", nil); err != nil {
+		t.Fatal(err)
+	}
+	// b's unnamed statement replaces a's on the one backend.
+	if _, err := b.PgConn().Prepare(ctx, "", "SELECT 'b:' || $1::text || $1::text", nil); err != nil {
+		t.Fatal(err)
+	}
+	r := b.PgConn().ExecPrepared(ctx, "", [][]byte{[]byte("x")}, nil, nil).Read()
+	if r.Err != nil || string(r.Rows[0][0]) != "b:xx" {
+		t.Fatalf("b: %v %q", r.Err, r.Rows)
+	}
+	r = a.PgConn().ExecPrepared(ctx, "", [][]byte{[]byte("1")}, nil, nil).Read()
+	if r.Err != nil || len(r.Rows) != 1 || string(r.Rows[0][0]) != "a:1" {
+		t.Fatalf("a's Bind of its unnamed statement: %v %q, want a:1", r.Err, r.Rows)
+	}
+	// Describe of the statement in a later round trip works as well.
+	if _, err := b.Exec(ctx, "SELECT 1", pgx.QueryExecModeSimpleProtocol); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.PgConn().Prepare(ctx, "", "SELECT 42::int8 AS answer", nil); err != nil {
+		t.Fatal(err)
+	}
+	sd, err := a.PgConn().Prepare(ctx, "", "SELECT 'a:' || $1::text", nil)
+	if err != nil || len(sd.Fields) != 1 || string(sd.Fields[0].Name) != "?column?" {
+		t.Fatalf("a's second Prepare: %v %+v", err, sd)
+	}
+	// A simple query destroys the unnamed statement: a Bind after it fails
+	// as on PostgreSQL, and never runs another client's statement.
+	if _, err := a.Exec(ctx, "SELECT 1", pgx.QueryExecModeSimpleProtocol); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.PgConn().Prepare(ctx, "", "SELECT 'b:' || $1::text", nil); err != nil {
+		t.Fatal(err)
+	}
+	r = a.PgConn().ExecPrepared(ctx, "", [][]byte{[]byte("1")}, nil, nil).Read()
+	if r.Err == nil || sqlState(r.Err) != "26000" {
+		t.Fatalf("Bind of a destroyed unnamed statement: %v %q, want 26000", r.Err, r.Rows)
+	}
+	// Many clients interleaving describe and bind, each with its own text.
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for i := 0; i < 4; i++ {
+		c := e.connect(ctx)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			want := fmt.Sprintf("client%d", i)
+			for k := 0; k < 100; k++ {
+				if _, err := c.PgConn().Prepare(ctx, "", "SELECT $1::text || '"+want+"'", nil); err != nil {
+					errs <- err
+					return
+				}
+				r := c.PgConn().ExecPrepared(ctx, "", [][]byte{[]byte(">")}, nil, nil).Read()
+				if r.Err != nil || len(r.Rows) != 1 || string(r.Rows[0][0]) != ">"+want {
+					errs <- fmt.Errorf("%s got %v %q", want, r.Err, r.Rows)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
 	}
 }
