@@ -82,3 +82,10 @@ func (b *Backend) close(graceful bool) {
 	}
 	_ = b.Conn.Close()
 }
+
+// HasDataOrEOF reports whether b has something to read: a message
+// buffered or in its socket, or EOF. For a backend nobody expects a reply
+// from, that is a FATAL or a notice from the server, or its end.
+func HasDataOrEOF(b *Backend) bool {
+	return b.R.Buffered() > 0 || socketHasDataOrEOF(b.Conn)
+}

@@ -894,8 +894,8 @@ func (s *session) armIdleDeadline() (detached bool) {
 	if s.srv.draining.Load() && (!attached || idleSession) {
 		limit = time.Nanosecond
 	}
-	keep := s.resumed && !attached && !s.idleSince.IsZero()
-	s.resumed = false
+	keep := (s.resumed && !attached || s.watchWoke && inTx) && !s.idleSince.IsZero()
+	s.resumed, s.watchWoke = false, false
 	switch {
 	case limit <= 0:
 		s.idleSince = time.Time{} // no clock read per transaction when no timeout applies
@@ -903,10 +903,26 @@ func (s *session) armIdleDeadline() (detached bool) {
 		s.idleSince = time.Now()
 	}
 	s.idleLimit = limit
-	if limit > 0 {
-		_ = s.conn.SetReadDeadline(s.idleSince.Add(limit))
-		s.armed = true
-	} else if s.armed {
+	// In transaction pooling nothing reads a backend while its client
+	// idles in a transaction: a deadline wakes the client goroutine to
+	// look (checkIdleBackend). One armed in an earlier transaction is kept,
+	// and one left from a transaction that ended fires once, harmlessly:
+	// a busy client pays about one timer per second, not one per statement.
+	watch := inTx && s.txMode
+	switch {
+	case limit > 0:
+		deadline := s.idleSince.Add(limit)
+		if watch && limit > backendWatchInterval {
+			deadline = time.Now().Add(backendWatchInterval)
+		}
+		_ = s.conn.SetReadDeadline(deadline)
+		s.armed, s.watchArmed = true, false
+	case watch:
+		if !s.armed {
+			_ = s.conn.SetReadDeadline(time.Now().Add(backendWatchInterval))
+			s.armed, s.watchArmed = true, true
+		}
+	case s.armed && !s.watchArmed:
 		_ = s.conn.SetReadDeadline(time.Time{})
 		s.armed = false
 	}
@@ -922,29 +938,62 @@ func (s *session) onIdleDeadline() (done bool, err error) {
 	idleSession := attached && !s.txMode && s.pending == 0 && !s.unsynced && s.txStatus == 'I'
 	s.mu.Unlock()
 	_ = s.conn.SetReadDeadline(time.Time{})
-	s.armed = false
+	s.armed, s.watchArmed = false, false
 	expired := s.idleLimit > 0 && time.Since(s.idleSince) >= s.idleLimit
 	var ce *clientError
+	var cause string
 	switch {
 	case s.srv.terminating.Load():
-		ce = s.srv.shutdownTimeoutError()
-		s.endCause = "shutdown"
+		ce, cause = s.srv.shutdownTimeoutError(), "shutdown"
 	case s.srv.draining.Load() && (!attached || idleSession):
-		ce = fatalf(codeAdminShutdown, "terminating connection: pgrecycle is shutting down")
-		s.endCause = "shutdown"
+		ce, cause = fatalf(codeAdminShutdown, "terminating connection: pgrecycle is shutting down"), "shutdown"
 	case expired && inTx:
 		ce = fatalf("25P03", "terminating connection due to idle-in-transaction timeout (idle_transaction_timeout = %s)", s.idleLimit)
-		s.endCause = "idle_transaction_timeout"
+		cause = "idle_transaction_timeout"
 	case expired && (!attached || idleSession):
 		ce = fatalf("57P05", "terminating connection due to idle timeout (client_idle_timeout = %s)", s.idleLimit)
-		s.endCause = "client_idle_timeout"
+		cause = "client_idle_timeout"
+	case inTx && s.txMode:
+		s.watchWoke = true // the idle-in-transaction clock goes on
+		return s.checkIdleBackend(), errSessionDone
 	default:
 		return false, nil
 	}
 	s.finish() // detach: rolls back an open transaction, frees the writer
+	// After finish: a pump that ended the session on its own (shutdown
+	// cuts its read too) has set its cause, and has exited.
+	s.endCause = cause
 	_ = s.conn.SetWriteDeadline(time.Now().Add(time.Second))
 	_ = s.sendError(ce)
 	return true, errSessionDone
+}
+
+// backendWatchInterval is how often a backend attached to a client idle
+// in a transaction (transaction pooling, where nothing reads it then) is
+// checked for a message: the server may have ended the session (a
+// terminate, idle_in_transaction_session_timeout, a crash).
+const backendWatchInterval = time.Second
+
+// checkIdleBackend relays what the backend of a client idle in a
+// transaction has sent meanwhile. When the backend is gone, the client is
+// told and disconnected, as PostgreSQL would (backendFailed), and the
+// backend's slot serves the others; it reports whether the session ended.
+func (s *session) checkIdleBackend() bool {
+	s.mu.Lock()
+	b := s.backend
+	quiet := b == nil || s.pumping || s.pending != 0 || s.unsynced
+	s.mu.Unlock()
+	if quiet {
+		return false
+	}
+	var fatal *clientError
+	for pool.HasDataOrEOF(b) {
+		if s.relayOne(b, &fatal) == relayFailed {
+			return true
+		}
+	}
+	_ = s.cw.Flush()
+	return false
 }
 
 func isTimeout(err error) bool {

@@ -133,6 +133,9 @@ type session struct {
 	idleSince time.Time
 	idleLimit time.Duration
 	armed     bool
+	// watchArmed: the armed deadline is the backend watch's
+	// (backendWatchInterval); watchWoke: it just fired.
+	watchArmed, watchWoke bool
 	// interruptible is true only while the client goroutine waits for the
 	// first byte of a message: a read deadline (timeout or poke) may end
 	// that wait, never a half-read message.

@@ -383,3 +383,52 @@ func TestBackendLostUnderPipelinedRequests(t *testing.T) {
 		t.Logf("messages: %q", seq)
 	}
 }
+
+// TestBackendDiesUnderIdleTransaction: in transaction pooling nothing reads
+// the backend of a client idle in a transaction. When the server ends that
+// backend (pg_terminate_backend, its idle_in_transaction_session_timeout),
+// the proxy notices within about a second: the client is told and
+// disconnected, and the others get the backend's slot. Before, the dead
+// backend stayed with the idle client and, with a pool of one, everyone
+// else waited until query_wait_timeout.
+func TestBackendDiesUnderIdleTransaction(t *testing.T) {
+	for _, how := range []string{"terminate", "idle_in_transaction_session_timeout"} {
+		t.Run(how, func(t *testing.T) {
+			leakCheck(t)
+			e := startProxy(t, proxyOpts{size: 1})
+			ctx := testCtx(t)
+			var victim *pgx.Conn
+			if how == "terminate" {
+				victim = e.connect(ctx)
+			} else {
+				victim = e.connect(ctx, "options=-c%20idle_in_transaction_session_timeout%3D300")
+			}
+			tx, err := victim.Begin(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var pid int
+			if err := tx.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&pid); err != nil {
+				t.Fatal(err)
+			}
+			if how == "terminate" {
+				d := e.direct(ctx)
+				if _, err := d.Exec(ctx, "SELECT pg_terminate_backend($1)", pid); err != nil {
+					t.Fatal(err)
+				}
+			}
+			start := time.Now()
+			other := e.connect(ctx)
+			var n int
+			if err := other.QueryRow(ctx, "SELECT 7").Scan(&n); err != nil || n != 7 {
+				t.Fatalf("another client after the idle client's backend died: %d, %v", n, err)
+			}
+			if waited := time.Since(start); waited > 5*time.Second {
+				t.Fatalf("another client waited %s for the dead backend's slot", waited)
+			}
+			if _, err := tx.Exec(ctx, "SELECT 1"); err == nil {
+				t.Fatal("the client whose backend died inside its transaction was not told")
+			}
+		})
+	}
+}
