@@ -32,7 +32,10 @@ const sessionSetScanLimit = 2048
 
 // resetSQL returns a backend to its login settings. Startup parameters,
 // pgrecycle's injected ones included, are the values RESET restores.
-const resetSQL = "SET SESSION AUTHORIZATION DEFAULT; RESET ALL; UNLISTEN *"
+// It also closes cursors WITH HOLD, drops temporary tables and releases
+// session-level advisory locks, which a client leaves behind just as well
+// and which would show its data, or hold its locks, under the next one.
+const resetSQL = "SET SESSION AUTHORIZATION DEFAULT; RESET ALL; UNLISTEN *; CLOSE ALL; DISCARD TEMP; SELECT pg_advisory_unlock_all()"
 
 // resetSessionSettings undoes another client's session-level settings;
 // the caller then applies its own (applyParams).
@@ -337,7 +340,22 @@ func callsSetConfig(q []byte) bool {
 		if hasPrefixFold(q[i-3:], "set_config") {
 			return true
 		}
+		// pg_advisory_lock and pg_try_advisory_lock (and their _shared
+		// forms) hold until the session ends; the _xact_ ones do not.
+		if i >= 8 && hasPrefixFold(q[i-8:], "advisory_lock") {
+			return true
+		}
 		i++
+	}
+	return false
+}
+
+// containsFold reports whether b contains word, ASCII case-insensitively.
+func containsFold(b []byte, word string) bool {
+	for i := 0; i+len(word) <= len(b); i++ {
+		if hasPrefixFold(b[i:], word) {
+			return true
+		}
 	}
 	return false
 }
@@ -349,6 +367,17 @@ func isSessionSet(stmt []byte) bool {
 	stmt = skipBlanksAndComments(stmt)
 	if hasWordFold(stmt, "do") || hasWordFold(stmt, "listen") {
 		return true
+	}
+	if hasWordFold(stmt, "declare") {
+		// A cursor WITH HOLD outlives its transaction (a false alarm, such
+		// as a column named holder, costs one reset).
+		return containsFold(stmt, "hold") && !containsFold(stmt, "without hold")
+	}
+	if hasWordFold(stmt, "create") {
+		// A temporary table (or view, sequence) lives until the session ends.
+		next := skipBlanksAndComments(stmt[6:])
+		return hasWordFold(next, "temp") || hasWordFold(next, "temporary") ||
+			hasWordFold(next, "local") || hasWordFold(next, "global")
 	}
 	if !hasWordFold(stmt, "set") {
 		return false

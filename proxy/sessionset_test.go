@@ -11,6 +11,17 @@ func TestContainsSessionSet(t *testing.T) {
 		want bool
 	}{
 		{"SET search_path TO tenant_a", true},
+		{"DECLARE c CURSOR WITH HOLD FOR SELECT 1", true},
+		{"declare c no scroll cursor with\nhold for select 1", true},
+		{"DECLARE c CURSOR WITHOUT HOLD FOR SELECT 1", false},
+		{"DECLARE c CURSOR FOR SELECT 1", false},
+		{"CREATE TEMP TABLE t (x int)", true},
+		{"create temporary view v as select 1", true},
+		{"CREATE TABLE t (x int)", false},
+		{"SELECT pg_advisory_lock(42)", true},
+		{"select pg_try_advisory_lock_shared(1, 2)", true},
+		{"SELECT pg_advisory_xact_lock(42)", false},
+		{"SELECT pg_advisory_unlock(42)", false},
 		{"set statement_timeout = '1s'", true},
 		{"  \n\tSet ROLE app_admin;", true},
 		{"SET SESSION search_path = a", true},

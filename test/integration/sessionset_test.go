@@ -312,3 +312,41 @@ func testClientResetReturnsToStartupSettings(t *testing.T, mode, execMode string
 		check("DISCARD ALL", "tenant_x", "Asia/Tokyo")
 	}
 }
+
+// TestSessionObjectsIsolation: in transaction pooling, a client's cursor
+// WITH HOLD, temporary table and session-level advisory lock outlive its
+// transactions on the backend; before, the next client on that backend
+// could fetch the cursor, read the table and was blocked by the lock
+// (found by the peer-suite helper). The backend is now reset first.
+func TestSessionObjectsIsolation(t *testing.T) {
+	leakCheck(t)
+	e := startProxy(t, proxyOpts{mode: "transaction", size: 1})
+	ctx := testCtx(t)
+	a := e.connect(ctx, "default_query_exec_mode=simple_protocol")
+	for _, sql := range []string{
+		"DECLARE a_secret CURSOR WITH HOLD FOR SELECT 'private to a'::text",
+		"CREATE TEMP TABLE a_private (v text)",
+		"INSERT INTO a_private VALUES ('private to a')",
+		"SELECT pg_advisory_lock(424242)",
+	} {
+		if _, err := a.Exec(ctx, sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	a.Close(ctx)
+	b := e.connect(ctx, "default_query_exec_mode=simple_protocol")
+	defer b.Close(context.Background())
+	var cursors, tables int
+	if err := b.QueryRow(ctx, "SELECT (SELECT count(*) FROM pg_cursors), (SELECT count(*) FROM pg_class WHERE relname = 'a_private')").Scan(&cursors, &tables); err != nil {
+		t.Fatal(err)
+	}
+	if cursors != 0 || tables != 0 {
+		t.Fatalf("the next client sees %d cursors and %d temp tables of the previous one", cursors, tables)
+	}
+	var locks int
+	d := e.direct(ctx)
+	defer d.Close(ctx)
+	if err := d.QueryRow(ctx, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 424242").Scan(&locks); err != nil || locks != 0 {
+		t.Fatalf("the previous client's advisory lock still held (%d): %v", locks, err)
+	}
+}
