@@ -80,10 +80,24 @@ type request struct {
 }
 
 // serverStmtName names a statement on backends after its text and types,
-// and the pool's statement epoch: a Parse after the server reported a
-// changed result type gets a fresh statement, not the stale shared one.
-func serverStmtName(tail []byte, epoch uint64) string {
-	sum := sha256.Sum256(tail)
+// the client's startup search_path (scope), and the pool's statement
+// epoch: a Parse after the server reported a changed result type gets a
+// fresh statement, not the stale shared one. Clients of different
+// tenants (schema per tenant, chosen by search_path) share no statement:
+// the server would re-parse it at each switch of search_path and, where
+// the tenants' tables differ in shape, fail with "cached plan must not
+// change result type".
+func serverStmtName(tail []byte, scope string, epoch uint64) string {
+	var sum [sha256.Size]byte
+	if scope == "" {
+		sum = sha256.Sum256(tail)
+	} else {
+		h := sha256.New()
+		h.Write([]byte(scope))
+		h.Write([]byte{0})
+		h.Write(tail)
+		h.Sum(sum[:0])
+	}
 	name := "pgrecycle_" + hex.EncodeToString(sum[:12])
 	if epoch != 0 {
 		name += "_" + strconv.FormatUint(epoch, 10)
@@ -422,7 +436,7 @@ func (s *session) mapParse(b *pool.Backend) error {
 	}
 	stmt.tail = append([]byte(nil), tail...)
 	stmt.batch = s.batch()
-	stmt.server = serverStmtName(stmt.tail, s.pool.StatementEpoch())
+	stmt.server = serverStmtName(stmt.tail, s.stmtScope, s.pool.StatementEpoch())
 	stmt.sessionSet = containsSessionSet(stmt.tail)
 	if s.stmts == nil {
 		s.stmts = make(map[string]*clientStmt)

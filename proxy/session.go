@@ -54,6 +54,9 @@ type session struct {
 	// (paramSets): copy it before changing it.
 	wantShared bool
 	extra      map[string]string
+	// stmtScope is the client's startup search_path, part of the names of
+	// its statements on backends (serverStmtName).
+	stmtScope string
 	// loginWant is want as the login left it (shared, never changed): the
 	// values a client's RESET or DISCARD ALL returns to on PostgreSQL.
 	loginWant map[string]string
@@ -741,6 +744,9 @@ func (s *session) loginParams(db *config.Database, client map[string]string) err
 			s.extra = make(map[string]string)
 		}
 		s.extra[name] = v
+		if strings.EqualFold(name, "search_path") {
+			s.stmtScope = v
+		}
 	}
 	// Settings the server must judge: the untracked ones, and tracked
 	// values other than the server's (application_name takes anything).

@@ -631,3 +631,50 @@ func TestUnnamedStatementAcrossRoundTrips(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestPreparedSchemaPerTenant: clients whose startup search_path picks
+// their tenant's schema prepare the same text; the tenants' tables differ
+// in shape. They share no statement on a backend: before, the shared one
+// was re-parsed at each switch of tenant and failed with "cached plan must
+// not change result type" (found by the driver-sweep helper).
+func TestPreparedSchemaPerTenant(t *testing.T) {
+	leakCheck(t)
+	e := startProxy(t, proxyOpts{size: 1})
+	ctx := testCtx(t)
+	d := e.direct(ctx)
+	defer d.Close(ctx)
+	if _, err := d.Exec(ctx, `DROP SCHEMA IF EXISTS ten_a, ten_b CASCADE;
+		CREATE SCHEMA ten_a; CREATE TABLE ten_a.items (id int, name text); INSERT INTO ten_a.items VALUES (1, 'a-item');
+		CREATE SCHEMA ten_b; CREATE TABLE ten_b.items (id int, name text, price int); INSERT INTO ten_b.items VALUES (1, 'b-item', 9)`); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = e.direct(testCtx(t)).Exec(testCtx(t), "DROP SCHEMA IF EXISTS ten_a, ten_b CASCADE") })
+	a := e.connect(ctx, "options=-c%20search_path%3Dten_a")
+	b := e.connect(ctx, "options=-c%20search_path%3Dten_b")
+	for i := 0; i < 3; i++ {
+		for _, c := range []struct {
+			conn *pgx.Conn
+			want string
+			cols int
+		}{{a, "a-item", 2}, {b, "b-item", 3}} {
+			rows, err := c.conn.Query(ctx, "SELECT * FROM items WHERE id = $1", 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			vals := [][]any{}
+			for rows.Next() {
+				v, err := rows.Values()
+				if err != nil {
+					t.Fatal(err)
+				}
+				vals = append(vals, v)
+			}
+			if err := rows.Err(); err != nil {
+				t.Fatalf("round %d, tenant %s: %v", i, c.want, err)
+			}
+			if len(vals) != 1 || len(vals[0]) != c.cols || vals[0][1] != c.want {
+				t.Fatalf("round %d: got %v, want %s with %d columns", i, vals, c.want, c.cols)
+			}
+		}
+	}
+}
