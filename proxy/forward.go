@@ -347,7 +347,7 @@ func (s *session) forward(b *pool.Backend, typ byte, bodyLen int) (nextStep, err
 	case s.txMode:
 		s.noteSessionSet(b, typ, bodyLen)
 	case s.restoreOnReset:
-		_, reset := s.scanSessionState(typ, bodyLen)
+		_, reset, _ := s.scanSessionState(typ, bodyLen)
 		s.noteReset(b, typ, bodyLen, reset)
 	}
 	handled := false
@@ -457,6 +457,9 @@ func (s *session) relayOne(b *pool.Backend, fatal **clientError) relayResult {
 		if start := s.queryStart.Swap(0); start != 0 {
 			now = time.Now().UnixNano()
 			s.queryNanos.Add(now - start)
+		}
+		if status == 'I' && s.ddlSeen.Load() && s.ddlSeen.Swap(false) {
+			s.pool.InvalidateStatements()
 		}
 		if q := b.Queries.Load(); status == 'I' && q != b.QueriesAtTx {
 			b.QueriesAtTx = q

@@ -83,8 +83,11 @@ type session struct {
 	// hiddenReplies counts the replies of pgrecycle's own queries on the
 	// attached backend that the relay swallows (session pooling).
 	hiddenReplies atomic.Int32
-	admin         bool
-	endCause      string
+	// ddlSeen: the client sent DDL; at the next ReadyForQuery outside a
+	// transaction the pool's shared statements are renewed.
+	ddlSeen  atomic.Bool
+	admin    bool
+	endCause string
 
 	// mu guards the attachment: which backend, how many ReadyForQuery are
 	// owed to the client, and whether an extended-protocol batch is open.

@@ -66,9 +66,16 @@ func runSetup(b *pool.Backend, sql string) error {
 // (a Query, or a Parse) may run a session-level SET. Called on the client
 // goroutine in transaction pooling, before the message is consumed.
 func (s *session) noteSessionSet(b *pool.Backend, typ byte, bodyLen int) {
-	set, reset := s.scanSessionState(typ, bodyLen)
+	set, reset, ddl := s.scanSessionState(typ, bodyLen)
 	if set || reset {
 		b.SettingsOwner = s.id
+	}
+	if ddl && s.mapStmt {
+		// Statements shared on backends may no longer match the tables:
+		// once it commits, clients' next Parses get fresh ones, as a
+		// fresh Parse on PostgreSQL never fails with "cached plan must
+		// not change result type".
+		s.ddlSeen.Store(true)
 	}
 	s.noteReset(b, typ, bodyLen, reset)
 }
@@ -160,12 +167,12 @@ func (s *session) applyReset(b *pool.Backend, r resetInfo) {
 
 // scanSessionState runs sessionState on the text of the Query or Parse
 // about to be forwarded, without consuming it.
-func (s *session) scanSessionState(typ byte, bodyLen int) (set, reset bool) {
+func (s *session) scanSessionState(typ byte, bodyLen int) (set, reset, ddl bool) {
 	q, ok := s.peekQueryText(typ, bodyLen)
 	if !ok {
-		return false, false // larger than the buffer: streamed, not searched
+		return false, false, false // larger than the buffer: streamed, not searched
 	}
-	return sessionState(q)
+	return statementKinds(q)
 }
 
 // peekQueryText returns the SQL of the Query or Parse about to be
@@ -297,6 +304,14 @@ func (s *session) swallowHidden(b *pool.Backend, typ byte, msg []byte) bool {
 // splits at every semicolon, in quotes or not: a false alarm costs one
 // reset, never a wrong answer.
 func sessionState(q []byte) (set, reset bool) {
+	set, reset, _ = statementKinds(q)
+	return set, reset
+}
+
+// statementKinds is sessionState, and also reports DDL (a statement that
+// starts with ALTER, DROP or CREATE), after which statements prepared
+// before may no longer match their tables.
+func statementKinds(q []byte) (set, reset, ddl bool) {
 	if i := bytes.IndexByte(q, 0); i >= 0 {
 		q = q[:i]
 	}
@@ -309,9 +324,11 @@ func sessionState(q []byte) (set, reset bool) {
 			reset = true
 		case isSessionSet(stmt):
 			set = true
+		case hasWordFold(stmt, "alter") || hasWordFold(stmt, "drop") || hasWordFold(stmt, "create"):
+			ddl = true
 		}
-		if !more || set && reset {
-			return set, reset
+		if !more {
+			return set, reset, ddl
 		}
 		q = rest
 	}

@@ -678,3 +678,42 @@ func TestPreparedSchemaPerTenant(t *testing.T) {
 		}
 	}
 }
+
+// TestPreparedFreshParseAfterDDL: after a client's ALTER TABLE through
+// the proxy, another client's first Parse of a query on that table works,
+// as a fresh Parse always does on PostgreSQL. Before, it mapped to the
+// statement shared on the backend from before the ALTER and failed once
+// with "cached plan must not change result type" (found by the
+// driver-sweep helper with postgres.js, which retries that error only for
+// statements it prepared itself).
+func TestPreparedFreshParseAfterDDL(t *testing.T) {
+	leakCheck(t)
+	e := startProxy(t, proxyOpts{size: 1})
+	ctx := testCtx(t)
+	d := e.direct(ctx)
+	defer d.Close(ctx)
+	if _, err := d.Exec(ctx, "DROP TABLE IF EXISTS ddl_t; CREATE TABLE ddl_t (id int, v text); INSERT INTO ddl_t VALUES (1, 'x')"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = e.direct(testCtx(t)).Exec(testCtx(t), "DROP TABLE IF EXISTS ddl_t") })
+	a := e.connect(ctx)
+	const q = "SELECT * FROM ddl_t WHERE id = $1"
+	if _, err := a.Exec(ctx, q, 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Exec(ctx, "ALTER TABLE ddl_t ADD COLUMN w int DEFAULT 5", pgx.QueryExecModeSimpleProtocol); err != nil {
+		t.Fatal(err)
+	}
+	b := e.connect(ctx)
+	rows, err := b.Query(ctx, q, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		t.Fatalf("fresh Parse after ALTER TABLE: %v", rows.Err())
+	}
+	if v, err := rows.Values(); err != nil || len(v) != 3 {
+		t.Fatalf("fresh Parse after ALTER TABLE: %v, %v", v, err)
+	}
+}
