@@ -312,6 +312,17 @@ func (s *session) track(b *pool.Backend, typ byte, body []byte) (reply, string) 
 					b.Statements.Remove(server)
 				}
 			}
+		case h.kind == reqQuery && body != nil:
+			// A DEALLOCATE of the client's statement among other SQL
+			// reaches the server, which knows the statement by its shared
+			// name only (psqlODBC wraps its DEALLOCATE in a SAVEPOINT). On
+			// PostgreSQL it would be gone: the client may prepare the
+			// name again.
+			if code, _ := wire.ErrorCode(body); string(code) == "26000" {
+				if n := quotedName(wire.ErrorMessage(body)); n != "" {
+					delete(s.stmts, n)
+				}
+			}
 		}
 		switch h.kind {
 		case reqQuery, reqQueryDeallocate, reqSync:
@@ -830,6 +841,7 @@ func (s *session) deallocTarget(tail []byte) string {
 // startsWithDeallocate reports whether a query begins, after blanks, with
 // DEALLOCATE in any case.
 func startsWithDeallocate(q []byte) bool {
+	q = skipBlanksAndComments(q)
 	i := 0
 	for i < len(q) && (q[i] == ' ' || q[i] == '\t' || q[i] == '\n' || q[i] == '\r') {
 		i++
@@ -858,6 +870,7 @@ func (s *session) markExecuteDeallocate() error {
 // parseStatementReset recognises a whole query that is DEALLOCATE
 // [PREPARE] {name | ALL} or DISCARD ALL.
 func parseStatementReset(body []byte) (name string, all, dealloc, discard bool) {
+	body = skipBlanksAndComments(body)
 	// Almost every query is something else: decide on the first letters,
 	// without converting or splitting the text.
 	i := 0
@@ -940,4 +953,18 @@ func hasPrefixFold(b []byte, prefix string) bool {
 		}
 	}
 	return true
+}
+
+// quotedName returns the first double-quoted name in a server message
+// ("prepared statement \"x\" does not exist"), or "".
+func quotedName(msg string) string {
+	_, rest, ok := strings.Cut(msg, `"`)
+	if !ok {
+		return ""
+	}
+	name, _, ok := strings.Cut(rest, `"`)
+	if !ok {
+		return ""
+	}
+	return name
 }

@@ -45,6 +45,7 @@ func TestParseDeallocates(t *testing.T) {
 		ok   bool
 	}{
 		{"DEALLOCATE a; DEALLOCATE b\x00", []string{"a", "b"}, true},
+		{"/* c */ DEALLOCATE a; -- x\nDEALLOCATE b", []string{"a", "b"}, true},
 		{" deallocate prepare \"X\"; DEALLOCATE ALL;", []string{"X", ""}, true},
 		{"DEALLOCATE a", nil, false},
 		{"DEALLOCATE a; SELECT 1", nil, false},

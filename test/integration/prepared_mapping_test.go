@@ -717,3 +717,39 @@ func TestPreparedFreshParseAfterDDL(t *testing.T) {
 		t.Fatalf("fresh Parse after ALTER TABLE: %v, %v", v, err)
 	}
 }
+
+// TestPreparedDeallocateAmongOtherSQL: psqlODBC deallocates a statement
+// with SAVEPOINT; DEALLOCATE name; RELEASE, then prepares the name again.
+// The mixed query reaches the server, which does not know the client's
+// name (26000, which psqlODBC rolls back to its savepoint); the name is
+// forgotten, so preparing it again works instead of failing with 42P05
+// (found by the driver-sweep helper with UseServerSidePrepare=1).
+func TestPreparedDeallocateAmongOtherSQL(t *testing.T) {
+	leakCheck(t)
+	e := startProxy(t, proxyOpts{size: 1})
+	ctx := testCtx(t)
+	c := e.connect(ctx)
+	tx, err := c.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(context.Background()) }()
+	if _, err := c.PgConn().Prepare(ctx, "_PLAN0x1", "SELECT $1::int + 1", nil); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = c.PgConn().Exec(ctx, `SAVEPOINT _per_query_svp_;DEALLOCATE "_PLAN0x1";RELEASE _per_query_svp_`).ReadAll()
+	if _, err := c.PgConn().Exec(ctx, "ROLLBACK TO _per_query_svp_").ReadAll(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.PgConn().Prepare(ctx, "_PLAN0x1", "SELECT $1::int + 2", nil); err != nil {
+		t.Fatalf("preparing the deallocated name again: %v", err)
+	}
+	r := c.PgConn().ExecPrepared(ctx, "_PLAN0x1", [][]byte{[]byte("1")}, nil, nil).Read()
+	if r.Err != nil || string(r.Rows[0][0]) != "3" {
+		t.Fatalf("the statement prepared again: %v %q", r.Err, r.Rows)
+	}
+	// A DEALLOCATE after a comment is the client's too.
+	if _, err := c.PgConn().Exec(ctx, `/* ORM */ DEALLOCATE "_PLAN0x1"`).ReadAll(); err != nil {
+		t.Fatalf("DEALLOCATE after a comment: %v", err)
+	}
+}
