@@ -644,11 +644,17 @@ func (s *session) showStats() *adminResult {
 	return r
 }
 
+// newStatsPartResult has the columns of SHOW STATS_TOTALS and
+// STATS_AVERAGES.
+func newStatsPartResult() *adminResult {
+	return newAdminResult(textCol("database"), intCol("xact_count"), intCol("query_count"), intCol("bytes_received"),
+		intCol("bytes_sent"), intCol("xact_time"), intCol("query_time"), intCol("wait_time"))
+}
+
 // showStatsTotals is SHOW STATS_TOTALS: SHOW STATS's totals only, named as
 // PgBouncer names them there (monitoring exporters read it).
 func (s *session) showStatsTotals() *adminResult {
-	r := newAdminResult(textCol("database"), intCol("xact_count"), intCol("query_count"), intCol("bytes_received"),
-		intCol("bytes_sent"), intCol("xact_time"), intCol("query_time"), intCol("wait_time"))
+	r := newStatsPartResult()
 	stats, _ := s.databaseStats()
 	for _, d := range stats {
 		r.add(d.name, d.t.transactions, d.t.queries, d.t.received, d.t.sent, d.xactUS(), d.queryUS(), d.waitUS())
@@ -658,8 +664,7 @@ func (s *session) showStatsTotals() *adminResult {
 
 // showStatsAverages is SHOW STATS_AVERAGES: SHOW STATS's averages only.
 func (s *session) showStatsAverages() *adminResult {
-	r := newAdminResult(textCol("database"), intCol("xact_count"), intCol("query_count"), intCol("bytes_received"),
-		intCol("bytes_sent"), intCol("xact_time"), intCol("query_time"), intCol("wait_time"))
+	r := newStatsPartResult()
 	stats, secs := s.databaseStats()
 	for _, d := range stats {
 		r.add(d.name, d.t.transactions/secs, d.t.queries/secs, d.t.received/secs, d.t.sent/secs,

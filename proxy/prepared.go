@@ -745,12 +745,7 @@ func (s *session) mapQuery(b *pool.Backend, bodyLen int) (bool, error) {
 		}
 		s.push(request{kind: reqQueryDeallocate, tag: tag})
 		s.mu.Unlock()
-		if err := s.cr.Skip(); err != nil {
-			return true, err
-		}
-		_ = s.sw.w.WriteHeader(wire.MsgQuery, 1)
-		_, _ = s.sw.Write([]byte{0})
-		return true, nil
+		return true, s.sendEmptyQuery()
 	case isDiscard:
 		s.stmts = nil
 	}
@@ -788,12 +783,18 @@ func (s *session) mapDeallocates(targets []string) (bool, error) {
 	}
 	s.push(request{kind: reqQueryDeallocate, tag: strings.Join(tags, "\n")})
 	s.mu.Unlock()
+	return true, s.sendEmptyQuery()
+}
+
+// sendEmptyQuery drops the client's Query and sends the server an empty
+// one, whose answer stands for the DEALLOCATEs the proxy answered itself.
+func (s *session) sendEmptyQuery() error {
 	if err := s.cr.Skip(); err != nil {
-		return true, err
+		return err
 	}
 	_ = s.sw.w.WriteHeader(wire.MsgQuery, 1)
 	_, _ = s.sw.Write([]byte{0})
-	return true, nil
+	return nil
 }
 
 // parseDeallocates recognises a query of several statements, each a

@@ -703,22 +703,7 @@ method = "md5"
 	dumpLogsOnFailure(t, e)
 
 	// ul_a holds two backends of database app: its limit.
-	var held []pgx.Tx
-	for i := 0; i < 2; i++ {
-		c, err := pgx.Connect(ctx, e.dsn("ul_a", "ul_a-pw", "app"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close(context.Background())
-		tx, err := c.Begin(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tx.Exec(ctx, "SELECT 1"); err != nil {
-			t.Fatal(err)
-		}
-		held = append(held, tx)
-	}
+	held := holdTransactions(ctx, t, 2, e.dsn("ul_a", "ul_a-pw", "app"))
 	// A third backend of ul_a, on another database, waits: its login needs
 	// one and fails at app2's query_wait_timeout.
 	if _, err := pgx.Connect(ctx, e.dsn("ul_a", "ul_a-pw", "app2")); err == nil || !strings.Contains(err.Error(), "query_wait_timeout") {

@@ -108,22 +108,7 @@ func TestMaxDBConnections(t *testing.T) {
 	e := startProxy(t, proxyOpts{size: 5, authType: "md5", dbUser: "-",
 		users:   map[string]string{"dbl_a": "dbl_a-pw", "dbl_b": "dbl_b-pw"},
 		dbExtra: "[databases.app.pool]\nmax_db_connections = 2\nquery_wait_timeout = \"1s\"\n"})
-	var held []pgx.Tx
-	for i := 0; i < 2; i++ {
-		c, err := pgx.Connect(ctx, e.dsn("dbl_a", "dbl_a-pw", "app"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close(context.Background())
-		tx, err := c.Begin(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tx.Exec(ctx, "SELECT 1"); err != nil {
-			t.Fatal(err)
-		}
-		held = append(held, tx)
-	}
+	held := holdTransactions(ctx, t, 2, e.dsn("dbl_a", "dbl_a-pw", "app"))
 	// Logging in needs a backend of dbl_b's own pool: over the database's
 	// limit it waits and fails with query_wait_timeout.
 	_, err := pgx.Connect(ctx, e.dsn("dbl_b", "dbl_b-pw", "app"))
@@ -431,4 +416,27 @@ func TestBackendDiesUnderIdleTransaction(t *testing.T) {
 			}
 		})
 	}
+}
+
+// holdTransactions opens n clients, each inside a transaction that holds a
+// backend until the caller commits it; the clients close with the test.
+func holdTransactions(ctx context.Context, t *testing.T, n int, dsn string) []pgx.Tx {
+	t.Helper()
+	var held []pgx.Tx
+	for i := 0; i < n; i++ {
+		c, err := pgx.Connect(ctx, dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close(context.Background()) })
+		tx, err := c.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tx.Exec(ctx, "SELECT 1"); err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, tx)
+	}
+	return held
 }
