@@ -46,6 +46,9 @@ type Backend struct {
 	// (a key of the proxy's; 0: none or unknown). A simple query destroys
 	// it, so SimpleQuery clears this.
 	Unnamed uint64
+	// SQLPrepared: a client ran SQL PREPARE here (transaction pooling);
+	// the reset before another client then also runs DEALLOCATE ALL.
+	SQLPrepared bool
 
 	Queries      atomic.Int64
 	Transactions atomic.Int64

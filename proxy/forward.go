@@ -347,8 +347,7 @@ func (s *session) forward(b *pool.Backend, typ byte, bodyLen int) (nextStep, err
 	case s.txMode:
 		s.noteSessionSet(b, typ, bodyLen)
 	case s.restoreOnReset:
-		_, reset, _ := s.scanSessionState(typ, bodyLen)
-		s.noteReset(b, typ, bodyLen, reset)
+		s.noteReset(b, typ, bodyLen, s.scanSessionState(typ, bodyLen).reset)
 	}
 	handled := false
 	if s.mapStmt {

@@ -40,8 +40,18 @@ const resetSQL = "SET SESSION AUTHORIZATION DEFAULT; RESET ALL; UNLISTEN *; CLOS
 // resetSessionSettings undoes another client's session-level settings;
 // the caller then applies its own (applyParams).
 func resetSessionSettings(b *pool.Backend) error {
-	if err := runSetup(b, resetSQL); err != nil {
+	sql := resetSQL
+	if b.SQLPrepared {
+		// SQL PREPAREs share their namespace with the proxy's statements:
+		// those go too, and are prepared again where needed.
+		sql += "; DEALLOCATE ALL"
+	}
+	if err := runSetup(b, sql); err != nil {
 		return err
+	}
+	if b.SQLPrepared {
+		b.Statements.Clear()
+		b.SQLPrepared = false
 	}
 	b.ProxySet = nil
 	b.SettingsOwner = 0
@@ -66,18 +76,23 @@ func runSetup(b *pool.Backend, sql string) error {
 // (a Query, or a Parse) may run a session-level SET. Called on the client
 // goroutine in transaction pooling, before the message is consumed.
 func (s *session) noteSessionSet(b *pool.Backend, typ byte, bodyLen int) {
-	set, reset, ddl := s.scanSessionState(typ, bodyLen)
-	if set || reset {
+	k := s.scanSessionState(typ, bodyLen)
+	if k.set || k.reset || k.prepare {
 		b.SettingsOwner = s.id
 	}
-	if ddl && s.mapStmt {
+	if k.prepare {
+		// Left on the backend, the next client's PREPARE of the same
+		// name would fail with 42P05.
+		b.SQLPrepared = true
+	}
+	if k.ddl && s.mapStmt {
 		// Statements shared on backends may no longer match the tables:
 		// once it commits, clients' next Parses get fresh ones, as a
 		// fresh Parse on PostgreSQL never fails with "cached plan must
 		// not change result type".
 		s.ddlSeen.Store(true)
 	}
-	s.noteReset(b, typ, bodyLen, reset)
+	s.noteReset(b, typ, bodyLen, k.reset)
 }
 
 // resetInfo is what a RESET or DISCARD returns to the defaults
@@ -167,10 +182,10 @@ func (s *session) applyReset(b *pool.Backend, r resetInfo) {
 
 // scanSessionState runs sessionState on the text of the Query or Parse
 // about to be forwarded, without consuming it.
-func (s *session) scanSessionState(typ byte, bodyLen int) (set, reset, ddl bool) {
+func (s *session) scanSessionState(typ byte, bodyLen int) stmtKinds {
 	q, ok := s.peekQueryText(typ, bodyLen)
 	if !ok {
-		return false, false, false // larger than the buffer: streamed, not searched
+		return stmtKinds{} // larger than the buffer: streamed, not searched
 	}
 	return statementKinds(q)
 }
@@ -304,31 +319,42 @@ func (s *session) swallowHidden(b *pool.Backend, typ byte, msg []byte) bool {
 // splits at every semicolon, in quotes or not: a false alarm costs one
 // reset, never a wrong answer.
 func sessionState(q []byte) (set, reset bool) {
-	set, reset, _ = statementKinds(q)
-	return set, reset
+	k := statementKinds(q)
+	return k.set, k.reset
 }
 
-// statementKinds is sessionState, and also reports DDL (a statement that
-// starts with ALTER, DROP or CREATE), after which statements prepared
-// before may no longer match their tables.
-func statementKinds(q []byte) (set, reset, ddl bool) {
+// stmtKinds is what statementKinds finds in a query.
+type stmtKinds struct {
+	set, reset bool // as sessionState
+	// ddl: a statement starting with ALTER, DROP or CREATE, after which
+	// statements prepared before may no longer match their tables.
+	ddl bool
+	// prepare: SQL PREPARE, a statement that outlives the session's
+	// transactions, and that only DEALLOCATE ALL clears.
+	prepare bool
+}
+
+// statementKinds is sessionState with DDL and SQL PREPARE told apart.
+func statementKinds(q []byte) (k stmtKinds) {
 	if i := bytes.IndexByte(q, 0); i >= 0 {
 		q = q[:i]
 	}
-	set = callsSetConfig(q)
+	k.set = callsSetConfig(q)
 	for {
 		stmt, rest, more := bytes.Cut(q, []byte{';'})
 		stmt = skipBlanksAndComments(stmt)
 		switch {
 		case hasWordFold(stmt, "reset") || hasWordFold(stmt, "discard"):
-			reset = true
+			k.reset = true
 		case isSessionSet(stmt):
-			set = true
+			k.set = true
 		case hasWordFold(stmt, "alter") || hasWordFold(stmt, "drop") || hasWordFold(stmt, "create"):
-			ddl = true
+			k.ddl = true
+		case hasWordFold(stmt, "prepare") && !hasWordFold(skipBlanksAndComments(stmt[7:]), "transaction"):
+			k.prepare = true
 		}
 		if !more {
-			return set, reset, ddl
+			return k
 		}
 		q = rest
 	}

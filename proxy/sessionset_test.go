@@ -111,3 +111,22 @@ func TestResetScope(t *testing.T) {
 		}
 	}
 }
+
+func TestStatementKinds(t *testing.T) {
+	for _, tc := range []struct {
+		q    string
+		want stmtKinds
+	}{
+		{"PREPARE q (int) AS SELECT $1", stmtKinds{prepare: true}},
+		{"prepare transaction 'gid'", stmtKinds{}},
+		{"ALTER TABLE t ADD COLUMN c int", stmtKinds{ddl: true}},
+		{"BEGIN; DROP TABLE t; COMMIT", stmtKinds{ddl: true}},
+		{"CREATE TEMP TABLE t (x int)", stmtKinds{set: true}},
+		{"SET x.y = 1; RESET ALL", stmtKinds{set: true, reset: true}},
+		{"SELECT 'ALTER TABLE t'", stmtKinds{}},
+	} {
+		if got := statementKinds([]byte(tc.q)); got != tc.want {
+			t.Errorf("statementKinds(%q) = %+v, want %+v", tc.q, got, tc.want)
+		}
+	}
+}

@@ -350,3 +350,30 @@ func TestSessionObjectsIsolation(t *testing.T) {
 		t.Fatalf("the previous client's advisory lock still held (%d): %v", locks, err)
 	}
 }
+
+// TestSQLPrepareClearedForNextClient: a client's SQL PREPARE stays on its
+// backend after it disconnects; before, every later client's PREPARE of
+// the same name failed with 42P05 (pgcat's "clears state before
+// connection checkin", found by the peer-suite helper). The backend is
+// now cleared with DEALLOCATE ALL before another client gets it, and the
+// proxy's own statements there are prepared again as needed.
+func TestSQLPrepareClearedForNextClient(t *testing.T) {
+	leakCheck(t)
+	e := startProxy(t, proxyOpts{mode: "transaction", size: 1})
+	ctx := testCtx(t)
+	for i := 0; i < 4; i++ {
+		c := e.connect(ctx)
+		// A protocol-level statement shared on the backend survives too.
+		var n int
+		if err := c.QueryRow(ctx, "SELECT $1::int * 2", i).Scan(&n); err != nil || n != 2*i {
+			t.Fatalf("client %d, prepared by pgx: %d, %v", i, n, err)
+		}
+		if _, err := c.Exec(ctx, "PREPARE prepared_q (int) AS SELECT $1", pgx.QueryExecModeSimpleProtocol); err != nil {
+			t.Fatalf("client %d: %v", i, err)
+		}
+		if err := c.QueryRow(ctx, "EXECUTE prepared_q(7)", pgx.QueryExecModeSimpleProtocol).Scan(&n); err != nil || n != 7 {
+			t.Fatalf("client %d: EXECUTE: %d, %v", i, n, err)
+		}
+		c.Close(ctx)
+	}
+}
