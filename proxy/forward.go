@@ -341,7 +341,7 @@ func (s *session) forward(b *pool.Backend, typ byte, bodyLen int) (nextStep, err
 	}
 	switch {
 	case typ != wire.MsgQuery && typ != wire.MsgParse:
-		if typ == wire.MsgBind && len(s.resetStmts) > 0 {
+		if typ == wire.MsgBind && s.resets != nil && len(s.resets.stmts) > 0 {
 			s.noteBoundReset(b)
 		}
 	case s.txMode:

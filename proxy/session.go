@@ -64,22 +64,19 @@ type session struct {
 	// DISCARD ALL must bring back (restoreStartupSettings); restoreNeeded:
 	// one did, and they are not back yet (client goroutine only).
 	restoreOnReset, restoreNeeded bool
-	// restoreAll and restoreNames: what the resets since the last restore
-	// covered (client goroutine only).
-	restoreAll   bool
-	restoreNames []string
+	// resets is what the client's resets left to restore, allocated at
+	// its first reset (client goroutine only; most clients never reset,
+	// and every idle client pays for the fields of session).
+	resets *resetState
 	// unnamedKey names the client's unnamed prepared statement (0: none),
 	// whose Parse tail is unnamedTail (nil: not kept: too large, or the
-	// client parked since): a Bind
-	// or Describe of it in a later batch may land on a backend whose
-	// unnamed statement is another's (pool.Backend.Unnamed), and it is
-	// parsed there again first (transaction pooling, client goroutine).
+	// client parked since): a Bind or Describe of it in a later batch may
+	// land on a backend whose unnamed statement is another's
+	// (pool.Backend.Unnamed), and it is parsed there again first
+	// (transaction pooling, client goroutine).
 	unnamedKey  uint64
 	unnamedSeq  uint32
 	unnamedTail []byte
-	// resetStmts: the client's prepared statements ("" the unnamed one)
-	// that run RESET or DISCARD, for their Binds (client goroutine only).
-	resetStmts map[string]resetInfo
 	// hiddenReplies counts the replies of pgrecycle's own queries on the
 	// attached backend that the relay swallows (session pooling).
 	hiddenReplies atomic.Int32

@@ -95,6 +95,24 @@ func (s *session) noteSessionSet(b *pool.Backend, typ byte, bodyLen int) {
 	s.noteReset(b, typ, bodyLen, k.reset)
 }
 
+// resetState is a session's record of its resets.
+type resetState struct {
+	// all and names: what the resets since the last restore covered.
+	all   bool
+	names []string
+	// stmts: the client's prepared statements ("" the unnamed one) that
+	// run RESET or DISCARD, for their Binds.
+	stmts map[string]resetInfo
+}
+
+// resetsNoted returns the session's reset record, allocating it.
+func (s *session) resetsNoted() *resetState {
+	if s.resets == nil {
+		s.resets = &resetState{}
+	}
+	return s.resets
+}
+
 // resetInfo is what a RESET or DISCARD returns to the defaults
 // (resetScope).
 type resetInfo struct {
@@ -107,7 +125,7 @@ type resetInfo struct {
 // one runs at each Bind of its statement (noteBoundReset).
 func (s *session) noteReset(b *pool.Backend, typ byte, bodyLen int, reset bool) {
 	if typ == wire.MsgParse {
-		if !reset && len(s.resetStmts) == 0 {
+		if !reset && (s.resets == nil || len(s.resets.stmts) == 0) {
 			return
 		}
 		name, q, ok := s.peekParse(bodyLen)
@@ -115,14 +133,15 @@ func (s *session) noteReset(b *pool.Backend, typ byte, bodyLen int, reset bool) 
 			return
 		}
 		if !reset {
-			delete(s.resetStmts, name) // redefined
+			delete(s.resets.stmts, name) // redefined
 			return
 		}
 		all, names := resetScope(q)
-		if s.resetStmts == nil {
-			s.resetStmts = make(map[string]resetInfo)
+		rs := s.resetsNoted()
+		if rs.stmts == nil {
+			rs.stmts = make(map[string]resetInfo)
 		}
-		s.resetStmts[name] = resetInfo{all, names}
+		rs.stmts[name] = resetInfo{all, names}
 		return
 	}
 	if !reset {
@@ -149,7 +168,7 @@ func (s *session) noteBoundReset(b *pool.Backend) {
 	if !ok {
 		return
 	}
-	if r, found := s.resetStmts[string(name)]; found {
+	if r, found := s.resets.stmts[string(name)]; found {
 		if s.txMode {
 			b.SettingsOwner = s.id
 		}
@@ -176,8 +195,9 @@ func (s *session) applyReset(b *pool.Backend, r resetInfo) {
 		return
 	}
 	s.restoreNeeded = true
-	s.restoreAll = s.restoreAll || r.all
-	s.restoreNames = append(s.restoreNames, r.names...)
+	rs := s.resetsNoted()
+	rs.all = rs.all || r.all
+	rs.names = append(rs.names, r.names...)
 }
 
 // scanSessionState runs sessionState on the text of the Query or Parse
@@ -256,10 +276,10 @@ func (s *session) restoreStartupSettings() {
 		return // inside a transaction or a pipeline: at a later request
 	}
 	reset := func(name string) bool {
-		return s.restoreAll || slices.Contains(s.restoreNames, strings.ToLower(name))
+		return s.resets.all || slices.Contains(s.resets.names, strings.ToLower(name))
 	}
 	s.restoreNeeded = false
-	defer func() { s.restoreAll, s.restoreNames = false, s.restoreNames[:0] }()
+	defer func() { s.resets.all, s.resets.names = false, s.resets.names[:0] }()
 	// The client's values after the reset: its startup ones for the
 	// settings reset, its current ones for the others.
 	s.mu.Lock()
