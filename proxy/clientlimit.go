@@ -12,22 +12,23 @@ type clientCounts struct {
 }
 
 // enter counts a client of database db and user user unless a limit (0 =
-// none) is reached; it returns the setting that refused, or "".
-func (c *clientCounts) enter(db, user string, dbLimit, userLimit int) string {
+// none) is reached; it returns the setting that refused and its value, or
+// "".
+func (c *clientCounts) enter(db, user string, dbLimit, userLimit int) (refused string, limit int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if dbLimit > 0 && c.byDB[db] >= dbLimit {
-		return "max_db_client_connections"
+		return "max_db_client_connections", dbLimit
 	}
 	if userLimit > 0 && c.byUser[user] >= userLimit {
-		return "max_user_client_connections"
+		return "max_user_client_connections", userLimit
 	}
 	if c.byDB == nil {
 		c.byDB, c.byUser = make(map[string]int), make(map[string]int)
 	}
 	c.byDB[db]++
 	c.byUser[user]++
-	return ""
+	return "", 0
 }
 
 // leave uncounts a client that entered.

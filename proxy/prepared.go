@@ -588,21 +588,30 @@ func (s *session) writeUnnamed(parse, closeIt bool) {
 	}
 }
 
+// peekBind returns the portal and statement names of the Bind about to
+// be forwarded, without consuming it; ok is false when they are not both
+// within the peek (names are at most 63 bytes on PostgreSQL).
+func (s *session) peekBind() (portal, name []byte, ok bool, err error) {
+	peek, err := s.cr.Peek(wire.HeaderLen + 2*64 + 2)
+	if err == wire.ErrTooLarge {
+		return nil, nil, false, nil
+	}
+	if err != nil {
+		return nil, nil, false, err
+	}
+	portal, rest, ok := wire.CString(peek[wire.HeaderLen:])
+	if ok {
+		name, _, ok = wire.CString(rest)
+	}
+	return portal, name, ok, nil
+}
+
 // mapBind rewrites the statement name of a Bind, streaming its (possibly
 // large) parameter values untouched.
 func (s *session) mapBind(b *pool.Backend, bodyLen int) (bool, error) {
-	peek, err := s.cr.Peek(wire.HeaderLen + 2*64 + 2)
-	if err != nil && err != wire.ErrTooLarge {
+	portal, name, ok, err := s.peekBind()
+	if err != nil {
 		return false, err
-	}
-	var portal, name []byte
-	ok := err == nil
-	if ok {
-		var rest []byte
-		portal, rest, ok = wire.CString(peek[wire.HeaderLen:])
-		if ok {
-			name, _, ok = wire.CString(rest)
-		}
 	}
 	s.mu.Lock()
 	var cs *clientStmt

@@ -533,11 +533,7 @@ func (s *session) startup() error {
 		return s.adminStartup(cfg)
 	}
 	_, userLimit := cfg.UserLimits(s.user)
-	if refused := s.srv.clientsIn.enter(s.database, s.user, db.Pool.MaxDBClientConnections, userLimit); refused != "" {
-		limit := userLimit
-		if refused == "max_db_client_connections" {
-			limit = db.Pool.MaxDBClientConnections
-		}
+	if refused, limit := s.srv.clientsIn.enter(s.database, s.user, db.Pool.MaxDBClientConnections, userLimit); refused != "" {
 		_ = s.sendError(fatalf(codeTooManyConnections, "no more connections allowed (%s = %d)", refused, limit))
 		s.log.Info("login refused: client limit reached", zap.String("limit", refused))
 		return errSessionDone

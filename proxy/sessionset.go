@@ -156,15 +156,7 @@ func (s *session) noteReset(b *pool.Backend, typ byte, bodyLen int, reset bool) 
 
 // noteBoundReset handles a Bind of a statement that resets settings.
 func (s *session) noteBoundReset(b *pool.Backend) {
-	peek, err := s.cr.Peek(wire.HeaderLen + 2*64 + 2)
-	if err != nil && err != wire.ErrTooLarge {
-		return
-	}
-	_, rest, ok := wire.CString(peek[wire.HeaderLen:])
-	if !ok {
-		return
-	}
-	name, _, ok := wire.CString(rest)
+	_, name, ok, _ := s.peekBind()
 	if !ok {
 		return
 	}

@@ -61,6 +61,21 @@ func backendPID(ctx context.Context, t *testing.T, c *pgx.Conn) uint32 {
 	return pid
 }
 
+// beginOnBackend begins a transaction on c and returns it with the pid of
+// the backend it holds.
+func beginOnBackend(ctx context.Context, t *testing.T, c *pgx.Conn) (pgx.Tx, int) {
+	t.Helper()
+	tx, err := c.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pid int
+	if err := tx.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&pid); err != nil {
+		t.Fatal(err)
+	}
+	return tx, pid
+}
+
 func TestParamsTransactionModeIsolation(t *testing.T) {
 	leakCheck(t)
 	e := startProxy(t, proxyOpts{mode: "transaction", size: 1})

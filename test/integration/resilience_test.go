@@ -63,18 +63,11 @@ func TestBackendKilledByOOM(t *testing.T) {
 		t.Fatal(err)
 	}
 	victim := e.connect(ctx)
-	tx, err := victim.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var pid int
-	if err := tx.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&pid); err != nil {
-		t.Fatal(err)
-	}
+	tx, pid := beginOnBackend(ctx, t, victim)
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	_, err = tx.Exec(ctx, "SELECT 1")
+	_, err := tx.Exec(ctx, "SELECT 1")
 	if err == nil {
 		t.Fatal("query in a killed backend's transaction succeeded")
 	}
@@ -388,14 +381,7 @@ func TestBackendDiesUnderIdleTransaction(t *testing.T) {
 			} else {
 				victim = e.connect(ctx, "options=-c%20idle_in_transaction_session_timeout%3D300")
 			}
-			tx, err := victim.Begin(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var pid int
-			if err := tx.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&pid); err != nil {
-				t.Fatal(err)
-			}
+			tx, pid := beginOnBackend(ctx, t, victim)
 			if how == "terminate" {
 				d := e.direct(ctx)
 				if _, err := d.Exec(ctx, "SELECT pg_terminate_backend($1)", pid); err != nil {
