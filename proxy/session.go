@@ -41,7 +41,6 @@ type session struct {
 	user      string
 	database  string           // as the client asked
 	dbForAuth *config.Database // the database auth.query runs on
-	secret    auth.Secret      // what the client was verified against
 	appName   string
 	txMode    bool
 	pool      *pool.Pool
@@ -525,7 +524,7 @@ func (s *session) startup() error {
 	}
 
 	s.dbForAuth = db
-	res, err := s.authenticate(cfg)
+	res, secret, err := s.authenticate(cfg)
 	if err != nil {
 		return err
 	}
@@ -546,7 +545,7 @@ func (s *session) startup() error {
 		return err
 	}
 
-	backendUser, password, pt := s.backendCredentials(cfg, db, res)
+	backendUser, password, pt := s.backendCredentials(cfg, db, res, secret)
 	p, err := s.srv.poolFor(db, backendUser, password, pt)
 	if err != nil {
 		_ = s.sendError(fatalf(codeConnectionFailure, "%s", err.Error()))
@@ -580,21 +579,22 @@ func (s *session) startup() error {
 }
 
 // authenticate runs the configured method against the auth file.
-func (s *session) authenticate(cfg *config.Config) (auth.Result, error) {
+func (s *session) authenticate(cfg *config.Config) (auth.Result, auth.Secret, error) {
 	host := hostOf(s.raw.RemoteAddr())
 	if s.srv.fails.blocked(host, s.user, cfg.Auth.MaxFailedLogins, time.Now()) {
 		_ = s.sendError(fatalf(codeInvalidAuthSpec, "too many failed logins for user %q from %s: try again in a minute (auth.max_failed_logins)", s.user, host))
 		s.log.Warn("login refused: too many failed logins for this user from this address")
-		return auth.Result{}, errSessionDone
+		return auth.Result{}, auth.Secret{}, errSessionDone
 	}
 	method, allowed := hbaMethod(cfg, s.database, s.user, s.raw.RemoteAddr())
 	if !allowed {
 		_ = s.sendError(fatalf(codeInvalidAuthSpec, "no [[hba]] rule allows host %q, user %q, database %q", host, s.user, s.database))
 		s.log.Warn("login refused by the access rules")
-		return auth.Result{}, errSessionDone
+		return auth.Result{}, auth.Secret{}, errSessionDone
 	}
 	if method == auth.MethodCert {
-		return s.authenticateCert(host)
+		res, err := s.authenticateCert(host)
+		return res, auth.Secret{}, err
 	}
 	users := *s.srv.users.Load()
 	secret, found := users[s.user]
@@ -605,11 +605,10 @@ func (s *session) authenticate(cfg *config.Config) (auth.Result, error) {
 		if err != nil {
 			_ = s.sendError(fatalf(codeConnectionFailure, "pgrecycle: could not look up the user (auth.query failed)"))
 			s.log.Error("auth.query lookup failed", zap.Error(err))
-			return auth.Result{}, errSessionDone
+			return auth.Result{}, auth.Secret{}, errSessionDone
 		}
 		secret, found = sec, ok
 	}
-	s.secret = secret
 	res, err := auth.Authenticate(s, method, s.user, secret, found)
 	s.endPoint = nil
 	if err != nil {
@@ -620,11 +619,11 @@ func (s *session) authenticate(cfg *config.Config) (auth.Result, error) {
 			}
 			_ = s.sendError(&clientError{Severity: "FATAL", Code: ae.Code, Message: ae.Message})
 			s.log.Warn("authentication failed", zap.String("method", method), zap.String("code", ae.Code))
-			return res, errSessionDone
+			return res, auth.Secret{}, errSessionDone
 		}
-		return res, err
+		return res, auth.Secret{}, err
 	}
-	return res, nil
+	return res, secret, nil
 }
 
 // authenticateCert accepts a client whose TLS certificate the handshake
@@ -653,7 +652,7 @@ func (s *session) authenticateCert(host string) (auth.Result, error) {
 // backendCredentials decides whom the backend connection logs in as, and
 // with what: the database's configured user, a configured or cleartext
 // password, or the client's own SCRAM key or md5 hash passed through.
-func (s *session) backendCredentials(cfg *config.Config, db *config.Database, res auth.Result) (string, string, *pool.Passthrough) {
+func (s *session) backendCredentials(cfg *config.Config, db *config.Database, res auth.Result, secret auth.Secret) (string, string, *pool.Passthrough) {
 	users := *s.srv.users.Load()
 	if db.User != "" {
 		password, _ := configuredPassword(cfg, users, db.User, db.Password)
@@ -666,10 +665,10 @@ func (s *session) backendCredentials(cfg *config.Config, db *config.Database, re
 		return s.user, res.Password, nil
 	}
 	switch {
-	case s.secret.Kind == auth.KindSCRAM && len(res.ClientKey) > 0:
-		return s.user, "", &pool.Passthrough{ClientKey: res.ClientKey, ServerKey: s.secret.SCRAM.ServerKey}
-	case s.secret.Kind == auth.KindMD5:
-		return s.user, "", &pool.Passthrough{MD5: s.secret.MD5}
+	case secret.Kind == auth.KindSCRAM && len(res.ClientKey) > 0:
+		return s.user, "", &pool.Passthrough{ClientKey: res.ClientKey, ServerKey: secret.SCRAM.ServerKey}
+	case secret.Kind == auth.KindMD5:
+		return s.user, "", &pool.Passthrough{MD5: secret.MD5}
 	}
 	return s.user, "", nil
 }

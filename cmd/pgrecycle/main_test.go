@@ -8,10 +8,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"go.uber.org/zap"
 )
 
 // buildBinary compiles pgrecycle once for the process-level tests.
@@ -78,7 +81,7 @@ func testSignals(t *testing.T, bin string) {
 	}
 	cmd := exec.Command(bin, "-config", path)
 	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "GOMAXPROCS=") {
+		if !strings.HasPrefix(kv, "GOMAXPROCS=") && !strings.HasPrefix(kv, "GOGC=") {
 			cmd.Env = append(cmd.Env, kv)
 		}
 	}
@@ -120,6 +123,7 @@ func testSignals(t *testing.T, bin string) {
 	if _, set := os.LookupEnv("GOMAXPROCS"); !set {
 		waitLine(fmt.Sprintf(`worker threads	{"threads": %d, "from": "half the CPUs available"`, max(1, runtime.GOMAXPROCS(0)/2)))
 	}
+	waitLine(fmt.Sprintf(`garbage collection	{"gogc": %d, "from": "default"}`, defaultGCPercent))
 	waitLine("pgrecycle started")
 	if err := os.WriteFile(path, []byte(good+"[pool]\nsise = 1\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -169,5 +173,20 @@ func TestWorkerThreads(t *testing.T) {
 		if got, _ := workerThreads(tc.configured, tc.envSet, tc.available); got != tc.want {
 			t.Errorf("workerThreads(%d, %v, %d) = %d, want %d", tc.configured, tc.envSet, tc.available, got, tc.want)
 		}
+	}
+}
+
+// TestGCPercent: without GOGC in the environment the collector runs at
+// defaultGCPercent; with it, the environment's value is kept.
+func TestGCPercent(t *testing.T) {
+	prev := debug.SetGCPercent(100)
+	defer debug.SetGCPercent(prev)
+	applyGCPercent(false, zap.NewNop())
+	if got := debug.SetGCPercent(100); got != defaultGCPercent {
+		t.Errorf("GOGC is %d without GOGC in the environment, want %d", got, defaultGCPercent)
+	}
+	applyGCPercent(true, zap.NewNop())
+	if got := debug.SetGCPercent(100); got != 100 {
+		t.Errorf("GOGC is %d with GOGC=100 in the environment, want it kept", got)
 	}
 }

@@ -45,6 +45,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	_, envProcs := os.LookupEnv("GOMAXPROCS")
 	threads := newThreadSetter(envProcs, log)
 	threads.apply(cfg.Listen.WorkerThreads)
+	_, envGC := os.LookupEnv("GOGC")
+	applyGCPercent(envGC, log)
 
 	// Signals are caught before anything is served, so an early SIGHUP
 	// reloads rather than kills.
