@@ -417,7 +417,8 @@ func containsFold(b []byte, word string) bool {
 
 // isSessionSet reports whether one statement is SET, but not SET LOCAL,
 // SET TRANSACTION or SET CONSTRAINTS, or is DO (its body may SET through
-// EXECUTE) or LISTEN.
+// EXECUTE) or LISTEN, or leaves an object behind for the session: a cursor
+// WITH HOLD, a temporary table.
 func isSessionSet(stmt []byte) bool {
 	stmt = skipBlanksAndComments(stmt)
 	if hasWordFold(stmt, "do") || hasWordFold(stmt, "listen") {
@@ -434,11 +435,35 @@ func isSessionSet(stmt []byte) bool {
 		return hasWordFold(next, "temp") || hasWordFold(next, "temporary") ||
 			hasWordFold(next, "local") || hasWordFold(next, "global")
 	}
+	if hasWordFold(stmt, "select") || hasWordFold(stmt, "with") {
+		return selectsIntoTemp(stmt)
+	}
 	if !hasWordFold(stmt, "set") {
 		return false
 	}
 	next := skipBlanksAndComments(stmt[3:])
 	return !hasWordFold(next, "local") && !hasWordFold(next, "transaction") && !hasWordFold(next, "constraints")
+}
+
+// selectsIntoTemp reports whether a SELECT creates a temporary table
+// (SELECT ... INTO TEMP|TEMPORARY|LOCAL|GLOBAL name), which lives until the
+// session ends. Like the rest of this scan it looks into quotes too: a
+// false alarm costs one reset.
+func selectsIntoTemp(stmt []byte) bool {
+	for i := 1; i+4 <= len(stmt); i++ {
+		if stmt[i]|0x20 != 'i' || !hasWordFold(stmt[i:], "into") {
+			continue
+		}
+		if c := stmt[i-1]; c == '_' || c == '$' || c >= '0' && c <= '9' || c|0x20 >= 'a' && c|0x20 <= 'z' || c >= 0x80 {
+			continue // part of a longer word
+		}
+		next := skipBlanksAndComments(stmt[i+4:])
+		if hasWordFold(next, "temp") || hasWordFold(next, "temporary") ||
+			hasWordFold(next, "local") || hasWordFold(next, "global") {
+			return true
+		}
+	}
+	return false
 }
 
 // hasWordFold reports whether b starts with word, in any case, followed by

@@ -124,6 +124,13 @@ func TestStatementKinds(t *testing.T) {
 		{"CREATE TEMP TABLE t (x int)", stmtKinds{set: true}},
 		{"SET x.y = 1; RESET ALL", stmtKinds{set: true, reset: true}},
 		{"SELECT 'ALTER TABLE t'", stmtKinds{}},
+		{"SELECT * INTO TEMP t FROM s", stmtKinds{set: true}},
+		{"select 1 as x into\n  temporary table t", stmtKinds{set: true}},
+		{"WITH w AS (SELECT 1) SELECT * INTO /* c */ LOCAL TEMP t FROM w", stmtKinds{set: true}},
+		{"SELECT * INTO t FROM s", stmtKinds{}},
+		{"SELECT * FROM s WHERE into_temp = 1", stmtKinds{}},
+		{"SELECT x_into temp FROM s", stmtKinds{}},
+		{"INSERT INTO temp VALUES (1)", stmtKinds{}},
 	} {
 		if got := statementKinds([]byte(tc.q)); got != tc.want {
 			t.Errorf("statementKinds(%q) = %+v, want %+v", tc.q, got, tc.want)

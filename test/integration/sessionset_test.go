@@ -343,6 +343,15 @@ func TestSessionObjectsIsolation(t *testing.T) {
 	if cursors != 0 || tables != 0 {
 		t.Fatalf("the next client sees %d cursors and %d temp tables of the previous one", cursors, tables)
 	}
+	// SELECT ... INTO TEMP creates a temporary table too.
+	c := e.connect(ctx, "default_query_exec_mode=simple_protocol")
+	if _, err := c.Exec(ctx, "SELECT 'private to c'::text AS v INTO TEMP c_selected"); err != nil {
+		t.Fatal(err)
+	}
+	c.Close(ctx)
+	if err := b.QueryRow(ctx, "SELECT count(*) FROM pg_class WHERE relname = 'c_selected'").Scan(&tables); err != nil || tables != 0 {
+		t.Fatalf("the next client sees the previous one's SELECT INTO TEMP table (%d): %v", tables, err)
+	}
 	var locks int
 	d := e.direct(ctx)
 	defer d.Close(ctx)
