@@ -27,9 +27,6 @@ import (
 // for settings changed by set_config() or inside a DO block, and for
 // LISTEN, whose notifications would reach the next client: all are reset.
 
-// sessionSetScanLimit bounds how much of a query is searched for SET.
-const sessionSetScanLimit = 2048
-
 // resetSQL returns a backend to its login settings. Startup parameters,
 // pgrecycle's injected ones included, are the values RESET restores.
 // It also closes cursors WITH HOLD, drops temporary tables and releases
@@ -194,22 +191,29 @@ func (s *session) applyReset(b *pool.Backend, r resetInfo) {
 
 // scanSessionState runs sessionState on the text of the Query or Parse
 // about to be forwarded, without consuming it.
+//
+// The whole text is searched: a SET after a long first statement is as
+// much a SET. A message too large for the client buffer is streamed to the
+// backend without being held whole, so it is not searched, and counts as
+// a session-level SET (its backend is reset before another client gets
+// it; a false alarm costs one reset).
 func (s *session) scanSessionState(typ byte, bodyLen int) stmtKinds {
 	q, ok := s.peekQueryText(typ, bodyLen)
 	if !ok {
-		return stmtKinds{} // larger than the buffer: streamed, not searched
+		return stmtKinds{set: true}
 	}
 	return statementKinds(q)
 }
 
 // peekQueryText returns the SQL of the Query or Parse about to be
-// forwarded (its first sessionSetScanLimit bytes), without consuming it.
+// forwarded, without consuming it; ok is false when the message does not
+// fit the client buffer.
 func (s *session) peekQueryText(typ byte, bodyLen int) ([]byte, bool) {
 	if typ == wire.MsgParse {
 		_, q, ok := s.peekParse(bodyLen)
 		return q, ok
 	}
-	peek, err := s.cr.Peek(wire.HeaderLen + min(bodyLen, sessionSetScanLimit))
+	peek, err := s.cr.Peek(wire.HeaderLen + bodyLen)
 	if err != nil {
 		return nil, false
 	}
@@ -219,7 +223,7 @@ func (s *session) peekQueryText(typ byte, bodyLen int) ([]byte, bool) {
 // peekParse returns the statement name and SQL of the Parse about to be
 // forwarded, without consuming it.
 func (s *session) peekParse(bodyLen int) (name string, q []byte, ok bool) {
-	peek, err := s.cr.Peek(wire.HeaderLen + min(bodyLen, sessionSetScanLimit))
+	peek, err := s.cr.Peek(wire.HeaderLen + bodyLen)
 	if err != nil {
 		return "", nil, false
 	}
@@ -451,7 +455,12 @@ func isSessionSet(stmt []byte) bool {
 // false alarm costs one reset.
 func selectsIntoTemp(stmt []byte) bool {
 	for i := 1; i+4 <= len(stmt); i++ {
-		if stmt[i]|0x20 != 'i' || !hasWordFold(stmt[i:], "into") {
+		j := bytes.IndexAny(stmt[i:], "iI")
+		if j < 0 {
+			return false
+		}
+		i += j
+		if !hasWordFold(stmt[i:], "into") {
 			continue
 		}
 		if c := stmt[i-1]; c == '_' || c == '$' || c >= '0' && c <= '9' || c|0x20 >= 'a' && c|0x20 <= 'z' || c >= 0x80 {

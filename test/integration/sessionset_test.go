@@ -68,6 +68,18 @@ func TestSessionSetIsolation(t *testing.T) {
 			_, err := a.Exec(ctx, "DO $$ BEGIN EXECUTE 'SET statement_timeout = 4321'; END $$", pgx.QueryExecModeSimpleProtocol)
 			return err
 		}},
+		{"SET after a long first statement", func() error {
+			_, err := a.Exec(ctx, "SELECT '"+strings.Repeat("x", 3000)+"'; SET search_path TO nowhere", pgx.QueryExecModeSimpleProtocol)
+			return err
+		}},
+		{"SET after a long comment, extended protocol", func() error {
+			_, err := a.Exec(ctx, "/* "+strings.Repeat("x", 3000)+" */ SET ROLE "+role, pgx.QueryExecModeExec)
+			return err
+		}},
+		{"SET in a query larger than the client buffer", func() error {
+			_, err := a.Exec(ctx, "SELECT '"+strings.Repeat("x", 40000)+"'; SET statement_timeout = '4321ms'", pgx.QueryExecModeSimpleProtocol)
+			return err
+		}},
 		{"cached statement", func() error {
 			// Prepared once by pgx, then only bound and executed.
 			for i := 0; i < 2; i++ {
