@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -207,9 +208,11 @@ func (s *session) tryPark() bool {
 	// the goroutine that resumes this one takes one from the pool.
 	p.readers.Put(s.cr)
 	s.cr = nil
-	// Nor the text of its unnamed statement: a Bind of it after the
-	// client wakes fails with 26000 if its backend lost it.
-	s.unnamedTail = nil
+	// The text of its unnamed statement stays, trimmed to size: a client
+	// may bind it after any pause (PHP's pg_prepare and pg_execute of "").
+	if cap(s.unnamedTail) > len(s.unnamedTail) {
+		s.unnamedTail = slices.Clone(s.unnamedTail)
+	}
 	s.parkTok = tok
 	s.parkRC = rc
 	s.parkedFlag.Store(true)

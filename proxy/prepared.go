@@ -538,32 +538,31 @@ func (s *session) writeEnsure(cs *clientStmt, closes []string, parse bool) {
 	}
 }
 
-// unnamedKeepLimit bounds the unnamed Parse a client's session keeps:
-// asyncpg and pgx describe a statement before binding it, and the text is
-// small; a larger one is not carried to another backend (26000 there, as
-// before).
-const unnamedKeepLimit = 8 << 10
-
 // keepUnnamed records the client's unnamed statement, just parsed on b.
+// Its text is kept whatever its size, as a named statement's is: lib/pq
+// parses every query with arguments as the unnamed statement and binds it
+// in a later round trip, which may land on another backend.
 func (s *session) keepUnnamed(b *pool.Backend, tail []byte) {
 	s.unnamedSeq++
 	s.unnamedKey = s.id<<32 | uint64(s.unnamedSeq)
 	b.Unnamed = s.unnamedKey
-	if len(tail) > unnamedKeepLimit {
-		s.unnamedTail = nil
-		return
+	if cap(s.unnamedTail) > 4*len(tail) && cap(s.unnamedTail) > unnamedKeepSmall {
+		s.unnamedTail = nil // do not hold on to one huge statement's buffer
 	}
 	s.unnamedTail = append(s.unnamedTail[:0], tail...)
 }
+
+// unnamedKeepSmall is a buffer size for the unnamed statement's text that
+// is kept for reuse even when the next text is much shorter.
+const unnamedKeepSmall = 8 << 10
 
 // ensureUnnamedLocked makes b's unnamed statement the client's before a
 // Bind or Describe of it: another client's Parse, or the proxy's own
 // queries, may have replaced it since the client's Parse in an earlier
 // batch, and the Bind would run another client's query. The client's
-// Parse is sent again; when its text is not kept (too large, or dropped
-// while the client was parked) or it never parsed one, the unnamed
-// statement is closed instead, so the Bind fails with 26000 as on
-// PostgreSQL. Callers hold s.mu and call writeUnnamed after unlocking.
+// Parse is sent again; when it has none (it never parsed one, or a simple
+// query destroyed it), the unnamed statement is closed instead, so the
+// Bind fails with 26000 as on PostgreSQL. Callers hold s.mu and call writeUnnamed after unlocking.
 func (s *session) ensureUnnamedLocked(b *pool.Backend) (parse, closeIt bool) {
 	if s.unnamedKey != 0 && b.Unnamed == s.unnamedKey {
 		return false, false

@@ -68,9 +68,8 @@ type session struct {
 	// and every idle client pays for the fields of session).
 	resets *resetState
 	// unnamedKey names the client's unnamed prepared statement (0: none),
-	// whose Parse tail is unnamedTail (nil: not kept: too large, or the
-	// client parked since): a Bind or Describe of it in a later batch may
-	// land on a backend whose unnamed statement is another's
+	// whose Parse tail is unnamedTail: a Bind or Describe of it in a later
+	// batch may land on a backend whose unnamed statement is another's
 	// (pool.Backend.Unnamed), and it is parsed there again first
 	// (transaction pooling, client goroutine).
 	unnamedKey  uint64

@@ -632,6 +632,42 @@ func TestUnnamedStatementAcrossRoundTrips(t *testing.T) {
 	}
 }
 
+// TestUnnamedStatementLargeOrParked: the client's unnamed statement is
+// carried to another backend whatever its size (lib/pq sends every query
+// with arguments as one, and a 10 KB comment failed with 26000 once it
+// passed 8 KiB), and after a pause long enough for the client to park
+// (PHP's pg_prepare and pg_execute of ""), both found by the driver sweep.
+func TestUnnamedStatementLargeOrParked(t *testing.T) {
+	leakCheck(t)
+	e := startProxy(t, proxyOpts{size: 1, listenExtra: `client_park_after = "50ms"`})
+	ctx := testCtx(t)
+	a, b := e.connect(ctx), e.connect(ctx)
+	for _, tc := range []struct {
+		name  string
+		query string
+		pause bool
+	}{
+		{"20 KB statement", "/* " + strings.Repeat("x", 20000) + " */ SELECT 'a:' || $1::text", false},
+		{"after parking", "SELECT 'a:' || $1::text", true},
+		{"20 KB statement after parking", "/* " + strings.Repeat("y", 20000) + " */ SELECT 'a:' || $1::text", true},
+	} {
+		if _, err := a.PgConn().Prepare(ctx, "", tc.query, nil); err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if tc.pause {
+			waitParked(t, e, 2)
+		}
+		// b's unnamed statement replaces a's on the one backend.
+		if _, err := b.PgConn().Prepare(ctx, "", "SELECT 'b:' || $1::text || $1::text", nil); err != nil {
+			t.Fatal(err)
+		}
+		r := a.PgConn().ExecPrepared(ctx, "", [][]byte{[]byte("1")}, nil, nil).Read()
+		if r.Err != nil || len(r.Rows) != 1 || string(r.Rows[0][0]) != "a:1" {
+			t.Fatalf("%s: a's Bind of its unnamed statement: %v %q, want a:1", tc.name, r.Err, r.Rows)
+		}
+	}
+}
+
 // TestPreparedSchemaPerTenant: clients whose startup search_path picks
 // their tenant's schema prepare the same text; the tenants' tables differ
 // in shape. They share no statement on a backend: before, the shared one
