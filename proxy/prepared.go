@@ -739,6 +739,9 @@ func (s *session) mapQuery(b *pool.Backend, bodyLen int) (bool, error) {
 	}
 	s.mu.Lock()
 	switch {
+	case s.txStatus == 'E':
+		// In a failed transaction the server refuses DEALLOCATE and
+		// DISCARD with 25P02 and the statements stay: so do the client's.
 	case isDealloc && !all && s.stmts[target] == nil:
 		// Not a protocol-level statement of the client's: a statement of
 		// SQL PREPARE lives on the backend, and an unknown name gets the
@@ -754,7 +757,8 @@ func (s *session) mapQuery(b *pool.Backend, bodyLen int) (bool, error) {
 		s.push(request{kind: reqQueryDeallocate, tag: tag})
 		s.mu.Unlock()
 		return true, s.sendEmptyQuery()
-	case isDiscard:
+	case isDiscard && s.txStatus == 'I':
+		// (In a transaction block the server refuses DISCARD ALL.)
 		s.stmts = nil
 	}
 	s.push(request{kind: reqQuery})
@@ -768,6 +772,11 @@ func (s *session) mapQuery(b *pool.Backend, bodyLen int) (bool, error) {
 // CommandComplete per statement.
 func (s *session) mapDeallocates(targets []string) (bool, error) {
 	s.mu.Lock()
+	if s.txStatus == 'E' {
+		s.push(request{kind: reqQuery}) // the server's 25P02, as in mapQuery
+		s.mu.Unlock()
+		return false, nil
+	}
 	tags := make([]string, len(targets))
 	for i, t := range targets {
 		if t != "" && s.stmts[t] == nil {

@@ -551,6 +551,58 @@ func TestPreparedDeallocateSeveral(t *testing.T) {
 	}
 }
 
+// TestPreparedDeallocateInFailedTransaction: in a failed transaction the
+// server refuses DEALLOCATE and DISCARD ALL with 25P02 and keeps the
+// statements; before, pgrecycle answered the DEALLOCATEs itself and
+// forgot the statement (PHP's pg_prepare then DEALLOCATE after an error,
+// found by the driver sweep). DISCARD ALL in a transaction block fails
+// on the server, and the client's statements stay too.
+func TestPreparedDeallocateInFailedTransaction(t *testing.T) {
+	leakCheck(t)
+	e := startProxy(t, proxyOpts{size: 1})
+	ctx := testCtx(t)
+	c := e.connect(ctx)
+	if _, err := c.PgConn().Prepare(ctx, "s2", "SELECT 2 * 3", nil); err != nil {
+		t.Fatal(err)
+	}
+	exec := func(sql string) error {
+		_, err := c.PgConn().Exec(ctx, sql).ReadAll()
+		return err
+	}
+	if err := exec("BEGIN"); err != nil {
+		t.Fatal(err)
+	}
+	if err := exec("SELECT 1/0"); sqlState(err) != "22012" {
+		t.Fatalf("SELECT 1/0: %v", err)
+	}
+	for _, sql := range []string{"DEALLOCATE s2", "DEALLOCATE ALL", "DEALLOCATE s2; DEALLOCATE s2"} {
+		if err := exec(sql); sqlState(err) != "25P02" {
+			t.Errorf("%s in a failed transaction: %v, want 25P02", sql, err)
+		}
+	}
+	check := func(after string) {
+		t.Helper()
+		r := c.PgConn().ExecPrepared(ctx, "s2", nil, nil, nil).Read()
+		if r.Err != nil || len(r.Rows) != 1 || string(r.Rows[0][0]) != "6" {
+			t.Fatalf("s2 after %s: %v %q, want 6", after, r.Err, r.Rows)
+		}
+	}
+	if err := exec("ROLLBACK"); err != nil {
+		t.Fatal(err)
+	}
+	check("the refused DEALLOCATEs")
+	if err := exec("BEGIN"); err != nil {
+		t.Fatal(err)
+	}
+	if err := exec("DISCARD ALL"); sqlState(err) != "25001" {
+		t.Errorf("DISCARD ALL in a transaction block: %v, want 25001", err)
+	}
+	if err := exec("ROLLBACK"); err != nil {
+		t.Fatal(err)
+	}
+	check("the refused DISCARD ALL")
+}
+
 // TestUnnamedStatementAcrossRoundTrips: asyncpg without a statement cache
 // (the setting recommended behind PgBouncer) and pgx's describe-exec mode
 // parse and describe the unnamed statement in one round trip and bind it
