@@ -80,20 +80,20 @@ type request struct {
 }
 
 // serverStmtName names a statement on backends after its text and types,
-// the client's startup search_path (scope), and the pool's statement
-// epoch: a Parse after the server reported a changed result type gets a
-// fresh statement, not the stale shared one. Clients of different
+// the client's parse settings (scope: appendParseScope), and the pool's
+// statement epoch: a Parse after the server reported a changed result
+// type gets a fresh statement, not the stale shared one. Clients of different
 // tenants (schema per tenant, chosen by search_path) share no statement:
 // the server would re-parse it at each switch of search_path and, where
 // the tenants' tables differ in shape, fail with "cached plan must not
 // change result type".
-func serverStmtName(tail []byte, scope string, epoch uint64) string {
+func serverStmtName(tail, scope []byte, epoch uint64) string {
 	var sum [sha256.Size]byte
-	if scope == "" {
+	if len(scope) == 0 {
 		sum = sha256.Sum256(tail)
 	} else {
 		h := sha256.New()
-		h.Write([]byte(scope))
+		h.Write(scope)
 		h.Write([]byte{0})
 		h.Write(tail)
 		h.Sum(sum[:0])
@@ -103,6 +103,25 @@ func serverStmtName(tail []byte, scope string, epoch uint64) string {
 		name += "_" + strconv.FormatUint(epoch, 10)
 	}
 	return name
+}
+
+// appendParseScope appends what, besides its text, decides what a Parse
+// means: the startup search_path (which tables), and the settings the
+// server reads while parsing: DateStyle and IntervalStyle read literals,
+// TimeZone fixes timestamptz literals and 'now', client_encoding decodes
+// the text and standard_conforming_strings its backslashes. Clients that
+// differ in any of them never share a statement on a backend; the usual
+// case, identical settings, still does. Callers hold s.mu.
+func (s *session) appendParseScope(dst []byte) []byte {
+	dst = append(dst, s.stmtScope...)
+	for _, k := range trackedParams {
+		if k == "application_name" {
+			continue
+		}
+		dst = append(dst, 0)
+		dst = append(dst, s.want[k]...)
+	}
+	return dst
 }
 
 // isStalePlanError recognises PostgreSQL's "cached plan must not change
@@ -447,7 +466,8 @@ func (s *session) mapParse(b *pool.Backend) error {
 	}
 	stmt.tail = append([]byte(nil), tail...)
 	stmt.batch = s.batch()
-	stmt.server = serverStmtName(stmt.tail, s.stmtScope, s.pool.StatementEpoch())
+	var scope [256]byte
+	stmt.server = serverStmtName(stmt.tail, s.appendParseScope(scope[:0]), s.pool.StatementEpoch())
 	stmt.sessionSet = containsSessionSet(stmt.tail)
 	if s.stmts == nil {
 		s.stmts = make(map[string]*clientStmt)

@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -717,6 +718,49 @@ func TestUnnamedStatementLargeOrParked(t *testing.T) {
 		if r.Err != nil || len(r.Rows) != 1 || string(r.Rows[0][0]) != "a:1" {
 			t.Fatalf("%s: a's Bind of its unnamed statement: %v %q, want a:1", tc.name, r.Err, r.Rows)
 		}
+	}
+}
+
+// TestPreparedParseSettingsPerClient: the server reads literals with the
+// parsing session's DateStyle and TimeZone ('now' included), so clients
+// whose settings differ must not share a statement: before, a client in
+// DMY and Asia/Tokyo that prepared the same text as one in MDY and UTC
+// got the other's readings, silently (found by the Node driver sweep;
+// Sequelize's timezone option sends SET timezone).
+func TestPreparedParseSettingsPerClient(t *testing.T) {
+	leakCheck(t)
+	e := startProxy(t, proxyOpts{size: 1})
+	ctx := testCtx(t)
+	const query = "SELECT '01/02/2020'::date::text, extract(epoch FROM '2020-06-01 12:00'::timestamptz)::bigint"
+	read := func(c *pgx.Conn, name string) (string, int64) {
+		t.Helper()
+		if _, err := c.PgConn().Prepare(ctx, name, query, nil); err != nil {
+			t.Fatal(err)
+		}
+		r := c.PgConn().ExecPrepared(ctx, name, nil, nil, nil).Read()
+		if r.Err != nil || len(r.Rows) != 1 {
+			t.Fatalf("%s: %v %q", name, r.Err, r.Rows)
+		}
+		epoch, err := strconv.ParseInt(string(r.Rows[0][1]), 10, 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(r.Rows[0][0]), epoch
+	}
+	a := e.connect(ctx, "datestyle=ISO,MDY", "timezone=UTC")
+	if date, epoch := read(a, "a"); date != "2020-01-02" || epoch != 1591012800 {
+		t.Fatalf("MDY, UTC client: %s %d", date, epoch)
+	}
+	b := e.connect(ctx, "datestyle=ISO,DMY", "timezone=Asia/Tokyo")
+	if date, epoch := read(b, "b"); date != "2020-02-01" || epoch != 1590980400 {
+		t.Errorf("DMY, Asia/Tokyo client after an MDY, UTC one: %s %d, want 2020-02-01 1590980400", date, epoch)
+	}
+	c := e.connect(ctx, "datestyle=ISO,MDY", "timezone=UTC")
+	if _, err := c.Exec(ctx, "SET timezone = 'Asia/Tokyo'", pgx.QueryExecModeSimpleProtocol); err != nil {
+		t.Fatal(err)
+	}
+	if date, epoch := read(c, "c"); date != "2020-01-02" || epoch != 1590980400 {
+		t.Errorf("client after SET timezone: %s %d, want 2020-01-02 1590980400", date, epoch)
 	}
 }
 
