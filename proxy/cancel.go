@@ -25,6 +25,9 @@ type cancelKey struct {
 type cancelRegistry struct {
 	mu       sync.Mutex
 	sessions map[uint32]registeredKey
+	// delivering holds the sessions a cancel is being delivered for, and
+	// whether another arrived for it meanwhile (coalesce).
+	delivering map[*session]bool
 }
 
 type registeredKey struct {
@@ -33,7 +36,7 @@ type registeredKey struct {
 }
 
 func newCancelRegistry() *cancelRegistry {
-	return &cancelRegistry{sessions: make(map[uint32]registeredKey)}
+	return &cancelRegistry{sessions: make(map[uint32]registeredKey), delivering: make(map[*session]bool)}
 }
 
 // register issues a fresh unique key for s and stores it in s.key while
@@ -75,15 +78,60 @@ func (r *cancelRegistry) lookup(pid uint32, secret []byte) *session {
 	return e.s
 }
 
+// coalesce reports whether a cancel for s should be delivered now: false
+// when one is being delivered, which then delivers once more when done.
+// A burst of cancels for one query (a driver's retries, a client gone
+// wild) costs PostgreSQL two, not one connection each, and never queues
+// behind the session's lock.
+func (r *cancelRegistry) coalesce(s *session) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, busy := r.delivering[s]; busy {
+		r.delivering[s] = true
+		return false
+	}
+	r.delivering[s] = false
+	return true
+}
+
+// delivered ends a delivery for s; true when another cancel arrived
+// during it, to be delivered now.
+func (r *cancelRegistry) delivered(s *session) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.delivering[s] {
+		r.delivering[s] = false
+		return true
+	}
+	delete(r.delivering, s)
+	return false
+}
+
 // handleCancel forwards a client's CancelRequest to the backend its session
 // is using. The session lock is held while the cancel is delivered, so the
 // backend can't be released to another client meanwhile.
 func (srv *Server) handleCancel(pid uint32, secret []byte) {
 	s := srv.cancels.lookup(pid, secret)
 	if s == nil {
+		srv.ops.metrics.cancels.WithLabelValues("unknown").Inc()
 		srv.log.Debug("cancel request for unknown key")
 		return
 	}
+	if !srv.cancels.coalesce(s) {
+		srv.ops.metrics.cancels.WithLabelValues("coalesced").Inc()
+		return
+	}
+	for {
+		srv.deliverCancel(s)
+		if !srv.cancels.delivered(s) {
+			return
+		}
+	}
+}
+
+// deliverCancel cancels what s runs now: its query on a backend, or its
+// wait for one.
+func (srv *Server) deliverCancel(s *session) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	b := s.backend
@@ -93,8 +141,10 @@ func (srv *Server) handleCancel(pid uint32, secret []byte) {
 		if s.waitingOn != nil {
 			s.pool.Interrupt(s.waitingOn)
 		}
+		srv.ops.metrics.cancels.WithLabelValues("wait").Inc()
 		return
 	}
+	srv.ops.metrics.cancels.WithLabelValues("forwarded").Inc()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := b.Pool().Cancel(ctx, b); err != nil {

@@ -21,8 +21,8 @@ import (
 // Prometheus metrics. Each Server has its own registry: no global
 // collectors. Most values are read at scrape time from the pools and the
 // sessions (the collector below), so the hot path pays nothing for them;
-// only the wait-time histogram and the statement-cache counters are
-// updated as things happen.
+// only the wait-time histogram, the statement-cache counters and the
+// cancel counter are updated as things happen.
 
 // memoryBuckets returns the upper bounds of the backend memory histogram:
 // 1 MiB to 4 GiB, doubling.
@@ -41,6 +41,7 @@ type metricsState struct {
 	wait       *prometheus.HistogramVec
 	stmtHits   prometheus.Counter
 	stmtMisses prometheus.Counter
+	cancels    *prometheus.CounterVec
 
 	ln      net.Listener // nil when [metrics] addr is empty
 	http    *http.Server
@@ -63,8 +64,12 @@ func newMetrics(srv *Server) *metricsState {
 			Name: "pgrecycle_prepared_statement_cache_misses_total",
 			Help: "Client Parse messages that had to prepare the statement on the backend.",
 		}),
+		cancels: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pgrecycle_cancel_requests_total",
+			Help: "Client cancel requests, by outcome: forwarded to the backend, wait (ended a wait for a backend), coalesced (one for the same session was being delivered, which is delivered once more after it), unknown (no such key).",
+		}, []string{"result"}),
 	}
-	m.registry.MustRegister(m.wait, m.stmtHits, m.stmtMisses, newCollector(srv))
+	m.registry.MustRegister(m.wait, m.stmtHits, m.stmtMisses, m.cancels, newCollector(srv))
 	prefixed := prometheus.WrapRegistererWithPrefix("pgrecycle_", m.registry)
 	prefixed.MustRegister(collectors.NewGoCollector())
 	m.registry.MustRegister(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{Namespace: "pgrecycle"}))

@@ -7,7 +7,11 @@ package integration
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"io"
+	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -188,4 +192,74 @@ func TestCancelWhileWaitingForBackend(t *testing.T) {
 	if err := c.QueryRow(ctx, "SELECT 2").Scan(&n); err != nil || n != 2 {
 		t.Fatalf("after the cancel: %d, %v", n, err)
 	}
+}
+
+// TestCancelBurstCoalesced: a burst of CancelRequests for one running
+// query (a driver's retries, a client gone wild) is coalesced: the query
+// is cancelled, PostgreSQL gets a couple of cancels instead of hundreds,
+// and every cancel connection is closed at once. Before, each was
+// delivered in turn under the session's lock: the cancelled query took
+// seconds to return, and cancel sockets piled up until the proxy ran
+// out of file descriptors (found by the Node driver sweep).
+func TestCancelBurstCoalesced(t *testing.T) {
+	leakCheck(t)
+	forModes(t, proxyOpts{size: 2, extra: metricsExtra}, func(t *testing.T, e *env, mode string) {
+		ctx := testCtx(t)
+		d := e.direct(ctx)
+		c := e.connect(ctx)
+		pid, secret := c.PgConn().PID(), c.PgConn().SecretKey()
+		res := runTimed(ctx, c, "SELECT pg_sleep(10) /* burst */")
+		waitActive(ctx, t, d, "SELECT pg_sleep(10) /* burst */")
+
+		const burst = 200
+		var wg sync.WaitGroup
+		errs := make(chan error, burst)
+		for range burst {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				conn, err := net.DialTimeout("tcp", fmt.Sprintf("%s:%d", e.host, e.port), 5*time.Second)
+				if err != nil {
+					errs <- err
+					return
+				}
+				defer conn.Close()
+				_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+				msg := binary.BigEndian.AppendUint32(nil, uint32(12+len(secret)))
+				msg = binary.BigEndian.AppendUint32(msg, cancelCode)
+				msg = binary.BigEndian.AppendUint32(msg, pid)
+				if _, err := conn.Write(append(msg, secret...)); err != nil {
+					errs <- err
+					return
+				}
+				var b [1]byte
+				if _, err := conn.Read(b[:]); !errors.Is(err, io.EOF) {
+					errs <- fmt.Errorf("cancel connection: want EOF, got %v", err)
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Error(err)
+		}
+		select {
+		case r := <-res:
+			if sqlState(r.err) != "57014" {
+				t.Fatalf("query after a burst of cancels: %v, want 57014", r.err)
+			}
+		case <-time.After(8 * time.Second):
+			t.Fatal("a burst of cancels did not cancel the query")
+		}
+		m := e.scrape(ctx)
+		forwarded, _ := sample(m, "pgrecycle_cancel_requests_total", "result", "forwarded")
+		coalesced, _ := sample(m, "pgrecycle_cancel_requests_total", "result", "coalesced")
+		if forwarded < 1 || forwarded > burst/4 || coalesced < 1 {
+			t.Fatalf("%d cancels: %v forwarded, %v coalesced; want most coalesced", burst, forwarded, coalesced)
+		}
+		var n int
+		if err := c.QueryRow(ctx, "SELECT 7").Scan(&n); err != nil || n != 7 {
+			t.Fatalf("after the burst: %d, %v", n, err)
+		}
+	})
 }
