@@ -75,7 +75,7 @@ type request struct {
 	kind   reqKind
 	client string // client statement name, for reqParse*, reqExecuteDeallocate
 	server string // backend statement name, for reqParse*
-	tag    string // CommandComplete tag to show, for reqQueryDeallocate and reqExecuteDeallocate
+	tag    string // CommandComplete tag to show, for reqQueryDeallocate and reqExecuteDeallocate; tagMentionsDeallocate on a reqQuery
 	batch  uint64 // for reqParse*: the batch it was sent in (StatementSet, clientStmt.batch)
 }
 
@@ -331,12 +331,14 @@ func (s *session) track(b *pool.Backend, typ byte, body []byte) (reply, string) 
 					b.Statements.Remove(server)
 				}
 			}
-		case h.kind == reqQuery && body != nil:
+		case h.kind == reqQuery && h.tag == tagMentionsDeallocate && body != nil:
 			// A DEALLOCATE of the client's statement among other SQL
 			// reaches the server, which knows the statement by its shared
 			// name only (psqlODBC wraps its DEALLOCATE in a SAVEPOINT). On
 			// PostgreSQL it would be gone: the client may prepare the
-			// name again.
+			// name again. (Only then: a SQL EXECUTE of the client's
+			// protocol-level statement fails the same way, and the
+			// statement stays.)
 			if code, _ := wire.ErrorCode(body); string(code) == "26000" {
 				if n := quotedName(wire.ErrorMessage(body)); n != "" {
 					delete(s.stmts, n)
@@ -781,7 +783,11 @@ func (s *session) mapQuery(b *pool.Backend, bodyLen int) (bool, error) {
 		// (In a transaction block the server refuses DISCARD ALL.)
 		s.stmts = nil
 	}
-	s.push(request{kind: reqQuery})
+	r := request{kind: reqQuery}
+	if containsFold(peek[wire.HeaderLen:], "deallocate") {
+		r.tag = tagMentionsDeallocate
+	}
+	s.push(r)
 	s.mu.Unlock()
 	return false, nil
 }
@@ -992,6 +998,10 @@ func hasPrefixFold(b []byte, prefix string) bool {
 	}
 	return true
 }
+
+// tagMentionsDeallocate marks a client Query whose text mentions
+// DEALLOCATE, for its 26000 (request.tag).
+const tagMentionsDeallocate = "\x00deallocate"
 
 // quotedName returns the first double-quoted name in a server message
 // ("prepared statement \"x\" does not exist"), or "".

@@ -884,4 +884,20 @@ func TestPreparedDeallocateAmongOtherSQL(t *testing.T) {
 	if _, err := c.PgConn().Exec(ctx, `/* ORM */ DEALLOCATE "_PLAN0x1"`).ReadAll(); err != nil {
 		t.Fatalf("DEALLOCATE after a comment: %v", err)
 	}
+	// A SQL EXECUTE of a protocol-level statement fails with 26000 (the
+	// server knows it by its shared name), but the statement stays: only a
+	// failed DEALLOCATE forgets it. Before, every later use failed too
+	// (found by the Node driver sweep).
+	_, _ = c.PgConn().Exec(ctx, "ROLLBACK").ReadAll() // frees the one backend
+	c2 := e.connect(ctx)
+	if _, err := c2.PgConn().Prepare(ctx, "s1", "SELECT $1::int * 10", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c2.PgConn().Exec(ctx, "EXECUTE s1(2)").ReadAll(); sqlState(err) != "26000" {
+		t.Fatalf("SQL EXECUTE of a protocol-level statement: %v", err)
+	}
+	r = c2.PgConn().ExecPrepared(ctx, "s1", [][]byte{[]byte("3")}, nil, nil).Read()
+	if r.Err != nil || len(r.Rows) != 1 || string(r.Rows[0][0]) != "30" {
+		t.Fatalf("s1 after a failed SQL EXECUTE of it: %v %q, want 30", r.Err, r.Rows)
+	}
 }
