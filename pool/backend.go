@@ -49,6 +49,13 @@ type Backend struct {
 	// SQLPrepared: a client ran SQL PREPARE here (transaction pooling);
 	// the reset before another client then also runs DEALLOCATE ALL.
 	SQLPrepared bool
+	// PathScope is the text of the last statement a client ran here that
+	// sets search_path (SET or set_config), "" when none is in effect:
+	// statements parsed meanwhile read other tables, so the proxy does not
+	// share them with clients parsing under the usual path. PathLocal: it
+	// was SET LOCAL, gone when the transaction ends.
+	PathScope string
+	PathLocal bool
 
 	Queries      atomic.Int64
 	Transactions atomic.Int64

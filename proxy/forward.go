@@ -526,6 +526,9 @@ func (s *session) readyReceived(b *pool.Backend) {
 		s.completeThroughSync(b)
 	}
 	s.txStatus = b.TxStatus
+	if b.PathLocal && b.TxStatus == 'I' {
+		b.PathScope, b.PathLocal = "", false // SET LOCAL search_path ended
+	}
 }
 
 // readInline relays the server's replies on the client goroutine until

@@ -105,15 +105,34 @@ func serverStmtName(tail, scope []byte, epoch uint64) string {
 	return name
 }
 
+// renewStatements gives the client's statements mapped to server, whose
+// plan the server just refused as stale at a Bind or Describe, a fresh server
+// statement for their next use. Clients that never re-prepare (node-pg)
+// failed with 0A000 at every later execution, where PostgreSQL fails only
+// the statements a client prepared before the change: this one may have
+// been prepared after it, and got the stale shared statement. Callers
+// hold s.mu.
+func (s *session) renewStatements(b *pool.Backend, server string) {
+	var scope [256]byte
+	for _, cs := range s.stmts {
+		if cs.server == server {
+			cs.server = serverStmtName(cs.tail, s.appendParseScope(b, scope[:0]), s.pool.StatementEpoch())
+		}
+	}
+}
+
 // appendParseScope appends what, besides its text, decides what a Parse
-// means: the startup search_path (which tables), and the settings the
+// means: the startup search_path and any SET search_path in effect on b
+// (which tables), and the settings the
 // server reads while parsing: DateStyle and IntervalStyle read literals,
 // TimeZone fixes timestamptz literals and 'now', client_encoding decodes
 // the text and standard_conforming_strings its backslashes. Clients that
 // differ in any of them never share a statement on a backend; the usual
 // case, identical settings, still does. Callers hold s.mu.
-func (s *session) appendParseScope(dst []byte) []byte {
+func (s *session) appendParseScope(b *pool.Backend, dst []byte) []byte {
 	dst = append(dst, s.stmtScope...)
+	dst = append(dst, 0)
+	dst = append(dst, b.PathScope...)
 	for _, k := range trackedParams {
 		if k == "application_name" {
 			continue
@@ -313,6 +332,9 @@ func (s *session) track(b *pool.Backend, typ byte, body []byte) (reply, string) 
 			// The client re-prepares (pgjdbc, pgx, Rails do): that Parse, and
 			// every other client's, must not get the stale statement back.
 			s.pool.InvalidateStatements()
+			if (h.kind == reqBind || h.kind == reqDescribe) && h.server != "" {
+				s.renewStatements(b, h.server)
+			}
 		}
 		var rewritten reply
 		var name string
@@ -469,7 +491,7 @@ func (s *session) mapParse(b *pool.Backend) error {
 	stmt.tail = append([]byte(nil), tail...)
 	stmt.batch = s.batch()
 	var scope [256]byte
-	stmt.server = serverStmtName(stmt.tail, s.appendParseScope(scope[:0]), s.pool.StatementEpoch())
+	stmt.server = serverStmtName(stmt.tail, s.appendParseScope(b, scope[:0]), s.pool.StatementEpoch())
 	stmt.sessionSet = containsSessionSet(stmt.tail)
 	if s.stmts == nil {
 		s.stmts = make(map[string]*clientStmt)
@@ -663,7 +685,7 @@ func (s *session) mapBind(b *pool.Backend, bodyLen int) (bool, error) {
 		b.SettingsOwner = s.id
 	}
 	evicted, parse := s.ensurePrepared(b, cs)
-	s.push(request{kind: reqBind})
+	s.push(request{kind: reqBind, server: cs.server})
 	s.mu.Unlock()
 	s.writeEnsure(cs, evicted, parse)
 
@@ -728,7 +750,7 @@ func (s *session) mapDescribeClose(b *pool.Backend, typ byte) (bool, error) {
 		return true, nil
 	}
 	evicted, parse := s.ensurePrepared(b, cs)
-	s.push(request{kind: reqDescribe})
+	s.push(request{kind: reqDescribe, server: cs.server})
 	s.mu.Unlock()
 	s.writeEnsure(cs, evicted, parse)
 	_ = s.sw.w.WriteHeader(wire.MsgDescribe, 1+len(cs.server)+1)

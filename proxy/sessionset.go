@@ -2,10 +2,14 @@ package proxy
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 	"go.uber.org/zap"
@@ -52,6 +56,7 @@ func resetSessionSettings(b *pool.Backend) error {
 	}
 	b.ProxySet = nil
 	b.SettingsOwner = 0
+	b.PathScope, b.PathLocal = "", false
 	return nil
 }
 
@@ -81,6 +86,18 @@ func (s *session) noteSessionSet(b *pool.Backend, typ byte, bodyLen int) {
 		// Left on the backend, the next client's PREPARE of the same
 		// name would fail with 42P05.
 		b.SQLPrepared = true
+	}
+	if k.path {
+		switch q, ok := s.peekQueryText(typ, bodyLen); {
+		case ok && len(q) <= 512:
+			b.PathScope = string(q)
+		case ok:
+			sum := sha256.Sum256(q)
+			b.PathScope = hex.EncodeToString(sum[:16])
+		default: // streamed unread: a scope of its own
+			b.PathScope = strconv.FormatInt(time.Now().UnixNano(), 36)
+		}
+		b.PathLocal = k.pathLocal
 	}
 	if k.ddl && s.mapStmt {
 		// Statements shared on backends may no longer match the tables:
@@ -348,6 +365,9 @@ type stmtKinds struct {
 	// prepare: SQL PREPARE, a statement that outlives the session's
 	// transactions, and that only DEALLOCATE ALL clears.
 	prepare bool
+	// path: the query sets search_path (SET, SET LOCAL or set_config);
+	// pathLocal: only with SET LOCAL.
+	path, pathLocal bool
 }
 
 // statementKinds is sessionState with DDL and SQL PREPARE told apart.
@@ -356,12 +376,20 @@ func statementKinds(q []byte) (k stmtKinds) {
 		q = q[:i]
 	}
 	k.set = callsSetConfig(q)
+	if k.set && containsFold(q, "search_path") {
+		k.path = true // set_config('search_path', ...), local or not
+	}
 	for {
 		stmt, rest, more := bytes.Cut(q, []byte{';'})
 		stmt = skipBlanksAndComments(stmt)
 		switch {
 		case hasWordFold(stmt, "reset") || hasWordFold(stmt, "discard"):
 			k.reset = true
+		case hasWordFold(stmt, "set") && containsFold(stmt, "search_path"):
+			local := hasWordFold(skipBlanksAndComments(stmt[3:]), "local")
+			k.pathLocal = local && (k.pathLocal || !k.path)
+			k.path = true
+			k.set = k.set || !local
 		case isSessionSet(stmt):
 			k.set = true
 		case hasWordFold(stmt, "alter") || hasWordFold(stmt, "drop") || hasWordFold(stmt, "create"):

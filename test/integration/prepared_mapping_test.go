@@ -811,6 +811,131 @@ func TestPreparedSchemaPerTenant(t *testing.T) {
 	}
 }
 
+// TestPreparedSchemaBySetSearchPath: tenants chosen by SET LOCAL
+// search_path in each transaction (the usual advice for transaction
+// pooling), or by a session SET before a fresh Parse, never share a
+// statement parsed under another path: before, the second tenant's
+// statement mapped to the first's and failed with 0A000 "cached plan must
+// not change result type" at every execution (found by the driver sweeps,
+// node-postgres and PHP PDO).
+func TestPreparedSchemaBySetSearchPath(t *testing.T) {
+	leakCheck(t)
+	e := startProxy(t, proxyOpts{size: 1})
+	ctx := testCtx(t)
+	d := e.direct(ctx)
+	defer d.Close(ctx)
+	if _, err := d.Exec(ctx, `DROP SCHEMA IF EXISTS loc_a, loc_b CASCADE;
+		CREATE SCHEMA loc_a; CREATE TABLE loc_a.items (id int, name text); INSERT INTO loc_a.items VALUES (1, 'a-item');
+		CREATE SCHEMA loc_b; CREATE TABLE loc_b.items (id int, name text, price int); INSERT INTO loc_b.items VALUES (1, 'b-item', 9)`); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = e.direct(testCtx(t)).Exec(testCtx(t), "DROP SCHEMA IF EXISTS loc_a, loc_b CASCADE") })
+	check := func(what string, rows pgx.Rows, want string, cols int) {
+		t.Helper()
+		vals, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) ([]any, error) { return r.Values() })
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if len(vals) != 1 || len(vals[0]) != cols || vals[0][1] != want {
+			t.Fatalf("%s: got %v, want %s with %d columns", what, vals, want, cols)
+		}
+	}
+	a, b := e.connect(ctx), e.connect(ctx)
+	for i := 0; i < 3; i++ {
+		for _, c := range []struct {
+			conn         *pgx.Conn
+			schema, want string
+			cols         int
+		}{{a, "loc_a", "a-item", 2}, {b, "loc_b", "b-item", 3}} {
+			tx, err := c.conn.Begin(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := tx.Exec(ctx, "SET LOCAL search_path = "+c.schema); err != nil {
+				t.Fatal(err)
+			}
+			rows, err := tx.Query(ctx, "SELECT * FROM items WHERE id = $1", 1)
+			if err != nil {
+				t.Fatalf("round %d, %s: %v", i, c.schema, err)
+			}
+			check(fmt.Sprintf("round %d, SET LOCAL search_path = %s", i, c.schema), rows, c.want, c.cols)
+			if err := tx.Commit(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// A session SET, then a fresh Parse of the same text under each path.
+	c := e.connect(ctx)
+	for _, tc := range []struct {
+		schema, want string
+		cols         int
+	}{{"loc_a", "a-item", 2}, {"loc_b", "b-item", 3}} {
+		if _, err := c.Exec(ctx, "SET search_path = "+tc.schema, pgx.QueryExecModeSimpleProtocol); err != nil {
+			t.Fatal(err)
+		}
+		name := "q_" + tc.schema
+		if _, err := c.PgConn().Prepare(ctx, name, "SELECT * FROM items WHERE id = 1", nil); err != nil {
+			t.Fatal(err)
+		}
+		r := c.PgConn().ExecPrepared(ctx, name, nil, nil, nil).Read()
+		if r.Err != nil || len(r.Rows) != 1 || len(r.Rows[0]) != tc.cols || string(r.Rows[0][1]) != tc.want {
+			t.Fatalf("fresh Parse after SET search_path = %s: %v %q", tc.schema, r.Err, r.Rows)
+		}
+	}
+}
+
+// TestPreparedStaleAfterOutsideDDL: DDL run outside pgrecycle (a
+// migration tool connected directly) leaves statements shared on the
+// backends stale. A client whose fresh Parse mapped to one gets the
+// server's 0A000 once; its statement then gets a fresh server statement,
+// where before it failed at every execution for the life of the
+// connection (node-postgres never prepares again; found by the sweep).
+func TestPreparedStaleAfterOutsideDDL(t *testing.T) {
+	leakCheck(t)
+	e := startProxy(t, proxyOpts{size: 1})
+	ctx := testCtx(t)
+	d := e.direct(ctx)
+	defer d.Close(ctx)
+	if _, err := d.Exec(ctx, "DROP TABLE IF EXISTS outside_ddl; CREATE TABLE outside_ddl (id int); INSERT INTO outside_ddl VALUES (1)"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = e.direct(testCtx(t)).Exec(testCtx(t), "DROP TABLE IF EXISTS outside_ddl") })
+	const query = "SELECT * FROM outside_ddl"
+	a := e.connect(ctx)
+	if _, err := a.PgConn().Prepare(ctx, "before", query, nil); err != nil {
+		t.Fatal(err)
+	}
+	if r := a.PgConn().ExecPrepared(ctx, "before", nil, nil, nil).Read(); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	if _, err := d.Exec(ctx, "ALTER TABLE outside_ddl ADD COLUMN extra int DEFAULT 7"); err != nil {
+		t.Fatal(err)
+	}
+	b := e.connect(ctx)
+	failures := 0
+	// Prepare describes the statement: the server may refuse the stale
+	// shared one there already (the statement is parsed all the same).
+	if _, err := b.PgConn().Prepare(ctx, "after", query, nil); sqlState(err) == "0A000" {
+		failures++
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		r := b.PgConn().ExecPrepared(ctx, "after", nil, nil, nil).Read()
+		switch {
+		case r.Err != nil && sqlState(r.Err) == "0A000":
+			failures++
+		case r.Err != nil:
+			t.Fatal(r.Err)
+		case len(r.Rows) != 1 || len(r.Rows[0]) != 2 || string(r.Rows[0][1]) != "7":
+			t.Fatalf("execution %d: %q", i, r.Rows)
+		}
+	}
+	if failures > 1 {
+		t.Fatalf("a statement parsed after outside DDL failed %d times with 0A000, want at most once", failures)
+	}
+}
+
 // TestPreparedFreshParseAfterDDL: after a client's ALTER TABLE through
 // the proxy, another client's first Parse of a query on that table works,
 // as a fresh Parse always does on PostgreSQL. Before, it mapped to the
