@@ -56,6 +56,10 @@ type Backend struct {
 	// was SET LOCAL, gone when the transaction ends.
 	PathScope string
 	PathLocal bool
+	// Pinned keeps the backend attached to its client between
+	// transactions (transaction pooling): the client left something there
+	// only it may use, which must outlast its transaction.
+	Pinned bool
 
 	Queries      atomic.Int64
 	Transactions atomic.Int64

@@ -551,6 +551,14 @@ func (s *session) readInline(b *pool.Backend) {
 			s.readyReceived(b)
 			done := s.pending == 0
 			release := done && !s.unsynced && b.TxStatus == 'I' && !s.stopping
+			if release && b.Pinned {
+				// Asked without the lock (a cancel may want it); the
+				// client's next request waits in its socket meanwhile.
+				s.mu.Unlock()
+				held := stillPinned(b)
+				s.mu.Lock()
+				release = !held && !s.stopping
+			}
 			needPump := done && !release && s.unsynced
 			if release {
 				s.backend = nil
@@ -634,7 +642,9 @@ func (s *session) pump(b *pool.Backend, done chan struct{}) {
 			status := b.TxStatus
 			s.mu.Lock()
 			s.readyReceived(b)
-			release := s.txMode && s.pending == 0 && !s.unsynced && status == 'I' && !s.stopping
+			// A pinned backend stays (stillPinned is for readInline: here
+			// the client goroutine may be writing to b).
+			release := s.txMode && s.pending == 0 && !s.unsynced && status == 'I' && !s.stopping && !b.Pinned
 			idle := s.pending == 0 && !s.unsynced
 			s.mu.Unlock()
 			if idle && (s.srv.draining.Load() || (status != 'I' && s.pool.Options().Pool.IdleTransactionTimeout > 0) ||
@@ -791,6 +801,12 @@ func (s *session) finish() {
 	if ok {
 		ok = s.runResetQuery(b)
 	}
+	if ok && s.txMode && b.SettingsOwner == s.id {
+		// Now rather than when another client gets it: the client's
+		// advisory locks and temporary tables go with it, as they would
+		// on PostgreSQL, instead of blocking others meanwhile.
+		ok = resetSessionSettings(b) == nil
+	}
 	_ = b.Conn.SetDeadline(time.Time{})
 	if !ok || b.Broken {
 		s.pool.Destroy(b, "client-gone")
@@ -887,7 +903,7 @@ func (s *session) armIdleDeadline() (detached bool) {
 	s.mu.Lock()
 	attached := s.backend != nil
 	inTx := attached && s.pending == 0 && !s.unsynced && s.txStatus != 'I' && s.txStatus != 0
-	idleSession := attached && !s.txMode && s.pending == 0 && !s.unsynced && s.txStatus == 'I'
+	idleSession := attached && (!s.txMode || s.backend.Pinned) && s.pending == 0 && !s.unsynced && s.txStatus == 'I'
 	s.mu.Unlock()
 	var limit time.Duration
 	switch {
@@ -940,7 +956,7 @@ func (s *session) onIdleDeadline() (done bool, err error) {
 	s.mu.Lock()
 	attached := s.backend != nil
 	inTx := attached && s.pending == 0 && !s.unsynced && s.txStatus != 'I'
-	idleSession := attached && !s.txMode && s.pending == 0 && !s.unsynced && s.txStatus == 'I'
+	idleSession := attached && (!s.txMode || s.backend.Pinned) && s.pending == 0 && !s.unsynced && s.txStatus == 'I'
 	s.mu.Unlock()
 	_ = s.conn.SetReadDeadline(time.Time{})
 	s.armed, s.watchArmed = false, false

@@ -42,8 +42,9 @@ type clientStmt struct {
 	tail    []byte // Parse body after the name: query, parameter count, types
 	dealloc string // the client statement it DEALLOCATEs, parsed as an empty query
 	// sessionSet: it runs a session-level SET (sessionset.go), so each
-	// Bind of it marks the backend.
-	sessionSet bool
+	// Bind of it marks the backend; pin: it may leave what keeps the
+	// backend with the client (pin.go), so each Bind pins it.
+	sessionSet, pin bool
 	// batch is the batch of its Parse until the server answers it, then 0.
 	batch uint64
 }
@@ -492,7 +493,8 @@ func (s *session) mapParse(b *pool.Backend) error {
 	stmt.batch = s.batch()
 	var scope [256]byte
 	stmt.server = serverStmtName(stmt.tail, s.appendParseScope(b, scope[:0]), s.pool.StatementEpoch())
-	stmt.sessionSet = containsSessionSet(stmt.tail)
+	kinds := statementKinds(stmt.tail)
+	stmt.sessionSet, stmt.pin = kinds.set, kinds.pin
 	if s.stmts == nil {
 		s.stmts = make(map[string]*clientStmt)
 	}
@@ -590,6 +592,7 @@ func (s *session) keepUnnamed(b *pool.Backend, tail []byte) {
 	s.unnamedSeq++
 	s.unnamedKey = s.id<<32 | uint64(s.unnamedSeq)
 	b.Unnamed = s.unnamedKey
+	s.unnamedPin = statementKinds(tail).pin
 	if cap(s.unnamedTail) > 4*len(tail) && cap(s.unnamedTail) > unnamedKeepSmall {
 		s.unnamedTail = nil // do not hold on to one huge statement's buffer
 	}
@@ -675,6 +678,9 @@ func (s *session) mapBind(b *pool.Backend, bodyLen int) (bool, error) {
 		var parse, closeIt bool
 		if ok && len(name) == 0 {
 			parse, closeIt = s.ensureUnnamedLocked(b)
+			if s.unnamedPin && s.unnamedKey != 0 && s.pinsBackends() {
+				b.Pinned = true
+			}
 		}
 		s.push(request{kind: reqBind})
 		s.mu.Unlock()
@@ -683,6 +689,9 @@ func (s *session) mapBind(b *pool.Backend, bodyLen int) (bool, error) {
 	}
 	if cs.sessionSet {
 		b.SettingsOwner = s.id
+	}
+	if cs.pin && s.pinsBackends() {
+		b.Pinned = true
 	}
 	evicted, parse := s.ensurePrepared(b, cs)
 	s.push(request{kind: reqBind, server: cs.server})

@@ -57,6 +57,7 @@ func resetSessionSettings(b *pool.Backend) error {
 	b.ProxySet = nil
 	b.SettingsOwner = 0
 	b.PathScope, b.PathLocal = "", false
+	b.Pinned = false
 	return nil
 }
 
@@ -86,6 +87,15 @@ func (s *session) noteSessionSet(b *pool.Backend, typ byte, bodyLen int) {
 		// Left on the backend, the next client's PREPARE of the same
 		// name would fail with 42P05.
 		b.SQLPrepared = true
+	}
+	if k.pin && s.pinsBackends() {
+		s.mu.Lock() // a pump reads it at ReadyForQuery
+		pinned := b.Pinned
+		b.Pinned = true
+		s.mu.Unlock()
+		if !pinned {
+			s.log.Info("client keeps its backend: it may hold a session-level advisory lock, a cursor WITH HOLD or a temporary table")
+		}
 	}
 	if k.path {
 		switch q, ok := s.peekQueryText(typ, bodyLen); {
@@ -368,6 +378,10 @@ type stmtKinds struct {
 	// path: the query sets search_path (SET, SET LOCAL or set_config);
 	// pathLocal: only with SET LOCAL.
 	path, pathLocal bool
+	// pin: it may leave what only this client may use and what must last
+	// beyond its transaction (a session-level advisory lock, a cursor WITH
+	// HOLD, a temporary table): the client keeps the backend (pin.go).
+	pin bool
 }
 
 // statementKinds is sessionState with DDL and SQL PREPARE told apart.
@@ -375,8 +389,10 @@ func statementKinds(q []byte) (k stmtKinds) {
 	if i := bytes.IndexByte(q, 0); i >= 0 {
 		q = q[:i]
 	}
-	k.set = callsSetConfig(q)
-	if k.set && containsFold(q, "search_path") {
+	setConfig, advisoryLock := sessionCalls(q)
+	k.set = setConfig || advisoryLock
+	k.pin = advisoryLock
+	if setConfig && containsFold(q, "search_path") {
 		k.path = true // set_config('search_path', ...), local or not
 	}
 	for {
@@ -392,6 +408,7 @@ func statementKinds(q []byte) (k stmtKinds) {
 			k.set = k.set || !local
 		case isSessionSet(stmt):
 			k.set = true
+			k.pin = k.pin || leavesSessionObject(stmt)
 		case hasWordFold(stmt, "alter") || hasWordFold(stmt, "drop") || hasWordFold(stmt, "create"):
 			k.ddl = true
 		case hasWordFold(stmt, "prepare") && !hasWordFold(skipBlanksAndComments(stmt[7:]), "transaction"):
@@ -416,25 +433,26 @@ func containsReset(q []byte) bool {
 	return reset
 }
 
-// callsSetConfig reports whether q mentions set_config, in any case.
-func callsSetConfig(q []byte) bool {
+// sessionCalls reports whether q mentions set_config, and whether it calls
+// a session-level advisory lock, in any case.
+func sessionCalls(q []byte) (setConfig, advisoryLock bool) {
 	for i := 3; i < len(q); {
 		j := bytes.IndexByte(q[i:], '_')
 		if j < 0 {
-			return false
+			return
 		}
 		i += j
 		if hasPrefixFold(q[i-3:], "set_config") {
-			return true
+			setConfig = true
 		}
 		// pg_advisory_lock and pg_try_advisory_lock (and their _shared
 		// forms) hold until the session ends; the _xact_ ones do not.
 		if i >= 8 && hasPrefixFold(q[i-8:], "advisory_lock") {
-			return true
+			advisoryLock = true
 		}
 		i++
 	}
-	return false
+	return
 }
 
 // containsFold reports whether b contains word, ASCII case-insensitively.
@@ -456,25 +474,34 @@ func isSessionSet(stmt []byte) bool {
 	if hasWordFold(stmt, "do") || hasWordFold(stmt, "listen") {
 		return true
 	}
-	if hasWordFold(stmt, "declare") {
-		// A cursor WITH HOLD outlives its transaction (a false alarm, such
-		// as a column named holder, costs one reset).
-		return containsFold(stmt, "hold") && !containsFold(stmt, "without hold")
-	}
-	if hasWordFold(stmt, "create") {
-		// A temporary table (or view, sequence) lives until the session ends.
-		next := skipBlanksAndComments(stmt[6:])
-		return hasWordFold(next, "temp") || hasWordFold(next, "temporary") ||
-			hasWordFold(next, "local") || hasWordFold(next, "global")
-	}
-	if hasWordFold(stmt, "select") || hasWordFold(stmt, "with") {
-		return selectsIntoTemp(stmt)
+	if hasWordFold(stmt, "declare") || hasWordFold(stmt, "create") || hasWordFold(stmt, "select") || hasWordFold(stmt, "with") {
+		return leavesSessionObject(stmt)
 	}
 	if !hasWordFold(stmt, "set") {
 		return false
 	}
 	next := skipBlanksAndComments(stmt[3:])
 	return !hasWordFold(next, "local") && !hasWordFold(next, "transaction") && !hasWordFold(next, "constraints")
+}
+
+// leavesSessionObject reports whether one statement leaves an object that
+// outlives its transaction: a cursor WITH HOLD, a temporary table (CREATE
+// TEMP, SELECT ... INTO TEMP). A false alarm, such as a column named
+// holder, costs one reset.
+func leavesSessionObject(stmt []byte) bool {
+	stmt = skipBlanksAndComments(stmt)
+	switch {
+	case hasWordFold(stmt, "declare"):
+		return containsFold(stmt, "hold") && !containsFold(stmt, "without hold")
+	case hasWordFold(stmt, "create"):
+		// A temporary table (or view, sequence) lives until the session ends.
+		next := skipBlanksAndComments(stmt[6:])
+		return hasWordFold(next, "temp") || hasWordFold(next, "temporary") ||
+			hasWordFold(next, "local") || hasWordFold(next, "global")
+	case hasWordFold(stmt, "select") || hasWordFold(stmt, "with"):
+		return selectsIntoTemp(stmt)
+	}
+	return false
 }
 
 // selectsIntoTemp reports whether a SELECT creates a temporary table

@@ -80,7 +80,7 @@ func TestRecycleLifetimeNeverInterruptsTransaction(t *testing.T) {
 	if err := tx.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&first); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tx.Exec(ctx, "CREATE TEMP TABLE held (x int)"); err != nil {
+	if _, err := tx.Exec(ctx, "CREATE TEMP TABLE held (x int) ON COMMIT DROP"); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(2500 * time.Millisecond) // past the deadline, and past a tick

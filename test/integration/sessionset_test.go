@@ -398,3 +398,113 @@ func TestSQLPrepareClearedForNextClient(t *testing.T) {
 		c.Close(ctx)
 	}
 }
+
+// TestPinnedSessionObjects: in transaction pooling a client that takes a
+// session-level advisory lock, declares a cursor WITH HOLD or creates a
+// temporary table keeps its backend until they are gone, so it can use
+// them in its later transactions while other clients use the other
+// backends (Rails migrations, Django's iterator() outside a transaction,
+// both found by the framework sweep); when it disconnects they are
+// released at once. Before, its next transaction could land on another
+// backend (the cursor or table "does not exist", the lock is not held),
+// and the lock stayed held until another client got the backend.
+func TestPinnedSessionObjects(t *testing.T) {
+	leakCheck(t)
+	e := startProxy(t, proxyOpts{mode: "transaction", size: 2})
+	ctx := testCtx(t)
+	d := e.direct(ctx)
+	a := e.connect(ctx, "default_query_exec_mode=simple_protocol")
+	b := e.connect(ctx, "default_query_exec_mode=simple_protocol")
+	// busyOther has b hold a backend in a transaction: the one a just
+	// used, unless a kept it.
+	busyOther := func() pgx.Tx {
+		t.Helper()
+		tx, err := b.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tx.Exec(ctx, "SELECT 1"); err != nil {
+			t.Fatal(err)
+		}
+		return tx
+	}
+	for _, sql := range []string{
+		"DECLARE pinned_cur CURSOR WITH HOLD FOR SELECT generate_series(1, 10)",
+		"SELECT pg_advisory_lock(515151)",
+		"CREATE TEMP TABLE pinned_tmp AS SELECT 42 AS v",
+	} {
+		if _, err := a.Exec(ctx, sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	tx := busyOther()
+	var first, v, locks int
+	if err := a.QueryRow(ctx, "FETCH 1 FROM pinned_cur").Scan(&first); err != nil || first != 1 {
+		t.Fatalf("FETCH from a's cursor in a later transaction: %d, %v", first, err)
+	}
+	if err := a.QueryRow(ctx, "SELECT v FROM pinned_tmp").Scan(&v); err != nil || v != 42 {
+		t.Fatalf("a's temporary table in a later transaction: %d, %v", v, err)
+	}
+	if err := a.QueryRow(ctx, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 515151 AND pid = pg_backend_pid()").Scan(&locks); err != nil || locks != 1 {
+		t.Fatalf("a's advisory lock on its backend in a later transaction: %d, %v", locks, err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Once all is gone, the backend goes back to the pool: two other
+	// clients can each hold one.
+	for _, sql := range []string{"CLOSE pinned_cur", "SELECT pg_advisory_unlock(515151)", "DROP TABLE pinned_tmp"} {
+		if _, err := a.Exec(ctx, sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	tx = busyOther()
+	c := e.connect(ctx, "default_query_exec_mode=simple_protocol")
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	if _, err := c.Exec(wctx, "BEGIN; SELECT 1; COMMIT"); err != nil {
+		t.Fatalf("a third client while a idles, its objects gone: %v (a's backend still pinned?)", err)
+	}
+	cancel()
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The same through the extended protocol, where the statement is
+	// parsed in one round trip and bound in the next: named (pgx's
+	// statement cache) and unnamed (describe-exec, as lib/pq).
+	for i, mode := range []string{"cache_statement", "describe_exec"} {
+		key := 515160 + i
+		p := e.connect(ctx, "default_query_exec_mode="+mode)
+		if _, err := p.Exec(ctx, "SELECT pg_advisory_lock($1)", key); err != nil {
+			t.Fatal(err)
+		}
+		tx = busyOther()
+		if err := p.QueryRow(ctx, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = $1 AND pid = pg_backend_pid()", key).Scan(&locks); err != nil || locks != 1 {
+			t.Fatalf("%s: the advisory lock on the client's backend in a later transaction: %d, %v", mode, locks, err)
+		}
+		if err := tx.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.Exec(ctx, "SELECT pg_advisory_unlock($1)", key); err != nil {
+			t.Fatal(err)
+		}
+		p.Close(ctx)
+	}
+	// A client that disconnects holding a lock releases it at once.
+	if _, err := a.Exec(ctx, "SELECT pg_advisory_lock(515152)"); err != nil {
+		t.Fatal(err)
+	}
+	a.Close(ctx)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if err := d.QueryRow(ctx, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 515152").Scan(&locks); err != nil {
+			t.Fatal(err)
+		}
+		if locks == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the advisory lock of a disconnected client is still held")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
