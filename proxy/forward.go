@@ -552,9 +552,11 @@ func (s *session) readInline(b *pool.Backend) {
 			done := s.pending == 0
 			release := done && !s.unsynced && b.TxStatus == 'I' && !s.stopping
 			if release && b.Pinned {
-				// Asked without the lock (a cancel may want it); the
-				// client's next request waits in its socket meanwhile.
+				// Asked without the lock (a cancel may want it), once the
+				// client has its replies; its next request waits in its
+				// socket meanwhile.
 				s.mu.Unlock()
+				_ = s.cw.Flush()
 				held := stillPinned(b)
 				s.mu.Lock()
 				release = !held && !s.stopping
