@@ -124,12 +124,12 @@ func (s *session) renewStatements(b *pool.Backend, server string) {
 
 // appendParseScope appends what, besides its text, decides what a Parse
 // means: the startup search_path and any SET search_path in effect on b
-// (which tables), and the settings the
-// server reads while parsing: DateStyle and IntervalStyle read literals,
-// TimeZone fixes timestamptz literals and 'now', client_encoding decodes
-// the text and standard_conforming_strings its backslashes. Clients that
-// differ in any of them never share a statement on a backend; the usual
-// case, identical settings, still does. Callers hold s.mu.
+// (which tables), and the settings the server reads while parsing:
+// DateStyle and IntervalStyle read literals, TimeZone fixes timestamptz
+// literals and 'now', client_encoding decodes the text and
+// standard_conforming_strings its backslashes. Clients that differ in any
+// of them never share a statement on a backend; the usual case, identical
+// settings, still does. Callers hold s.mu.
 func (s *session) appendParseScope(b *pool.Backend, dst []byte) []byte {
 	dst = append(dst, s.stmtScope...)
 	dst = append(dst, 0)
@@ -609,7 +609,8 @@ const unnamedKeepSmall = 8 << 10
 // batch, and the Bind would run another client's query. The client's
 // Parse is sent again; when it has none (it never parsed one, or a simple
 // query destroyed it), the unnamed statement is closed instead, so the
-// Bind fails with 26000 as on PostgreSQL. Callers hold s.mu and call writeUnnamed after unlocking.
+// Bind fails with 26000 as on PostgreSQL. Callers hold s.mu and call
+// writeUnnamed after unlocking.
 func (s *session) ensureUnnamedLocked(b *pool.Backend) (parse, closeIt bool) {
 	if s.unnamedKey != 0 && b.Unnamed == s.unnamedKey {
 		return false, false
