@@ -764,6 +764,21 @@ func TestPreparedParseSettingsPerClient(t *testing.T) {
 	}
 }
 
+// tenantSchemas creates two tenant schemas whose items tables differ in
+// shape: a's (id, name) holds (1, 'a-item'), b's (id, name, price) holds
+// (1, 'b-item', 9).
+func tenantSchemas(ctx context.Context, t *testing.T, e *env, a, b string) {
+	t.Helper()
+	d := e.direct(ctx)
+	defer d.Close(ctx)
+	if _, err := d.Exec(ctx, fmt.Sprintf(`DROP SCHEMA IF EXISTS %[1]s, %[2]s CASCADE;
+		CREATE SCHEMA %[1]s; CREATE TABLE %[1]s.items (id int, name text); INSERT INTO %[1]s.items VALUES (1, 'a-item');
+		CREATE SCHEMA %[2]s; CREATE TABLE %[2]s.items (id int, name text, price int); INSERT INTO %[2]s.items VALUES (1, 'b-item', 9)`, a, b)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = e.direct(testCtx(t)).Exec(testCtx(t), "DROP SCHEMA IF EXISTS "+a+", "+b+" CASCADE") })
+}
+
 // TestPreparedSchemaPerTenant: clients whose startup search_path picks
 // their tenant's schema prepare the same text; the tenants' tables differ
 // in shape. They share no statement on a backend: before, the shared one
@@ -773,14 +788,7 @@ func TestPreparedSchemaPerTenant(t *testing.T) {
 	leakCheck(t)
 	e := startProxy(t, proxyOpts{size: 1})
 	ctx := testCtx(t)
-	d := e.direct(ctx)
-	defer d.Close(ctx)
-	if _, err := d.Exec(ctx, `DROP SCHEMA IF EXISTS ten_a, ten_b CASCADE;
-		CREATE SCHEMA ten_a; CREATE TABLE ten_a.items (id int, name text); INSERT INTO ten_a.items VALUES (1, 'a-item');
-		CREATE SCHEMA ten_b; CREATE TABLE ten_b.items (id int, name text, price int); INSERT INTO ten_b.items VALUES (1, 'b-item', 9)`); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _, _ = e.direct(testCtx(t)).Exec(testCtx(t), "DROP SCHEMA IF EXISTS ten_a, ten_b CASCADE") })
+	tenantSchemas(ctx, t, e, "ten_a", "ten_b")
 	a := e.connect(ctx, "options=-c%20search_path%3Dten_a")
 	b := e.connect(ctx, "options=-c%20search_path%3Dten_b")
 	for i := 0; i < 3; i++ {
@@ -822,14 +830,7 @@ func TestPreparedSchemaBySetSearchPath(t *testing.T) {
 	leakCheck(t)
 	e := startProxy(t, proxyOpts{size: 1})
 	ctx := testCtx(t)
-	d := e.direct(ctx)
-	defer d.Close(ctx)
-	if _, err := d.Exec(ctx, `DROP SCHEMA IF EXISTS loc_a, loc_b CASCADE;
-		CREATE SCHEMA loc_a; CREATE TABLE loc_a.items (id int, name text); INSERT INTO loc_a.items VALUES (1, 'a-item');
-		CREATE SCHEMA loc_b; CREATE TABLE loc_b.items (id int, name text, price int); INSERT INTO loc_b.items VALUES (1, 'b-item', 9)`); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _, _ = e.direct(testCtx(t)).Exec(testCtx(t), "DROP SCHEMA IF EXISTS loc_a, loc_b CASCADE") })
+	tenantSchemas(ctx, t, e, "loc_a", "loc_b")
 	check := func(what string, rows pgx.Rows, want string, cols int) {
 		t.Helper()
 		vals, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) ([]any, error) { return r.Values() })
