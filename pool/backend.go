@@ -58,8 +58,9 @@ type Backend struct {
 	PathLocal bool
 	// Pinned keeps the backend attached to its client between
 	// transactions (transaction pooling): the client left something there
-	// only it may use, which must outlast its transaction.
-	Pinned bool
+	// only it may use, which must outlast its transaction. Atomic: the
+	// metrics count pinned backends.
+	Pinned atomic.Bool
 
 	Queries      atomic.Int64
 	Transactions atomic.Int64

@@ -60,6 +60,7 @@ type Stats struct {
 	Database, User        string
 	Active, Idle, Opening int
 	Waiting               int
+	Pinned                int // kept by their clients between transactions
 	MaxWait               time.Duration
 	Retired               map[string]int64
 	ConnectErrors         int64
@@ -765,6 +766,11 @@ func (p *Pool) Stats() Stats {
 		Retired: copyCounts(p.retired), ConnectErrors: p.connErrs,
 	}
 	s.Active = len(p.all) - len(p.idle)
+	for b := range p.all {
+		if b.Pinned.Load() {
+			s.Pinned++
+		}
+	}
 	if len(p.waiters) > 0 {
 		s.MaxWait = time.Since(p.waiters[0].since)
 	}

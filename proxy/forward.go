@@ -551,7 +551,7 @@ func (s *session) readInline(b *pool.Backend) {
 			s.readyReceived(b)
 			done := s.pending == 0
 			release := done && !s.unsynced && b.TxStatus == 'I' && !s.stopping
-			if release && b.Pinned {
+			if release && b.Pinned.Load() {
 				// Asked without the lock (a cancel may want it), once the
 				// client has its replies; its next request waits in its
 				// socket meanwhile.
@@ -646,7 +646,7 @@ func (s *session) pump(b *pool.Backend, done chan struct{}) {
 			s.readyReceived(b)
 			// A pinned backend stays (stillPinned is for readInline: here
 			// the client goroutine may be writing to b).
-			release := s.txMode && s.pending == 0 && !s.unsynced && status == 'I' && !s.stopping && !b.Pinned
+			release := s.txMode && s.pending == 0 && !s.unsynced && status == 'I' && !s.stopping && !b.Pinned.Load()
 			idle := s.pending == 0 && !s.unsynced
 			s.mu.Unlock()
 			if idle && (s.srv.draining.Load() || (status != 'I' && s.pool.Options().Pool.IdleTransactionTimeout > 0) ||
@@ -905,7 +905,7 @@ func (s *session) armIdleDeadline() (detached bool) {
 	s.mu.Lock()
 	attached := s.backend != nil
 	inTx := attached && s.pending == 0 && !s.unsynced && s.txStatus != 'I' && s.txStatus != 0
-	idleSession := attached && (!s.txMode || s.backend.Pinned) && s.pending == 0 && !s.unsynced && s.txStatus == 'I'
+	idleSession := attached && (!s.txMode || s.backend.Pinned.Load()) && s.pending == 0 && !s.unsynced && s.txStatus == 'I'
 	s.mu.Unlock()
 	var limit time.Duration
 	switch {
@@ -958,7 +958,7 @@ func (s *session) onIdleDeadline() (done bool, err error) {
 	s.mu.Lock()
 	attached := s.backend != nil
 	inTx := attached && s.pending == 0 && !s.unsynced && s.txStatus != 'I'
-	idleSession := attached && (!s.txMode || s.backend.Pinned) && s.pending == 0 && !s.unsynced && s.txStatus == 'I'
+	idleSession := attached && (!s.txMode || s.backend.Pinned.Load()) && s.pending == 0 && !s.unsynced && s.txStatus == 'I'
 	s.mu.Unlock()
 	_ = s.conn.SetReadDeadline(time.Time{})
 	s.armed, s.watchArmed = false, false

@@ -205,6 +205,7 @@ type collector struct {
 	clients         *prometheus.Desc
 	backends        *prometheus.Desc
 	poolSize        *prometheus.Desc
+	pinned          *prometheus.Desc
 	waiting         *prometheus.Desc
 	maxWait         *prometheus.Desc
 	paused          *prometheus.Desc
@@ -236,6 +237,7 @@ func newCollector(srv *Server) *collector {
 		clients:         d("clients", "Logged-in clients by pool and state: active (a backend attached), idle, waiting (for a backend).", append(pl, "state")...),
 		backends:        d("backends", "Backend connections by pool and state: active (lent to a client), idle, opening.", append(pl, "state")...),
 		poolSize:        d("pool_size", "Configured maximum of backends (pool.size).", pl...),
+		pinned:          d("backends_pinned", "Backends kept by their client between transactions (transaction pooling): it holds a session-level advisory lock, a cursor WITH HOLD or a temporary table.", pl...),
 		waiting:         d("pool_waiting_clients", "Requests waiting for a backend of the pool.", pl...),
 		maxWait:         d("pool_max_wait_seconds", "Age of the oldest request waiting for a backend of the pool.", pl...),
 		paused:          d("database_paused", "1 while the database is paused (admin PAUSE).", "database"),
@@ -255,7 +257,7 @@ func newCollector(srv *Server) *collector {
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.info, c.clientConns, c.parkedClients, c.clients, c.backends, c.poolSize, c.waiting,
+	for _, d := range []*prometheus.Desc{c.info, c.clientConns, c.parkedClients, c.clients, c.backends, c.poolSize, c.pinned, c.waiting,
 		c.maxWait, c.paused, c.queries, c.transactions, c.xactSeconds, c.querySeconds, c.received, c.sent, c.retirements, c.connectErrors,
 		c.memory, c.memoryMax, c.backendsSampled} {
 		ch <- d
@@ -311,6 +313,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		gauge(c.backends, float64(st.Idle), st.Database, st.User, "idle")
 		gauge(c.backends, float64(st.Opening), st.Database, st.User, "opening")
 		gauge(c.poolSize, float64(p.Options().Pool.Size), l...)
+		gauge(c.pinned, float64(st.Pinned), l...)
 		gauge(c.waiting, float64(st.Waiting), l...)
 		gauge(c.maxWait, st.MaxWait.Seconds(), l...)
 		for reason, n := range st.Retired {

@@ -44,7 +44,7 @@ func stillPinned(b *pool.Backend) bool {
 		return true
 	}
 	if !held {
-		b.Pinned = false
+		b.Pinned.Store(false)
 	}
 	return held
 }

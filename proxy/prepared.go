@@ -680,7 +680,7 @@ func (s *session) mapBind(b *pool.Backend, bodyLen int) (bool, error) {
 		if ok && len(name) == 0 {
 			parse, closeIt = s.ensureUnnamedLocked(b)
 			if s.unnamedPin && s.unnamedKey != 0 && s.pinsBackends() {
-				b.Pinned = true
+				b.Pinned.Store(true)
 			}
 		}
 		s.push(request{kind: reqBind})
@@ -692,7 +692,7 @@ func (s *session) mapBind(b *pool.Backend, bodyLen int) (bool, error) {
 		b.SettingsOwner = s.id
 	}
 	if cs.pin && s.pinsBackends() {
-		b.Pinned = true
+		b.Pinned.Store(true)
 	}
 	evicted, parse := s.ensurePrepared(b, cs)
 	s.push(request{kind: reqBind, server: cs.server})

@@ -57,7 +57,7 @@ func resetSessionSettings(b *pool.Backend) error {
 	b.ProxySet = nil
 	b.SettingsOwner = 0
 	b.PathScope, b.PathLocal = "", false
-	b.Pinned = false
+	b.Pinned.Store(false)
 	return nil
 }
 
@@ -89,11 +89,7 @@ func (s *session) noteSessionSet(b *pool.Backend, typ byte, bodyLen int) {
 		b.SQLPrepared = true
 	}
 	if k.pin && s.pinsBackends() {
-		s.mu.Lock() // a pump reads it at ReadyForQuery
-		pinned := b.Pinned
-		b.Pinned = true
-		s.mu.Unlock()
-		if !pinned {
+		if !b.Pinned.Swap(true) {
 			s.log.Info("client keeps its backend: it may hold a session-level advisory lock, a cursor WITH HOLD or a temporary table")
 		}
 	}

@@ -410,11 +410,16 @@ func TestSQLPrepareClearedForNextClient(t *testing.T) {
 // and the lock stayed held until another client got the backend.
 func TestPinnedSessionObjects(t *testing.T) {
 	leakCheck(t)
-	e := startProxy(t, proxyOpts{mode: "transaction", size: 2})
+	e := startProxy(t, proxyOpts{mode: "transaction", size: 2, extra: metricsExtra})
 	ctx := testCtx(t)
 	d := e.direct(ctx)
 	a := e.connect(ctx, "default_query_exec_mode=simple_protocol")
 	b := e.connect(ctx, "default_query_exec_mode=simple_protocol")
+	pinnedGauge := func() float64 {
+		t.Helper()
+		v, _ := sample(e.scrape(ctx), "pgrecycle_backends_pinned")
+		return v
+	}
 	// busyOther has b hold a backend in a transaction: the one a just
 	// used, unless a kept it.
 	busyOther := func() pgx.Tx {
@@ -437,6 +442,9 @@ func TestPinnedSessionObjects(t *testing.T) {
 			t.Fatalf("%s: %v", sql, err)
 		}
 	}
+	if n := pinnedGauge(); n != 1 {
+		t.Fatalf("pgrecycle_backends_pinned = %v with a's objects held, want 1", n)
+	}
 	tx := busyOther()
 	var first, v, locks int
 	if err := a.QueryRow(ctx, "FETCH 1 FROM pinned_cur").Scan(&first); err != nil || first != 1 {
@@ -456,6 +464,12 @@ func TestPinnedSessionObjects(t *testing.T) {
 	for _, sql := range []string{"CLOSE pinned_cur", "SELECT pg_advisory_unlock(515151)", "DROP TABLE pinned_tmp"} {
 		if _, err := a.Exec(ctx, sql); err != nil {
 			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	// (a has its reply before pgrecycle asks the backend.)
+	for deadline := time.Now().Add(5 * time.Second); pinnedGauge() != 0; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("pgrecycle_backends_pinned stays above 0 once a's objects are gone")
 		}
 	}
 	tx = busyOther()
