@@ -592,7 +592,8 @@ func (s *session) keepUnnamed(b *pool.Backend, tail []byte) {
 	s.unnamedSeq++
 	s.unnamedKey = s.id<<32 | uint64(s.unnamedSeq)
 	b.Unnamed = s.unnamedKey
-	s.unnamedPin = statementKinds(tail).pin
+	kinds := statementKinds(tail)
+	s.unnamedSet, s.unnamedPin = kinds.set, kinds.pin
 	if cap(s.unnamedTail) > 4*len(tail) && cap(s.unnamedTail) > unnamedKeepSmall {
 		s.unnamedTail = nil // do not hold on to one huge statement's buffer
 	}
@@ -679,6 +680,11 @@ func (s *session) mapBind(b *pool.Backend, bodyLen int) (bool, error) {
 		var parse, closeIt bool
 		if ok && len(name) == 0 {
 			parse, closeIt = s.ensureUnnamedLocked(b)
+			// Bound where it may not have been parsed (a later round
+			// trip on another backend): mark that backend as its Parse did.
+			if s.unnamedSet && s.unnamedKey != 0 {
+				b.SettingsOwner = s.id
+			}
 			if s.unnamedPin && s.unnamedKey != 0 && s.pinsBackends() {
 				b.Pinned.Store(true)
 			}

@@ -74,6 +74,7 @@ type session struct {
 	// (transaction pooling, client goroutine).
 	unnamedKey  uint64
 	unnamedSeq  uint32
+	unnamedSet  bool // its text runs a session-level SET (sessionset.go)
 	unnamedPin  bool // its text may pin the backend (pin.go)
 	unnamedTail []byte
 	// hiddenReplies counts the replies of pgrecycle's own queries on the

@@ -522,3 +522,54 @@ func TestPinnedSessionObjects(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestUnnamedSetBoundElsewhere: an unnamed statement that runs a session
+// SET (lib/pq's db.Exec("SELECT set_config('search_path', $1, false)", x)),
+// parsed in one round trip and bound in the next on another backend,
+// marks that backend for the reset too. Before, only the backend of its
+// Parse was marked, and the setting reached the next client of the other.
+func TestUnnamedSetBoundElsewhere(t *testing.T) {
+	leakCheck(t)
+	e := startProxy(t, proxyOpts{mode: "transaction", size: 2})
+	ctx := testCtx(t)
+	p := e.connect(ctx)
+	if _, err := p.PgConn().Prepare(ctx, "", "SELECT set_config('search_path', $1, false)", nil); err != nil {
+		t.Fatal(err)
+	}
+	// Another client holds the backend p parsed on, so p's Bind runs on
+	// the other one.
+	b := e.connect(ctx)
+	tx, err := b.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "SELECT 1"); err != nil {
+		t.Fatal(err)
+	}
+	if r := p.PgConn().ExecPrepared(ctx, "", [][]byte{[]byte("evil_path")}, nil, nil).Read(); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Two other clients in transactions at once cover both backends.
+	var txs []pgx.Tx
+	for i := 0; i < 2; i++ {
+		c := e.connect(ctx)
+		tx, err := c.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		txs = append(txs, tx)
+		var path string
+		if err := tx.QueryRow(ctx, "SHOW search_path").Scan(&path); err != nil {
+			t.Fatal(err)
+		}
+		if path == "evil_path" {
+			t.Fatalf("client %d sees another client's search_path %q", i, path)
+		}
+	}
+	for _, tx := range txs {
+		_ = tx.Rollback(ctx)
+	}
+}
