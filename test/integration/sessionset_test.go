@@ -424,13 +424,7 @@ func TestPinnedSessionObjects(t *testing.T) {
 	// used, unless a kept it.
 	busyOther := func() pgx.Tx {
 		t.Helper()
-		tx, err := b.Begin(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tx.Exec(ctx, "SELECT 1"); err != nil {
-			t.Fatal(err)
-		}
+		tx, _ := beginOnBackend(ctx, t, b)
 		return tx
 	}
 	for _, sql := range []string{
@@ -538,14 +532,7 @@ func TestUnnamedSetBoundElsewhere(t *testing.T) {
 	}
 	// Another client holds the backend p parsed on, so p's Bind runs on
 	// the other one.
-	b := e.connect(ctx)
-	tx, err := b.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := tx.Exec(ctx, "SELECT 1"); err != nil {
-		t.Fatal(err)
-	}
+	tx, _ := beginOnBackend(ctx, t, e.connect(ctx))
 	if r := p.PgConn().ExecPrepared(ctx, "", [][]byte{[]byte("evil_path")}, nil, nil).Read(); r.Err != nil {
 		t.Fatal(r.Err)
 	}
@@ -555,11 +542,7 @@ func TestUnnamedSetBoundElsewhere(t *testing.T) {
 	// Two other clients in transactions at once cover both backends.
 	var txs []pgx.Tx
 	for i := 0; i < 2; i++ {
-		c := e.connect(ctx)
-		tx, err := c.Begin(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
+		tx, _ := beginOnBackend(ctx, t, e.connect(ctx))
 		txs = append(txs, tx)
 		var path string
 		if err := tx.QueryRow(ctx, "SHOW search_path").Scan(&path); err != nil {
