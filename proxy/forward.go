@@ -339,20 +339,21 @@ func (s *session) forward(b *pool.Backend, typ byte, bodyLen int) (nextStep, err
 			}
 		}
 	}
+	var kinds stmtKinds // of a Query or Parse in transaction pooling
 	switch {
 	case typ != wire.MsgQuery && typ != wire.MsgParse:
 		if typ == wire.MsgBind && s.resets != nil && len(s.resets.stmts) > 0 {
 			s.noteBoundReset(b)
 		}
 	case s.txMode:
-		s.noteSessionSet(b, typ, bodyLen)
+		kinds = s.noteSessionSet(b, typ, bodyLen)
 	case s.restoreOnReset:
 		s.noteReset(b, typ, bodyLen, s.scanSessionState(typ, bodyLen).reset)
 	}
 	handled := false
 	if s.mapStmt {
 		var err error
-		if handled, err = s.forwardMapped(b, typ, bodyLen); err != nil {
+		if handled, err = s.forwardMapped(b, typ, bodyLen, kinds); err != nil {
 			return nextClient, err
 		}
 	}

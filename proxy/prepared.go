@@ -406,11 +406,12 @@ func isDiscardAllTag(body []byte) bool {
 // forwardMapped forwards one client message in transaction pooling,
 // rewriting statement names and recording what the server owes. It returns
 // false when the message needs no mapping and should be forwarded raw
-// after the request was recorded.
-func (s *session) forwardMapped(b *pool.Backend, typ byte, bodyLen int) (handled bool, err error) {
+// after the request was recorded. kinds is what noteSessionSet found in a
+// Parse.
+func (s *session) forwardMapped(b *pool.Backend, typ byte, bodyLen int, kinds stmtKinds) (handled bool, err error) {
 	switch typ {
 	case wire.MsgParse:
-		return true, s.mapParse(b)
+		return true, s.mapParse(b, kinds)
 	case wire.MsgBind:
 		return s.mapBind(b, bodyLen)
 	case wire.MsgDescribe, wire.MsgClose:
@@ -438,13 +439,18 @@ func (s *session) forwardMapped(b *pool.Backend, typ byte, bodyLen int) (handled
 
 // mapParse handles a Parse: unnamed ones pass through; named ones are
 // recorded for the client and prepared on the backend under the shared
-// name unless it is already there.
-func (s *session) mapParse(b *pool.Backend) error {
+// name unless it is already there. kinds is what noteSessionSet found
+// in its text, unless the message was too large to scan there.
+func (s *session) mapParse(b *pool.Backend, kinds stmtKinds) error {
+	scanned := s.cr.Fits()
 	msg, err := s.cr.ReadAll()
 	if err != nil {
 		return err
 	}
 	name, tail, ok := wire.CString(msg[wire.HeaderLen:])
+	if !scanned && ok {
+		kinds = statementKinds(tail)
+	}
 	if !ok || len(name) == 0 {
 		s.mu.Lock()
 		s.push(request{kind: reqParse})
@@ -466,7 +472,7 @@ func (s *session) mapParse(b *pool.Backend) error {
 			_, _ = s.sw.Write(msg)
 		}
 		if ok {
-			s.keepUnnamed(b, tail)
+			s.keepUnnamed(b, tail, kinds)
 		}
 		return nil
 	}
@@ -493,7 +499,6 @@ func (s *session) mapParse(b *pool.Backend) error {
 	stmt.batch = s.batch()
 	var scope [256]byte
 	stmt.server = serverStmtName(stmt.tail, s.appendParseScope(b, scope[:0]), s.pool.StatementEpoch())
-	kinds := statementKinds(stmt.tail)
 	stmt.sessionSet, stmt.pin = kinds.set, kinds.pin
 	if s.stmts == nil {
 		s.stmts = make(map[string]*clientStmt)
@@ -588,11 +593,10 @@ func (s *session) writeEnsure(cs *clientStmt, closes []string, parse bool) {
 // Its text is kept whatever its size, as a named statement's is: lib/pq
 // parses every query with arguments as the unnamed statement and binds it
 // in a later round trip, which may land on another backend.
-func (s *session) keepUnnamed(b *pool.Backend, tail []byte) {
+func (s *session) keepUnnamed(b *pool.Backend, tail []byte, kinds stmtKinds) {
 	s.unnamedSeq++
 	s.unnamedKey = s.id<<32 | uint64(s.unnamedSeq)
 	b.Unnamed = s.unnamedKey
-	kinds := statementKinds(tail)
 	s.unnamedSet, s.unnamedPin = kinds.set, kinds.pin
 	if cap(s.unnamedTail) > 4*len(tail) && cap(s.unnamedTail) > unnamedKeepSmall {
 		s.unnamedTail = nil // do not hold on to one huge statement's buffer

@@ -76,9 +76,10 @@ func runSetup(b *pool.Backend, sql string) error {
 }
 
 // noteSessionSet marks b when the client message about to be forwarded
-// (a Query, or a Parse) may run a session-level SET. Called on the client
-// goroutine in transaction pooling, before the message is consumed.
-func (s *session) noteSessionSet(b *pool.Backend, typ byte, bodyLen int) {
+// (a Query, or a Parse) may run a session-level SET, and returns what it
+// found for the statement mapping. Called on the client goroutine in
+// transaction pooling, before the message is consumed.
+func (s *session) noteSessionSet(b *pool.Backend, typ byte, bodyLen int) stmtKinds {
 	k := s.scanSessionState(typ, bodyLen)
 	if k.set || k.reset || k.prepare {
 		b.SettingsOwner = s.id
@@ -113,6 +114,7 @@ func (s *session) noteSessionSet(b *pool.Backend, typ byte, bodyLen int) {
 		s.ddlSeen.Store(true)
 	}
 	s.noteReset(b, typ, bodyLen, k.reset)
+	return k
 }
 
 // resetState is a session's record of its resets.
