@@ -76,7 +76,7 @@ type request struct {
 	kind   reqKind
 	client string // client statement name, for reqParse*, reqExecuteDeallocate
 	server string // backend statement name, for reqParse*
-	tag    string // CommandComplete tag to show, for reqQueryDeallocate and reqExecuteDeallocate; tagMentionsDeallocate on a reqQuery
+	tag    string // CommandComplete tag to show, for reqQueryDeallocate and reqExecuteDeallocate; tagDeallocates on a reqQuery
 	batch  uint64 // for reqParse*: the batch it was sent in (StatementSet, clientStmt.batch)
 }
 
@@ -354,7 +354,7 @@ func (s *session) track(b *pool.Backend, typ byte, body []byte) (reply, string) 
 					b.Statements.Remove(server)
 				}
 			}
-		case h.kind == reqQuery && h.tag == tagMentionsDeallocate && body != nil:
+		case h.kind == reqQuery && h.tag == tagDeallocates && body != nil:
 			// A DEALLOCATE of the client's statement among other SQL
 			// reaches the server, which knows the statement by its shared
 			// name only (psqlODBC wraps its DEALLOCATE in a SAVEPOINT). On
@@ -407,7 +407,7 @@ func isDiscardAllTag(body []byte) bool {
 // rewriting statement names and recording what the server owes. It returns
 // false when the message needs no mapping and should be forwarded raw
 // after the request was recorded. kinds is what noteSessionSet found in a
-// Parse.
+// Parse or Query.
 func (s *session) forwardMapped(b *pool.Backend, typ byte, bodyLen int, kinds stmtKinds) (handled bool, err error) {
 	switch typ {
 	case wire.MsgParse:
@@ -417,7 +417,7 @@ func (s *session) forwardMapped(b *pool.Backend, typ byte, bodyLen int, kinds st
 	case wire.MsgDescribe, wire.MsgClose:
 		return s.mapDescribeClose(b, typ)
 	case wire.MsgQuery:
-		return s.mapQuery(b, bodyLen)
+		return s.mapQuery(b, bodyLen, kinds)
 	}
 	var r request
 	switch typ {
@@ -782,7 +782,7 @@ func (s *session) mapDescribeClose(b *pool.Backend, typ byte) (bool, error) {
 
 // mapQuery catches DEALLOCATE and DISCARD ALL sent as SQL: they act on
 // the client's own statements, not on the shared ones of the backend.
-func (s *session) mapQuery(b *pool.Backend, bodyLen int) (bool, error) {
+func (s *session) mapQuery(b *pool.Backend, bodyLen int, kinds stmtKinds) (bool, error) {
 	// A simple query destroys the unnamed statement, the client's too.
 	b.Unnamed, s.unnamedKey = 0, 0
 	if bodyLen > 256 {
@@ -826,8 +826,8 @@ func (s *session) mapQuery(b *pool.Backend, bodyLen int) (bool, error) {
 		s.stmts = nil
 	}
 	r := request{kind: reqQuery}
-	if containsFold(peek[wire.HeaderLen:], "deallocate") {
-		r.tag = tagMentionsDeallocate
+	if kinds.dealloc {
+		r.tag = tagDeallocates
 	}
 	s.push(r)
 	s.mu.Unlock()
@@ -1041,9 +1041,9 @@ func hasPrefixFold(b []byte, prefix string) bool {
 	return true
 }
 
-// tagMentionsDeallocate marks a client Query whose text mentions
-// DEALLOCATE, for its 26000 (request.tag).
-const tagMentionsDeallocate = "\x00deallocate"
+// tagDeallocates marks a client Query with a DEALLOCATE statement, for
+// its 26000 (request.tag).
+const tagDeallocates = "\x00deallocate"
 
 // quotedName returns the first double-quoted name in a server message
 // ("prepared statement \"x\" does not exist"), or "".

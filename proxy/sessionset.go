@@ -380,6 +380,8 @@ type stmtKinds struct {
 	// beyond its transaction (a session-level advisory lock, a cursor WITH
 	// HOLD, a temporary table): the client keeps the backend (pin.go).
 	pin bool
+	// dealloc: a statement starts with DEALLOCATE.
+	dealloc bool
 }
 
 // statementKinds is sessionState with DDL and SQL PREPARE told apart.
@@ -404,13 +406,16 @@ func statementKinds(q []byte) (k stmtKinds) {
 			k.pathLocal = local && (k.pathLocal || !k.path)
 			k.path = true
 			k.set = k.set || !local
+		case leavesSessionObject(stmt):
+			k.set, k.pin = true, true
 		case isSessionSet(stmt):
 			k.set = true
-			k.pin = k.pin || leavesSessionObject(stmt)
 		case hasWordFold(stmt, "alter") || hasWordFold(stmt, "drop") || hasWordFold(stmt, "create"):
 			k.ddl = true
 		case hasWordFold(stmt, "prepare") && !hasWordFold(skipBlanksAndComments(stmt[7:]), "transaction"):
 			k.prepare = true
+		case hasWordFold(stmt, "deallocate"):
+			k.dealloc = true
 		}
 		if !more {
 			return k
@@ -465,15 +470,11 @@ func containsFold(b []byte, word string) bool {
 
 // isSessionSet reports whether one statement is SET, but not SET LOCAL,
 // SET TRANSACTION or SET CONSTRAINTS, or is DO (its body may SET through
-// EXECUTE) or LISTEN, or leaves an object behind for the session: a cursor
-// WITH HOLD, a temporary table.
+// EXECUTE) or LISTEN. (Session objects: leavesSessionObject.)
 func isSessionSet(stmt []byte) bool {
 	stmt = skipBlanksAndComments(stmt)
 	if hasWordFold(stmt, "do") || hasWordFold(stmt, "listen") {
 		return true
-	}
-	if hasWordFold(stmt, "declare") || hasWordFold(stmt, "create") || hasWordFold(stmt, "select") || hasWordFold(stmt, "with") {
-		return leavesSessionObject(stmt)
 	}
 	if !hasWordFold(stmt, "set") {
 		return false

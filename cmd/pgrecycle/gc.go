@@ -15,22 +15,14 @@ import (
 // more frequent, cheap collections during login bursts.
 const defaultGCPercent = 50
 
-// gcPercent picks the collector's target: GOGC from the environment when
-// set (Go has applied it already), else defaultGCPercent.
-func gcPercent(envSet bool) (percent int, source string) {
-	if envSet {
-		return -1, "GOGC"
-	}
-	return defaultGCPercent, "default"
-}
-
-// applyGCPercent sets the collector's target once at start.
+// applyGCPercent sets the collector's target once at start: GOGC from
+// the environment when set (Go has applied it already), else
+// defaultGCPercent.
 func applyGCPercent(envSet bool, log *zap.Logger) {
-	percent, source := gcPercent(envSet)
-	if percent < 0 {
-		log.Info("garbage collection", zap.String("from", source))
+	if envSet {
+		log.Info("garbage collection", zap.String("from", "GOGC"))
 		return
 	}
-	debug.SetGCPercent(percent)
-	log.Info("garbage collection", zap.Int("gogc", percent), zap.String("from", source))
+	debug.SetGCPercent(defaultGCPercent)
+	log.Info("garbage collection", zap.Int("gogc", defaultGCPercent), zap.String("from", "default"))
 }
