@@ -645,22 +645,45 @@ func (s *session) pump(b *pool.Backend, done chan struct{}) {
 			status := b.TxStatus
 			s.mu.Lock()
 			s.readyReceived(b)
-			// A pinned backend stays (stillPinned is for readInline: here
-			// the client goroutine may be writing to b).
-			release := s.txMode && s.pending == 0 && !s.unsynced && status == 'I' && !s.stopping && !b.Pinned.Load()
+			release := s.txMode && s.pending == 0 && !s.unsynced && status == 'I' && !s.stopping
+			pinned := release && b.Pinned.Load()
 			idle := s.pending == 0 && !s.unsynced
 			s.mu.Unlock()
 			if idle && (s.srv.draining.Load() || (status != 'I' && s.pool.Options().Pool.IdleTransactionTimeout > 0) ||
-				(status == 'I' && !s.txMode && s.pool.Options().Pool.ClientIdleTimeout > 0)) {
+				(status == 'I' && (!s.txMode || pinned) && s.pool.Options().Pool.ClientIdleTimeout > 0)) {
 				// The client goroutine armed its read deadline before this
 				// state was known: let it re-arm (or end the session).
 				s.poke()
+			}
+			if pinned {
+				// The client keeps its backend. The pump leaves, so the
+				// client's next request is relayed inline, and readInline
+				// checks the pin at its end (here the client goroutine
+				// may be writing to b; it can't be asked).
+				if s.leavePump(b) {
+					return
+				}
+				continue
 			}
 			if release && b.R.Buffered() == 0 && s.tryRelease(b) {
 				return
 			}
 		}
 	}
+}
+
+// leavePump ends the pump of a pinned backend idle outside a transaction,
+// once the client has its replies, unless the client sent more meanwhile.
+func (s *session) leavePump(b *pool.Backend) bool {
+	_ = s.cw.Flush()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.pending != 0 || s.unsynced || s.stopping || s.backend != b || b.R.Buffered() > 0 {
+		return false
+	}
+	s.pumping = false
+	s.pumpDone = nil
+	return true
 }
 
 // tryRelease hands the backend back after the client got its

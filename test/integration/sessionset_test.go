@@ -497,6 +497,26 @@ func TestPinnedSessionObjects(t *testing.T) {
 		}
 		p.Close(ctx)
 	}
+	// After a COPY FROM STDIN, whose replies a pump relays, the pin is
+	// still checked at the end of the client's next transaction.
+	if _, err := d.Exec(ctx, "CREATE TABLE pinned_copy (v int)"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = d.Exec(context.Background(), "DROP TABLE pinned_copy") })
+	if _, err := a.Exec(ctx, "SELECT pg_advisory_lock(515153)"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.PgConn().CopyFrom(ctx, strings.NewReader("1\n2\n"), "COPY pinned_copy FROM STDIN"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Exec(ctx, "SELECT pg_advisory_unlock(515153)"); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); pinnedGauge() != 0; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("pgrecycle_backends_pinned stays above 0 after COPY FROM STDIN and the unlock")
+		}
+	}
 	// A client that disconnects holding a lock releases it at once.
 	if _, err := a.Exec(ctx, "SELECT pg_advisory_lock(515152)"); err != nil {
 		t.Fatal(err)
