@@ -2,6 +2,7 @@ package pool
 
 import (
 	"net"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -78,12 +79,44 @@ type Backend struct {
 	memBytes atomic.Int64
 	memAt    atomic.Int64 // unix nanoseconds of the last sample
 
+	// cancelGate is held while a cancel request for this backend is on its
+	// way to the server (cancelling tells without waiting): Release waits
+	// for it, so a cancel one client sent can't reach the next client's
+	// query, and the client's own session needn't be locked meanwhile.
+	cancelGate sync.Mutex
+	cancelling atomic.Bool
+
 	pool      *Pool
 	checkedAt time.Time
 }
 
 // Pool returns the pool the backend belongs to.
 func (b *Backend) Pool() *Pool { return b.pool }
+
+// HoldForCancel marks a cancel request on its way to b. Call it while b
+// still belongs to the client that asked (under the session's lock), then
+// Pool.Cancel, then CancelDone.
+func (b *Backend) HoldForCancel() {
+	b.cancelGate.Lock()
+	b.cancelling.Store(true)
+}
+
+// CancelDone ends what HoldForCancel began.
+func (b *Backend) CancelDone() {
+	b.cancelling.Store(false)
+	b.cancelGate.Unlock()
+}
+
+// CancelInFlight reports whether a cancel request is on its way to b.
+func (b *Backend) CancelInFlight() bool { return b.cancelling.Load() }
+
+// awaitCancel waits out a cancel request on its way to b.
+func (b *Backend) awaitCancel() {
+	if b.cancelling.Load() {
+		b.cancelGate.Lock()
+		b.cancelGate.Unlock()
+	}
+}
 
 // Age is how long the backend has existed.
 func (b *Backend) Age(now time.Time) time.Duration { return now.Sub(b.Created) }

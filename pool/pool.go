@@ -375,6 +375,7 @@ func (p *Pool) checkIdle(b *Backend) string {
 // due for retirement is closed and replaced in the background. It reports
 // whether a waiting client got the backend.
 func (p *Pool) Release(b *Backend) (handedOff bool) {
+	b.awaitCancel()
 	b.InUse.Store(false)
 	if b.Broken || b.TxStatus != 'I' || b.R.Buffered() > 0 || b.W.Buffered() > 0 {
 		p.destroy(b, "error", false)

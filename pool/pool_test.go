@@ -255,6 +255,37 @@ func TestReleaseDirtyBackendCloses(t *testing.T) {
 	p.Release(b)
 }
 
+// TestReleaseWaitsForCancel: a backend with a cancel request on its way
+// goes back to the pool only once the cancel is delivered, so it can't
+// reach the next client's query.
+func TestReleaseWaitsForCancel(t *testing.T) {
+	leakCheck(t)
+	p := newPool(t, testOptions(t, pgtest.Shared(t), 1))
+	b := acquire(t, p)
+	b.HoldForCancel()
+	if !b.CancelInFlight() {
+		t.Fatal("CancelInFlight false after HoldForCancel")
+	}
+	released := make(chan struct{})
+	go func() {
+		defer close(released)
+		p.Release(b)
+	}()
+	select {
+	case <-released:
+		t.Fatal("Release returned while a cancel was on its way")
+	case <-time.After(100 * time.Millisecond):
+	}
+	if s := p.Stats(); s.Idle != 0 {
+		t.Fatalf("the backend is idle in the pool before its cancel is delivered: %+v", s)
+	}
+	b.CancelDone()
+	<-released
+	if s := p.Stats(); s.Idle != 1 {
+		t.Fatalf("after the cancel: %+v, want the backend idle", s)
+	}
+}
+
 func TestDestroyCountsReason(t *testing.T) {
 	leakCheck(t)
 	srv := pgtest.Shared(t)

@@ -108,8 +108,7 @@ func (r *cancelRegistry) delivered(s *session) bool {
 }
 
 // handleCancel forwards a client's CancelRequest to the backend its session
-// is using. The session lock is held while the cancel is delivered, so the
-// backend can't be released to another client meanwhile.
+// is using.
 func (srv *Server) handleCancel(pid uint32, secret []byte) {
 	s := srv.cancels.lookup(pid, secret)
 	if s == nil {
@@ -130,10 +129,12 @@ func (srv *Server) handleCancel(pid uint32, secret []byte) {
 }
 
 // deliverCancel cancels what s runs now: its query on a backend, or its
-// wait for one.
+// wait for one. The backend is held for the cancel (HoldForCancel) rather
+// than the session locked: it can't go to another client before the cancel
+// is delivered, and the session's replies flow meanwhile, however slowly
+// the server takes the cancel.
 func (srv *Server) deliverCancel(s *session) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	b := s.backend
 	if b == nil {
 		// Not on a backend yet: the query waits for one, and the cancel
@@ -141,9 +142,13 @@ func (srv *Server) deliverCancel(s *session) {
 		if s.waitingOn != nil {
 			s.pool.Interrupt(s.waitingOn)
 		}
+		s.mu.Unlock()
 		srv.ops.metrics.cancels.WithLabelValues("wait").Inc()
 		return
 	}
+	b.HoldForCancel()
+	s.mu.Unlock()
+	defer b.CancelDone()
 	srv.ops.metrics.cancels.WithLabelValues("forwarded").Inc()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

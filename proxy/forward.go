@@ -576,6 +576,11 @@ func (s *session) readInline(b *pool.Backend) {
 				// A waiter that got it runs first: its query reaches the
 				// backend now rather than after our write, so the backend
 				// isn't idle for that long (most visible with one P).
+				if b.CancelInFlight() {
+					// The release waits for the cancel: the client
+					// needn't.
+					_ = s.cw.Flush()
+				}
 				if s.releaseBackend(b) {
 					runtime.Gosched()
 				}

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/pgrecycle/pgrecycle/test/pgtest"
 )
 
 // waitActive waits until a backend runs a query starting with prefix.
@@ -262,4 +264,47 @@ func TestCancelBurstCoalesced(t *testing.T) {
 			t.Fatalf("after the burst: %d, %v", n, err)
 		}
 	})
+}
+
+// TestCancelStalledKeepsSessionFlowing: a cancel the server is slow to take
+// (here never answered, until its 5 s limit) holds the backend for the
+// cancel, not the client's session: the client's replies keep flowing.
+// Before, the session's lock was held for the delivery, and every reply
+// waited behind it.
+func TestCancelStalledKeepsSessionFlowing(t *testing.T) {
+	leakCheck(t)
+	pg := pgtest.Shared(t)
+	relay := newStallRelay(t, fmt.Sprintf("%s:%d", pg.Host, pg.Port))
+	e := startProxy(t, proxyOpts{mode: "session", size: 1, extra: metricsExtra, portOverride: relay.port})
+	ctx := testCtx(t)
+	c := e.connect(ctx)
+	var n int
+	if err := c.QueryRow(ctx, "SELECT 1").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	relay.stalled.Store(true)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		e.cancelRequest(t, c.PgConn().PID(), c.PgConn().SecretKey())
+	}()
+	defer wg.Wait()
+	for deadline := time.Now().Add(5 * time.Second); relay.heldCount() == 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the cancel did not reach the server's address")
+		}
+	}
+	qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	for i := range 3 {
+		if err := c.QueryRow(qctx, "SELECT $1::int", i).Scan(&n); err != nil || n != i {
+			t.Fatalf("query %d while a cancel is on its way: %d, %v", i, n, err)
+		}
+	}
+	// Nor does the metrics endpoint wait (it reads the sessions' state).
+	if v, _ := sample(e.scrape(qctx), "pgrecycle_cancel_requests_total", "result", "forwarded"); v != 1 {
+		t.Fatalf("pgrecycle_cancel_requests_total{result=forwarded} = %v, want 1", v)
+	}
+	relay.dropHeld() // the cancel ends; the test needn't wait out its limit
 }
