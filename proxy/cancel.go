@@ -131,8 +131,8 @@ func (srv *Server) handleCancel(pid uint32, secret []byte) {
 // deliverCancel cancels what s runs now: its query on a backend, or its
 // wait for one. The backend is held for the cancel (HoldForCancel) rather
 // than the session locked: it can't go to another client before the cancel
-// is delivered, and the session's replies flow meanwhile, however slowly
-// the server takes the cancel.
+// is delivered (in transaction pooling its client keeps it meanwhile), and
+// the session's replies flow, however slowly the server takes the cancel.
 func (srv *Server) deliverCancel(s *session) {
 	s.mu.Lock()
 	b := s.backend
@@ -148,11 +148,12 @@ func (srv *Server) deliverCancel(s *session) {
 	}
 	b.HoldForCancel()
 	s.mu.Unlock()
-	defer b.CancelDone()
 	srv.ops.metrics.cancels.WithLabelValues("forwarded").Inc()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
 	if err := b.Pool().Cancel(ctx, b); err != nil {
 		s.log.Warn("cancel request failed", zap.Error(err))
 	}
+	cancel()
+	b.CancelDone()
+	s.releaseAfterCancel(b)
 }

@@ -562,6 +562,12 @@ func (s *session) readInline(b *pool.Backend) {
 				s.mu.Lock()
 				release = !held && !s.stopping
 			}
+			if release && b.CancelInFlight() {
+				// A cancel on its way to b must not reach another
+				// client's query: the client keeps b meanwhile, and
+				// deliverCancel releases it (releaseAfterCancel).
+				release = false
+			}
 			needPump := done && !release && s.unsynced
 			if release {
 				s.backend = nil
@@ -576,11 +582,6 @@ func (s *session) readInline(b *pool.Backend) {
 				// A waiter that got it runs first: its query reaches the
 				// backend now rather than after our write, so the backend
 				// isn't idle for that long (most visible with one P).
-				if b.CancelInFlight() {
-					// The release waits for the cancel: the client
-					// needn't.
-					_ = s.cw.Flush()
-				}
 				if s.releaseBackend(b) {
 					runtime.Gosched()
 				}
@@ -710,6 +711,28 @@ func (s *session) tryRelease(b *pool.Backend) bool {
 		s.poke()
 	}
 	return true
+}
+
+// releaseAfterCancel hands back a backend that its client kept, idle,
+// only while a cancel was on its way to it (readInline), unless the client
+// has sent more since.
+func (s *session) releaseAfterCancel(b *pool.Backend) {
+	s.mu.Lock()
+	idle := s.txMode && s.backend == b && !s.pumping && s.pending == 0 && !s.unsynced &&
+		b.TxStatus == 'I' && !s.stopping && !b.Pinned.Load()
+	if idle {
+		s.backend = nil
+	}
+	s.mu.Unlock()
+	if !idle {
+		return
+	}
+	s.wmu.Lock()
+	s.wmu.Unlock()
+	s.releaseBackend(b)
+	if s.srv.draining.Load() || s.pool.Options().Pool.ClientIdleTimeout > 0 {
+		s.poke() // the client goroutine's wait is now a detached one
+	}
 }
 
 // backendFailed handles a backend lost under a client: the backend is

@@ -269,42 +269,61 @@ func TestCancelBurstCoalesced(t *testing.T) {
 // TestCancelStalledKeepsSessionFlowing: a cancel the server is slow to take
 // (here never answered, until its 5 s limit) holds the backend for the
 // cancel, not the client's session: the client's replies keep flowing.
-// Before, the session's lock was held for the delivery, and every reply
-// waited behind it.
+// Before, the session's lock was held for the delivery, and every reply,
+// and the metrics endpoint, waited behind it. In transaction pooling the
+// client keeps its backend until the cancel is delivered, then the
+// backend serves the others.
 func TestCancelStalledKeepsSessionFlowing(t *testing.T) {
 	leakCheck(t)
 	pg := pgtest.Shared(t)
-	relay := newStallRelay(t, fmt.Sprintf("%s:%d", pg.Host, pg.Port))
-	e := startProxy(t, proxyOpts{mode: "session", size: 1, extra: metricsExtra, portOverride: relay.port})
-	ctx := testCtx(t)
-	c := e.connect(ctx)
-	var n int
-	if err := c.QueryRow(ctx, "SELECT 1").Scan(&n); err != nil {
-		t.Fatal(err)
+	for _, mode := range []string{"transaction", "session"} {
+		t.Run(mode, func(t *testing.T) {
+			relay := newStallRelay(t, fmt.Sprintf("%s:%d", pg.Host, pg.Port))
+			e := startProxy(t, proxyOpts{mode: mode, size: 1, extra: metricsExtra, portOverride: relay.port})
+			ctx := testCtx(t)
+			c := e.connect(ctx)
+			// In a transaction, so the client is on its backend when its
+			// cancel arrives.
+			if _, err := c.Exec(ctx, "BEGIN"); err != nil {
+				t.Fatal(err)
+			}
+			relay.stalled.Store(true)
+			var wg sync.WaitGroup
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				e.cancelRequest(t, c.PgConn().PID(), c.PgConn().SecretKey())
+			}()
+			defer wg.Wait()
+			for deadline := time.Now().Add(5 * time.Second); relay.heldCount() == 0; time.Sleep(10 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatal("the cancel did not reach the server's address")
+				}
+			}
+			qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			defer cancel()
+			var n int
+			for i := range 3 {
+				if err := c.QueryRow(qctx, "SELECT $1::int", i).Scan(&n); err != nil || n != i {
+					t.Fatalf("query %d while a cancel is on its way: %d, %v", i, n, err)
+				}
+			}
+			if _, err := c.Exec(qctx, "COMMIT"); err != nil {
+				t.Fatalf("COMMIT while a cancel is on its way: %v", err)
+			}
+			// Nor does the metrics endpoint wait (it reads the sessions' state).
+			if v, _ := sample(e.scrape(qctx), "pgrecycle_cancel_requests_total", "result", "forwarded"); v != 1 {
+				t.Fatalf("pgrecycle_cancel_requests_total{result=forwarded} = %v, want 1", v)
+			}
+			relay.dropHeld() // the cancel ends
+			if mode == "transaction" {
+				// The backend c kept for the cancel goes back to the pool
+				// (of one) once it is delivered, with c idle.
+				other := e.connect(ctx)
+				if err := other.QueryRow(qctx, "SELECT 2").Scan(&n); err != nil || n != 2 {
+					t.Fatalf("another client after the cancel: %d, %v", n, err)
+				}
+			}
+		})
 	}
-	relay.stalled.Store(true)
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		e.cancelRequest(t, c.PgConn().PID(), c.PgConn().SecretKey())
-	}()
-	defer wg.Wait()
-	for deadline := time.Now().Add(5 * time.Second); relay.heldCount() == 0; time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the cancel did not reach the server's address")
-		}
-	}
-	qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	for i := range 3 {
-		if err := c.QueryRow(qctx, "SELECT $1::int", i).Scan(&n); err != nil || n != i {
-			t.Fatalf("query %d while a cancel is on its way: %d, %v", i, n, err)
-		}
-	}
-	// Nor does the metrics endpoint wait (it reads the sessions' state).
-	if v, _ := sample(e.scrape(qctx), "pgrecycle_cancel_requests_total", "result", "forwarded"); v != 1 {
-		t.Fatalf("pgrecycle_cancel_requests_total{result=forwarded} = %v, want 1", v)
-	}
-	relay.dropHeld() // the cancel ends; the test needn't wait out its limit
 }
