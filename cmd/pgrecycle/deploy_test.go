@@ -372,7 +372,7 @@ func TestDeploySystemdUnit(t *testing.T) {
 	path := filepath.Join(deployDir, "pgrecycle.service")
 	u := systemdUnit(t, path)
 	for key, want := range map[string]string{
-		"Service.Type":            "simple",
+		"Service.Type":            "notify",
 		"Service.ExecStart":       "/usr/local/bin/pgrecycle -config /etc/pgrecycle/pgrecycle.toml",
 		"Service.ExecReload":      "/bin/kill -HUP $MAINPID",
 		"Service.KillSignal":      "SIGTERM",

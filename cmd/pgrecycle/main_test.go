@@ -67,7 +67,8 @@ func testVersionAndConfigErrors(t *testing.T, bin string) {
 }
 
 // testSignals: SIGHUP reloads (a broken file is refused and the process
-// keeps running), SIGTERM drains and exits 0.
+// keeps running), SIGTERM drains and exits 0; systemd hears of each
+// (Type=notify).
 func testSignals(t *testing.T, bin string) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "pgrecycle.toml")
@@ -79,12 +80,30 @@ func testSignals(t *testing.T, bin string) {
 	if err := os.WriteFile(path, []byte(good), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// systemd's side of Type=notify: a datagram socket named by
+	// NOTIFY_SOCKET.
+	notifyPath := filepath.Join(dir, "notify")
+	notifyConn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: notifyPath, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer notifyConn.Close()
+	waitNotify := func(prefix string) {
+		t.Helper()
+		buf := make([]byte, 4096)
+		_ = notifyConn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		n, err := notifyConn.Read(buf)
+		if err != nil || !strings.HasPrefix(string(buf[:n]), prefix) {
+			t.Fatalf("systemd notification: %q, %v; want one starting %q", buf[:n], err, prefix)
+		}
+	}
 	cmd := exec.Command(bin, "-config", path)
 	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "GOMAXPROCS=") && !strings.HasPrefix(kv, "GOGC=") {
+		if !strings.HasPrefix(kv, "GOMAXPROCS=") && !strings.HasPrefix(kv, "GOGC=") && !strings.HasPrefix(kv, "NOTIFY_SOCKET=") {
 			cmd.Env = append(cmd.Env, kv)
 		}
 	}
+	cmd.Env = append(cmd.Env, "NOTIFY_SOCKET="+notifyPath)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -125,16 +144,21 @@ func testSignals(t *testing.T, bin string) {
 	}
 	waitLine(fmt.Sprintf(`garbage collection	{"gogc": %d, "from": "default"}`, defaultGCPercent))
 	waitLine("pgrecycle started")
+	waitNotify("READY=1\nSTATUS=serving on " + addr)
 	if err := os.WriteFile(path, []byte(good+"[pool]\nsise = 1\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	_ = cmd.Process.Signal(syscall.SIGHUP)
 	waitLine("reload refused")
+	waitNotify("RELOADING=1\nMONOTONIC_USEC=")
+	waitNotify("READY=1") // the old configuration serves on
 	if err := os.WriteFile(path, []byte(withThreads(3)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	_ = cmd.Process.Signal(syscall.SIGHUP)
 	waitLine("configuration reloaded")
+	waitNotify("RELOADING=1\nMONOTONIC_USEC=")
+	waitNotify("READY=1")
 	waitLine(`worker threads	{"threads": 3, "from": "listen.worker_threads"`)
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -143,6 +167,7 @@ func testSignals(t *testing.T, bin string) {
 	c.Close()
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	waitLine("shutting down")
+	waitNotify("STOPPING=1")
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	select {

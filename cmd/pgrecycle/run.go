@@ -68,6 +68,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	srv.Serve()
 	log.Info("pgrecycle started", zap.String("version", version), zap.String("config", cfg.Path),
 		zap.Stringer("addr", addrOrNone{srv}))
+	systemd := newSystemdNotifier(os.Getenv("NOTIFY_SOCKET"), log)
+	systemd.ready(addrOrNone{srv}.String())
 
 	for {
 		var sig os.Signal
@@ -75,17 +77,22 @@ func run(args []string, stdout, stderr io.Writer) int {
 		case sig = <-sigs:
 		case <-srv.Done():
 			// SHUTDOWN from the admin console drained and closed it.
+			systemd.stopping()
 			log.Info("stopped by the admin console")
 			return 0
 		}
 		if sig == syscall.SIGHUP {
-			if err := srv.Reload(); err != nil {
+			systemd.reloading()
+			err := srv.Reload()
+			if err != nil {
 				log.Error("reload refused; keeping the old configuration", zap.Error(err))
-				continue
+			} else {
+				threads.apply(srv.Config().Listen.WorkerThreads)
 			}
-			threads.apply(srv.Config().Listen.WorkerThreads)
+			systemd.ready(addrOrNone{srv}.String())
 			continue
 		}
+		systemd.stopping()
 		log.Info("shutting down", zap.String("signal", sig.String()))
 		done := make(chan struct{})
 		go func() {
