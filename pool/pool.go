@@ -96,6 +96,8 @@ type Pool struct {
 	memSource string
 	// stmtEpoch: see StatementEpoch.
 	stmtEpoch atomic.Uint64
+	// keepClosedUntil: CloseIdle's pause of min_idle refills.
+	keepClosedUntil time.Time
 
 	ctx    context.Context // cancelled by Close; bounds connects
 	cancel context.CancelFunc
@@ -566,6 +568,21 @@ func (p *Pool) Destroy(b *Backend, reason string) {
 	p.destroy(b, reason, !b.Broken)
 }
 
+// CloseIdle closes the pool's idle backends now, and opens none ahead of
+// demand (min_idle) for the next pause: someone needs their database free
+// of connections. It returns how many it closed.
+func (p *Pool) CloseIdle(reason string, pause time.Duration) int {
+	p.mu.Lock()
+	idle := p.idle
+	p.idle = nil
+	p.keepClosedUntil = time.Now().Add(pause)
+	p.mu.Unlock()
+	for _, b := range idle {
+		p.destroy(b, reason, true)
+	}
+	return len(idle)
+}
+
 // StatementEpoch is part of the names of the prepared statements the proxy
 // shares on this pool's backends; InvalidateStatements changes it.
 func (p *Pool) StatementEpoch() uint64 { return p.stmtEpoch.Load() }
@@ -837,7 +854,7 @@ func (p *Pool) Tick(now time.Time) {
 	}
 	p.mu.Lock()
 	p.spawnOpenersLocked() // the reserve, once the oldest waiter has waited long enough
-	for len(p.idle)+p.opening < minIdle && len(p.all)+p.opening < p.opts.Pool.Size && !p.closed {
+	for len(p.idle)+p.opening < minIdle && len(p.all)+p.opening < p.opts.Pool.Size && !p.closed && !now.Before(p.keepClosedUntil) {
 		if !p.replaceLocked(false, time.Time{}) {
 			break
 		}

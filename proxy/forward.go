@@ -350,6 +350,9 @@ func (s *session) forward(b *pool.Backend, typ byte, bodyLen int) (nextStep, err
 	case s.restoreOnReset:
 		s.noteReset(b, typ, bodyLen, s.scanSessionState(typ, bodyLen).reset)
 	}
+	if (typ == wire.MsgQuery || typ == wire.MsgParse) && (kinds.ddl || !s.txMode) {
+		s.freeDatabaseFor(typ, bodyLen) // DROP DATABASE and the like (dbcommand.go)
+	}
 	handled := false
 	if s.mapStmt {
 		var err error

@@ -119,7 +119,11 @@ func FuzzStatementReset(f *testing.F) {
 	f.Add([]byte("DEALLOCATE ALL\x00"))
 	f.Add([]byte("DEALLOCATE a; DEALLOCATE ALL\x00"))
 	f.Add([]byte("RESET ALL; RESET \"TimeZone\"\x00"))
+	f.Add([]byte("CREATE DATABASE c WITH OWNER 'x' TEMPLATE = \"t\"\x00"))
 	f.Fuzz(func(t *testing.T, b []byte) {
+		if name := blockingDatabase(b); name != "" && !bytes.Contains(bytes.ToLower(b), []byte("database")) {
+			t.Fatalf("blockingDatabase found %q without a DATABASE", name)
+		}
 		if targets, ok := parseDeallocates(b); ok && len(targets) < 2 {
 			t.Fatalf("parseDeallocates accepted %d statements", len(targets))
 		}

@@ -148,3 +148,26 @@ func TestStatementKinds(t *testing.T) {
 		}
 	}
 }
+
+func TestBlockingDatabase(t *testing.T) {
+	for q, want := range map[string]string{
+		"DROP DATABASE test_app":                                                   "test_app",
+		"drop database if exists \"Test App\"\x00":                                 "Test App",
+		"/* django */ DROP DATABASE IF EXISTS Test_App WITH (FORCE)":               "test_app",
+		"DROP DATABASE \"a\"\"b\"":                                                 `a"b`,
+		"ALTER DATABASE old_name RENAME TO new_name":                               "old_name",
+		"ALTER DATABASE app SET work_mem = '1MB'":                                  "",
+		"CREATE DATABASE copy TEMPLATE src":                                        "src",
+		"CREATE DATABASE copy WITH OWNER = 'x' ENCODING 'UTF8' TEMPLATE = \"Src\"": "Src",
+		"CREATE DATABASE plain":                                                    "",
+		"DROP TABLE database":                                                      "",
+		"SELECT 'DROP DATABASE x'":                                                 "",
+		"DROP DATABASEX y":                                                         "",
+		"DROP DATABASE \"unterminated":                                             "",
+		"":                                                                         "",
+	} {
+		if got := blockingDatabase([]byte(q)); got != want {
+			t.Errorf("blockingDatabase(%q) = %q, want %q", q, got, want)
+		}
+	}
+}

@@ -1,0 +1,165 @@
+package proxy
+
+import (
+	"bytes"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/pgrecycle/pgrecycle/wire"
+)
+
+// PostgreSQL refuses to drop, rename or copy (as a template) a database
+// others are connected to (55006, "database ... is being accessed by other
+// users"), and a pooler keeps idle connections open: a test runner's DROP
+// DATABASE of its test database, sent through the pooler after its own
+// clients disconnected, fails on the pooler's idle backends. pgrecycle
+// closes its idle backends to that database first; PostgreSQL waits a few
+// seconds for them to exit. Backends in use by clients still count, as
+// they would on PostgreSQL.
+
+// databaseReleasePause keeps min_idle from reconnecting to the database
+// meanwhile.
+const databaseReleasePause = 10 * time.Second
+
+// freeDatabaseFor closes idle backends to the database that the Query or
+// Parse about to be forwarded needs without other connections.
+func (s *session) freeDatabaseFor(typ byte, bodyLen int) {
+	peek, err := s.cr.Peek(wire.HeaderLen + bodyLen)
+	if err != nil {
+		return // streamed: not a short database command
+	}
+	q := peek[wire.HeaderLen:]
+	if typ == wire.MsgParse {
+		var ok bool
+		if _, q, ok = wire.CString(q); !ok {
+			return
+		}
+	}
+	name := blockingDatabase(q)
+	if name == "" {
+		return
+	}
+	target := s.pool.Options().Target
+	closed := 0
+	for _, p := range s.srv.poolList() {
+		t := p.Options().Target
+		if t.DBName == name && t.Host == target.Host && t.Port == target.Port {
+			closed += p.CloseIdle("database-command", databaseReleasePause)
+		}
+	}
+	if closed > 0 {
+		s.log.Info("closed idle backends so the database can be dropped, renamed or copied",
+			zap.String("dbname", name), zap.Int("backends", closed))
+	}
+}
+
+// blockingDatabase returns the database a statement needs free of other
+// connections: DROP DATABASE's, ALTER DATABASE ... RENAME's, the TEMPLATE
+// of CREATE DATABASE; "" for any other statement. These run outside
+// transaction blocks, so the statement is the query's first.
+func blockingDatabase(q []byte) string {
+	if i := bytes.IndexByte(q, 0); i >= 0 {
+		q = q[:i]
+	}
+	q = skipBlanksAndComments(q)
+	var verb string
+	for _, v := range [...]string{"drop", "alter", "create"} {
+		if hasWordFold(q, v) {
+			verb = v
+		}
+	}
+	if verb == "" {
+		return ""
+	}
+	q = skipBlanksAndComments(q[len(verb):])
+	if !hasWordFold(q, "database") {
+		return ""
+	}
+	q = skipBlanksAndComments(q[len("database"):])
+	if verb == "drop" && hasWordFold(q, "if") {
+		q = skipBlanksAndComments(q[len("if"):])
+		if !hasWordFold(q, "exists") {
+			return ""
+		}
+		q = skipBlanksAndComments(q[len("exists"):])
+	}
+	name, rest := sqlIdentifier(q)
+	switch verb {
+	case "drop":
+		return name
+	case "alter":
+		if hasWordFold(skipBlanksAndComments(rest), "rename") {
+			return name
+		}
+		return ""
+	}
+	// CREATE DATABASE name [WITH] [option [=] value] ...: find TEMPLATE.
+	for q = skipBlanksAndComments(rest); len(q) > 0; q = skipBlanksAndComments(q) {
+		if hasWordFold(q, "template") {
+			q = skipBlanksAndComments(q[len("template"):])
+			if len(q) > 0 && q[0] == '=' {
+				q = skipBlanksAndComments(q[1:])
+			}
+			name, _ := sqlIdentifier(q)
+			return name
+		}
+		q = skipToken(q)
+	}
+	return ""
+}
+
+// sqlIdentifier reads an identifier as PostgreSQL does: quoted verbatim
+// ("" for a quote), else folded to lower case. The rest follows it.
+func sqlIdentifier(q []byte) (string, []byte) {
+	if len(q) > 0 && q[0] == '"' {
+		var name []byte
+		for i := 1; i < len(q); i++ {
+			if q[i] != '"' {
+				name = append(name, q[i])
+				continue
+			}
+			if i+1 < len(q) && q[i+1] == '"' {
+				name = append(name, '"')
+				i++
+				continue
+			}
+			return string(name), q[i+1:]
+		}
+		return "", nil // unterminated
+	}
+	i := 0
+	for i < len(q) && isIdentByte(q[i]) {
+		i++
+	}
+	return string(bytes.ToLower(q[:i])), q[i:]
+}
+
+func isIdentByte(c byte) bool {
+	return c == '_' || c == '$' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= 0x80
+}
+
+// skipToken passes one word, quoted identifier, string literal or other
+// character.
+func skipToken(q []byte) []byte {
+	switch {
+	case q[0] == '"' || q[0] == '\'':
+		for i := 1; i < len(q); i++ {
+			if q[i] == q[0] {
+				if i+1 < len(q) && q[i+1] == q[0] {
+					i++
+					continue
+				}
+				return q[i+1:]
+			}
+		}
+		return nil
+	case isIdentByte(q[0]):
+		i := 0
+		for i < len(q) && isIdentByte(q[i]) {
+			i++
+		}
+		return q[i:]
+	}
+	return q[1:]
+}

@@ -1,0 +1,78 @@
+package integration
+
+// A database pgrecycle keeps idle backends to can still be copied,
+// renamed and dropped through pgrecycle (a test runner's DROP DATABASE of
+// its test database): PostgreSQL refuses while others are connected.
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgrecycle/pgrecycle/test/pgtest"
+)
+
+func TestDatabaseCommandsCloseIdleBackends(t *testing.T) {
+	leakCheck(t)
+	pg := pgtest.Shared(t)
+	for _, mode := range poolModes() {
+		t.Run(mode, func(t *testing.T) {
+			ctx := testCtx(t)
+			name := uniqueName("dropme")
+			copied, renamed := name+"_copy", name+"_renamed"
+			d, err := pgx.Connect(ctx, pg.SuperDSN())
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() {
+				for _, db := range []string{name, copied, renamed} {
+					_, _ = d.Exec(context.Background(), "DROP DATABASE IF EXISTS "+db+" WITH (FORCE)")
+				}
+				_ = d.Close(context.Background())
+			})
+			if _, err := d.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+				t.Fatal(err)
+			}
+			e := startProxy(t, proxyOpts{mode: mode, extra: fmt.Sprintf("[databases.dropme]\nhost = %q\nport = %d\ndbname = %q\nsslmode = \"disable\"\nuser = %q\npassword = %q\n",
+				pg.Host, pg.Port, name, pg.SuperUser, pg.SuperPassword)})
+			// A client uses the database through pgrecycle and leaves; its
+			// backend stays in the pool, idle.
+			useAndLeave := func() {
+				t.Helper()
+				c, err := pgx.Connect(ctx, e.dsn("postgres", "x", "dropme"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := c.Exec(ctx, "SELECT 1"); err != nil {
+					t.Fatal(err)
+				}
+				_ = c.Close(ctx)
+				var n int
+				if err := d.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE datname = $1", name).Scan(&n); err != nil || n == 0 {
+					t.Fatalf("pgrecycle's idle backends to %s: %d, %v; want some", name, n, err)
+				}
+			}
+			app := e.connect(ctx)
+			useAndLeave()
+			if _, err := app.Exec(ctx, fmt.Sprintf("CREATE DATABASE %s TEMPLATE %s", copied, name), pgx.QueryExecModeExec); err != nil {
+				t.Fatalf("CREATE DATABASE ... TEMPLATE of a database with idle pooled backends (extended protocol): %v", err)
+			}
+			useAndLeave()
+			if _, err := app.Exec(ctx, fmt.Sprintf("ALTER DATABASE %s RENAME TO %s", name, renamed), pgx.QueryExecModeSimpleProtocol); err != nil {
+				t.Fatalf("ALTER DATABASE ... RENAME of a database with idle pooled backends: %v", err)
+			}
+			if _, err := app.Exec(ctx, fmt.Sprintf("ALTER DATABASE %s RENAME TO %s", renamed, name), pgx.QueryExecModeSimpleProtocol); err != nil {
+				t.Fatal(err)
+			}
+			useAndLeave()
+			if _, err := app.Exec(ctx, "/* test teardown */ DROP DATABASE IF EXISTS "+name, pgx.QueryExecModeSimpleProtocol); err != nil {
+				t.Fatalf("DROP DATABASE of a database with idle pooled backends: %v", err)
+			}
+			if _, err := app.Exec(ctx, fmt.Sprintf("DROP DATABASE %s", copied)); err != nil {
+				t.Fatalf("DROP DATABASE of the copy: %v", err)
+			}
+		})
+	}
+}
