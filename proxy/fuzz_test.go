@@ -120,6 +120,7 @@ func FuzzStatementReset(f *testing.F) {
 	f.Add([]byte("DEALLOCATE a; DEALLOCATE ALL\x00"))
 	f.Add([]byte("RESET ALL; RESET \"TimeZone\"\x00"))
 	f.Add([]byte("CREATE DATABASE c WITH OWNER 'x' TEMPLATE = \"t\"\x00"))
+	f.Add([]byte("SET TIME ZONE LOCAL; SET x=DEFAULT; RESET TIME ZONE\x00"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if name := blockingDatabase(b); name != "" && !bytes.Contains(bytes.ToLower(b), []byte("database")) {
 			t.Fatalf("blockingDatabase found %q without a DATABASE", name)
@@ -127,8 +128,11 @@ func FuzzStatementReset(f *testing.F) {
 		if targets, ok := parseDeallocates(b); ok && len(targets) < 2 {
 			t.Fatalf("parseDeallocates accepted %d statements", len(targets))
 		}
-		if all, names := resetScope(b); !all && len(names) > 0 && !bytes.Contains(bytes.ToLower(b), []byte("reset")) {
-			t.Fatal("resetScope found names without a RESET")
+		if all, names := resetScope(b); !all && len(names) > 0 {
+			lower := bytes.ToLower(b)
+			if !bytes.Contains(lower, []byte("reset")) && !bytes.Contains(lower, []byte("default")) && !bytes.Contains(lower, []byte("local")) {
+				t.Fatal("resetScope found names without a RESET, DEFAULT or LOCAL")
+			}
 		}
 		name, all, dealloc, discard := parseStatementReset(b)
 		if discard && (dealloc || all || name != "") {

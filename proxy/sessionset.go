@@ -259,26 +259,69 @@ func (s *session) peekParse(bodyLen int) (name string, q []byte, ok bool) {
 	return string(n), rest, true
 }
 
-// resetScope reads which settings the RESET and DISCARD statements of a
-// query return to their defaults: all of them (RESET ALL, DISCARD ALL), or
-// the names of RESET name, lowercased. Other DISCARDs reset none.
+// resetScope reads which settings the statements of a query return to
+// their defaults: all of them (RESET ALL, DISCARD ALL), or the names,
+// lowercased, that resetsSetting reads. Other DISCARDs reset none.
 func resetScope(q []byte) (all bool, names []string) {
 	if i := bytes.IndexByte(q, 0); i >= 0 {
 		q = q[:i]
 	}
 	for _, stmt := range bytes.Split(q, []byte{';'}) {
-		fields := strings.Fields(strings.ToLower(string(skipBlanksAndComments(stmt))))
-		if len(fields) != 2 || (fields[0] != "reset" && fields[0] != "discard") {
-			continue
-		}
-		switch {
-		case fields[1] == "all":
-			all = true
-		case fields[0] == "reset":
-			names = append(names, strings.Trim(fields[1], `"`))
+		a, name := resetsSetting(stmt)
+		all = all || a
+		if name != "" {
+			names = append(names, name)
 		}
 	}
 	return all, names
+}
+
+// resetsSetting reads one statement that returns settings to their
+// defaults: RESET ALL and DISCARD ALL (all), RESET name, RESET TIME ZONE,
+// SET [SESSION] name {TO | =} DEFAULT, SET TIME ZONE {DEFAULT | LOCAL}, SET
+// NAMES DEFAULT (the setting's name, lowercased). SET LOCAL is left out:
+// it ends with the transaction.
+func resetsSetting(stmt []byte) (all bool, name string) {
+	fields := strings.Fields(strings.ToLower(string(skipBlanksAndComments(stmt))))
+	if len(fields) < 2 {
+		return false, ""
+	}
+	switch fields[0] {
+	case "discard":
+		return len(fields) == 2 && fields[1] == "all", ""
+	case "reset":
+		switch {
+		case len(fields) == 2 && fields[1] == "all":
+			return true, ""
+		case len(fields) == 2:
+			return false, strings.Trim(fields[1], `"`)
+		case len(fields) == 3 && fields[1] == "time" && fields[2] == "zone":
+			return false, "timezone"
+		}
+		return false, ""
+	case "set":
+	default:
+		return false, ""
+	}
+	fields = fields[1:]
+	if fields[0] == "session" && len(fields) > 1 && fields[1] != "authorization" && fields[1] != "characteristics" {
+		fields = fields[1:]
+	}
+	switch {
+	case len(fields) == 3 && fields[0] == "time" && fields[1] == "zone" && (fields[2] == "default" || fields[2] == "local"):
+		return false, "timezone"
+	case len(fields) == 2 && fields[0] == "names" && fields[1] == "default":
+		return false, "client_encoding"
+	case len(fields) == 3 && (fields[1] == "to" || fields[1] == "=") && fields[2] == "default":
+		return false, strings.Trim(fields[0], `"`)
+	case len(fields) == 2 && strings.HasSuffix(fields[0], "=") && fields[1] == "default":
+		return false, strings.Trim(strings.TrimSuffix(fields[0], "="), `"`) // name= DEFAULT
+	case len(fields) == 2 && strings.HasPrefix(fields[1], "=default"):
+		return false, strings.Trim(fields[0], `"`) // name =DEFAULT
+	case len(fields) == 1 && strings.HasSuffix(fields[0], "=default"):
+		return false, strings.Trim(strings.TrimSuffix(fields[0], "=default"), `"`)
+	}
+	return false, ""
 }
 
 // restoreStartupSettings brings back the client's startup settings after
@@ -389,7 +432,8 @@ func statementKinds(q []byte) (k stmtKinds) {
 	if i := bytes.IndexByte(q, 0); i >= 0 {
 		q = q[:i]
 	}
-	setConfig, advisoryLock := sessionCalls(q)
+	calls := sessionCalls(q)
+	setConfig, advisoryLock := calls.setConfig, calls.advisoryLock
 	k.set = setConfig || advisoryLock
 	k.pin = advisoryLock
 	if setConfig && containsFold(q, "search_path") {
@@ -398,6 +442,12 @@ func statementKinds(q []byte) (k stmtKinds) {
 	for {
 		stmt, rest, more := bytes.Cut(q, []byte{';'})
 		stmt = skipBlanksAndComments(stmt)
+		if hasWordFold(stmt, "set") && (containsFold(stmt, "default") || containsFold(stmt, "local")) {
+			// SET x TO DEFAULT resets x (and is a SET too, below).
+			if all, name := resetsSetting(stmt); all || name != "" {
+				k.reset = true
+			}
+		}
 		switch {
 		case hasWordFold(stmt, "reset") || hasWordFold(stmt, "discard"):
 			k.reset = true
@@ -408,8 +458,14 @@ func statementKinds(q []byte) (k stmtKinds) {
 			k.set = k.set || !local
 		case leavesSessionObject(stmt):
 			k.set, k.pin = true, true
+		case calls.tempSchema && hasWordFold(stmt, "create") && containsFold(stmt, "pg_temp"):
+			// CREATE TABLE pg_temp.t, CREATE FUNCTION pg_temp.f: a
+			// temporary object without the TEMP keyword.
+			k.set, k.pin = true, true
 		case isSessionSet(stmt):
 			k.set = true
+		case calls.settingsView && hasWordFold(stmt, "update") && containsFold(stmt, "pg_settings"):
+			k.set = true // UPDATE pg_settings SET setting = ...: a SET
 		case hasWordFold(stmt, "alter") || hasWordFold(stmt, "drop") || hasWordFold(stmt, "create"):
 			k.ddl = true
 		case hasWordFold(stmt, "prepare") && !hasWordFold(skipBlanksAndComments(stmt[7:]), "transaction"):
@@ -436,22 +492,37 @@ func containsReset(q []byte) bool {
 	return reset
 }
 
-// sessionCalls reports whether q mentions set_config, and whether it calls
-// a session-level advisory lock, in any case.
-func sessionCalls(q []byte) (setConfig, advisoryLock bool) {
-	for i := 3; i < len(q); {
+// sessionMentions is what sessionCalls finds in a query.
+type sessionMentions struct {
+	setConfig    bool // set_config, any call
+	advisoryLock bool // a session-level advisory lock
+	tempSchema   bool // pg_temp
+	settingsView bool // pg_settings
+}
+
+// sessionCalls finds, in one pass over the query's underscores, the names
+// that may leave session state: set_config, the session-level advisory
+// locks, pg_temp and pg_settings, in any case.
+func sessionCalls(q []byte) (m sessionMentions) {
+	for i := 2; i < len(q); {
 		j := bytes.IndexByte(q[i:], '_')
 		if j < 0 {
 			return
 		}
 		i += j
-		if hasPrefixFold(q[i-3:], "set_config") {
-			setConfig = true
+		if hasPrefixFold(q[i-2:], "pg_temp") {
+			m.tempSchema = true
+		}
+		if hasPrefixFold(q[i-2:], "pg_settings") {
+			m.settingsView = true
+		}
+		if i >= 3 && hasPrefixFold(q[i-3:], "set_config") {
+			m.setConfig = true
 		}
 		// pg_advisory_lock and pg_try_advisory_lock (and their _shared
 		// forms) hold until the session ends; the _xact_ ones do not.
 		if i >= 8 && hasPrefixFold(q[i-8:], "advisory_lock") {
-			advisoryLock = true
+			m.advisoryLock = true
 		}
 		i++
 	}
@@ -466,6 +537,23 @@ func containsFold(b []byte, word string) bool {
 		}
 	}
 	return false
+}
+
+// explained skips EXPLAIN's options, (...) or words, to the statement.
+func explained(q []byte) []byte {
+	q = skipBlanksAndComments(q)
+	if len(q) > 0 && q[0] == '(' {
+		if i := bytes.IndexByte(q, ')'); i >= 0 {
+			return skipBlanksAndComments(q[i+1:])
+		}
+		return nil
+	}
+	for _, w := range [...]string{"analyze", "analyse", "verbose"} {
+		if hasWordFold(q, w) {
+			q = skipBlanksAndComments(q[len(w):])
+		}
+	}
+	return q
 }
 
 // isSessionSet reports whether one statement is SET, but not SET LOCAL,
@@ -495,8 +583,17 @@ func leavesSessionObject(stmt []byte) bool {
 	case hasWordFold(stmt, "create"):
 		// A temporary table (or view, sequence) lives until the session ends.
 		next := skipBlanksAndComments(stmt[6:])
+		if hasWordFold(next, "or") { // CREATE OR REPLACE TEMP VIEW
+			next = skipBlanksAndComments(next[2:])
+			if hasWordFold(next, "replace") {
+				next = skipBlanksAndComments(next[7:])
+			}
+		}
 		return hasWordFold(next, "temp") || hasWordFold(next, "temporary") ||
 			hasWordFold(next, "local") || hasWordFold(next, "global")
+	case hasWordFold(stmt, "explain"):
+		// EXPLAIN ANALYZE runs it: CREATE TEMP TABLE ... AS, SELECT INTO.
+		return leavesSessionObject(explained(stmt[7:]))
 	case hasWordFold(stmt, "select") || hasWordFold(stmt, "with"):
 		return selectsIntoTemp(stmt)
 	}

@@ -104,6 +104,14 @@ func TestResetScope(t *testing.T) {
 		{"RESET SESSION AUTHORIZATION", false, nil},
 		{"/* c */ RESET ALL; SELECT 1\x00", true, nil},
 		{"SELECT 'reset all'", false, nil},
+		{"RESET TIME ZONE", false, []string{"timezone"}},
+		{"SET TIME ZONE DEFAULT; set session time zone local", false, []string{"timezone", "timezone"}},
+		{"SET NAMES DEFAULT", false, []string{"client_encoding"}},
+		{"SET DateStyle TO DEFAULT; SET application_name = DEFAULT", false, []string{"datestyle", "application_name"}},
+		{"SET SESSION IntervalStyle TO DEFAULT; SET x=DEFAULT; SET y =DEFAULT; SET z= default", false, []string{"intervalstyle", "x", "y", "z"}},
+		{"SET LOCAL DateStyle TO DEFAULT", false, nil},
+		{"SET DateStyle TO 'ISO, DMY'", false, nil},
+		{"SET SESSION AUTHORIZATION DEFAULT", false, nil},
 	} {
 		all, names := resetScope([]byte(tc.q))
 		if all != tc.all || !slices.Equal(names, tc.names) {
@@ -142,6 +150,19 @@ func TestStatementKinds(t *testing.T) {
 		{"SELECT * FROM s WHERE into_temp = 1", stmtKinds{}},
 		{"SELECT x_into temp FROM s", stmtKinds{}},
 		{"INSERT INTO temp VALUES (1)", stmtKinds{}},
+		{"SET DateStyle TO DEFAULT", stmtKinds{set: true, reset: true}},
+		{"SET TIME ZONE LOCAL", stmtKinds{set: true, reset: true}},
+		{"SET LOCAL DateStyle TO DEFAULT", stmtKinds{}},
+		{"CREATE TABLE pg_temp.t (x int)", stmtKinds{set: true, pin: true}},
+		{"create function PG_TEMP.f() returns int language sql as 'select 1'", stmtKinds{set: true, pin: true}},
+		{"CREATE OR REPLACE TEMP VIEW v AS SELECT 1", stmtKinds{set: true, pin: true}},
+		{"CREATE OR REPLACE VIEW v AS SELECT 1", stmtKinds{ddl: true}},
+		{"EXPLAIN ANALYZE CREATE TEMP TABLE t AS SELECT 1", stmtKinds{set: true, pin: true}},
+		{"explain (analyze, costs off) select 1 into temp t", stmtKinds{set: true, pin: true}},
+		{"EXPLAIN SELECT 1", stmtKinds{}},
+		{"UPDATE pg_settings SET setting = 'off' WHERE name = 'enable_seqscan'", stmtKinds{set: true}},
+		{"SELECT setting FROM pg_settings", stmtKinds{}},
+		{"UPDATE t SET x = 1", stmtKinds{}},
 	} {
 		if got := statementKinds([]byte(tc.q)); got != tc.want {
 			t.Errorf("statementKinds(%q) = %+v, want %+v", tc.q, got, tc.want)

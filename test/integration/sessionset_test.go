@@ -318,6 +318,16 @@ func testClientResetReturnsToStartupSettings(t *testing.T, mode, execMode string
 	exec("SET TimeZone = 'Europe/Paris'")
 	exec("RESET TimeZone")
 	check("RESET TimeZone", "tenant_x", "Asia/Tokyo")
+	// The other spellings of a reset (PostgreSQL's regression suite uses
+	// them): before, the server's defaults stayed.
+	for _, reset := range []string{"RESET TIME ZONE", "SET TIME ZONE DEFAULT", "SET TIME ZONE LOCAL", "SET SESSION TimeZone = DEFAULT", "SET TimeZone TO DEFAULT"} {
+		exec("SET TimeZone = 'Europe/Paris'")
+		exec(reset)
+		check(reset, "tenant_x", "Asia/Tokyo")
+	}
+	exec("SET search_path = other")
+	exec("SET search_path TO DEFAULT")
+	check("SET search_path TO DEFAULT", "tenant_x", "Asia/Tokyo")
 	exec("SET search_path = other")
 	if execMode == "simple_protocol" { // DISCARD ALL drops pgx's statement cache under it
 		exec("DISCARD ALL")
@@ -369,6 +379,25 @@ func TestSessionObjectsIsolation(t *testing.T) {
 	defer d.Close(ctx)
 	if err := d.QueryRow(ctx, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = 424242").Scan(&locks); err != nil || locks != 0 {
 		t.Fatalf("the previous client's advisory lock still held (%d): %v", locks, err)
+	}
+	// Temporary objects made without TEMP at the start, and a setting
+	// changed through pg_settings (PostgreSQL's regression suite does
+	// each): before, the next client saw them.
+	for _, tc := range []struct{ sql, check string }{
+		{"CREATE TABLE pg_temp.e_private AS SELECT 1 AS v", "SELECT count(*) FROM pg_class WHERE relname = 'e_private'"},
+		{"CREATE OR REPLACE TEMP VIEW e_view AS SELECT 1 AS v", "SELECT count(*) FROM pg_class WHERE relname = 'e_view'"},
+		{"EXPLAIN (ANALYZE, COSTS OFF) CREATE TEMP TABLE e_explained AS SELECT 1 AS v", "SELECT count(*) FROM pg_class WHERE relname = 'e_explained'"},
+		{"UPDATE pg_settings SET setting = 'off' WHERE name = 'enable_seqscan'", "SELECT count(*) FROM pg_settings WHERE name = 'enable_seqscan' AND setting = 'off'"},
+	} {
+		c := e.connect(ctx, "default_query_exec_mode=simple_protocol")
+		if _, err := c.Exec(ctx, tc.sql); err != nil {
+			t.Fatalf("%s: %v", tc.sql, err)
+		}
+		c.Close(ctx)
+		var n int
+		if err := b.QueryRow(ctx, tc.check).Scan(&n); err != nil || n != 0 {
+			t.Fatalf("after another client's %s, the next client's %s = %d, %v; want 0", tc.sql, tc.check, n, err)
+		}
 	}
 }
 
