@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -273,6 +274,7 @@ func (s *session) track(b *pool.Backend, typ byte, body []byte) (reply, string) 
 		// mapQuery): the backend's statements and the client's are gone.
 		b.Statements.Clear()
 		b.ProxySet = nil
+		b.SQLPrepared = false
 		s.stmts = nil
 	}
 	if h == nil {
@@ -798,7 +800,7 @@ func (s *session) mapQuery(b *pool.Backend, bodyLen int, kinds stmtKinds) (bool,
 	target, all, isDealloc, isDiscard := parseStatementReset(peek[wire.HeaderLen:])
 	if !isDealloc && !isDiscard {
 		if targets, ok := parseDeallocates(peek[wire.HeaderLen:]); ok {
-			return s.mapDeallocates(targets)
+			return s.mapDeallocates(b, targets)
 		}
 	}
 	s.mu.Lock()
@@ -810,6 +812,12 @@ func (s *session) mapQuery(b *pool.Backend, bodyLen int, kinds stmtKinds) (bool,
 		// Not a protocol-level statement of the client's: a statement of
 		// SQL PREPARE lives on the backend, and an unknown name gets the
 		// server's own 26000.
+	case isDealloc && all && b.SQLPrepared:
+		// DEALLOCATE ALL must reach the client's SQL PREPAREs on the
+		// backend: the server runs it (its CommandComplete makes track
+		// forget the proxy's statements there), and the client's
+		// protocol-level statements go too.
+		s.stmts = nil
 	case isDealloc:
 		tag := "DEALLOCATE"
 		if all {
@@ -838,10 +846,18 @@ func (s *session) mapQuery(b *pool.Backend, bodyLen int, kinds stmtKinds) (bool,
 // for ALL), as mapQuery does one, when each names a statement of the
 // client's: the server gets an empty query, and its reply becomes one
 // CommandComplete per statement.
-func (s *session) mapDeallocates(targets []string) (bool, error) {
+func (s *session) mapDeallocates(b *pool.Backend, targets []string) (bool, error) {
 	s.mu.Lock()
 	if s.txStatus == 'E' {
 		s.push(request{kind: reqQuery}) // the server's 25P02, as in mapQuery
+		s.mu.Unlock()
+		return false, nil
+	}
+	if b.SQLPrepared && slices.Contains(targets, "") {
+		// A DEALLOCATE ALL for SQL PREPAREs: the server runs the query,
+		// as in mapQuery.
+		s.stmts = nil
+		s.push(request{kind: reqQuery})
 		s.mu.Unlock()
 		return false, nil
 	}

@@ -428,6 +428,43 @@ func TestSQLPrepareClearedForNextClient(t *testing.T) {
 	}
 }
 
+// TestSQLPrepareDeallocateAll: DEALLOCATE ALL removes the client's SQL
+// PREPAREs, as on PostgreSQL, by simple query or extended protocol, and
+// another client's shared statement on the backend is prepared again.
+// Before, pgrecycle answered a simple DEALLOCATE ALL itself: the SQL
+// PREPAREs stayed, and preparing one again failed with 42P05 (found by
+// PostgreSQL's regression suite, test prepare).
+func TestSQLPrepareDeallocateAll(t *testing.T) {
+	leakCheck(t)
+	e := startProxy(t, proxyOpts{mode: "transaction", size: 1})
+	ctx := testCtx(t)
+	c := e.connect(ctx)
+	other := e.connect(ctx)
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeExec} {
+		var n int
+		if err := other.QueryRow(ctx, "SELECT $1::int + 1", 1).Scan(&n); err != nil || n != 2 {
+			t.Fatalf("another client's shared statement: %d, %v", n, err)
+		}
+		for _, sql := range []string{"PREPARE q1 AS SELECT 1", "PREPARE q2 AS SELECT 2", "DEALLOCATE ALL"} {
+			if _, err := c.Exec(ctx, sql, mode); err != nil {
+				t.Fatalf("%v: %s: %v", mode, sql, err)
+			}
+		}
+		if err := c.QueryRow(ctx, "SELECT count(*) FROM pg_prepared_statements WHERE name IN ('q1', 'q2')", pgx.QueryExecModeSimpleProtocol).Scan(&n); err != nil || n != 0 {
+			t.Fatalf("%v: SQL PREPAREs left after DEALLOCATE ALL: %d, %v", mode, n, err)
+		}
+		if _, err := c.Exec(ctx, "EXECUTE q1", pgx.QueryExecModeSimpleProtocol); sqlState(err) != "26000" {
+			t.Fatalf("%v: EXECUTE after DEALLOCATE ALL: %v, want 26000", mode, err)
+		}
+		if _, err := c.Exec(ctx, "PREPARE q1 AS SELECT 1; DEALLOCATE q1", pgx.QueryExecModeSimpleProtocol); err != nil {
+			t.Fatalf("%v: PREPARE again after DEALLOCATE ALL: %v", mode, err)
+		}
+		if err := other.QueryRow(ctx, "SELECT $1::int + 1", 2).Scan(&n); err != nil || n != 3 {
+			t.Fatalf("%v: another client's shared statement after DEALLOCATE ALL: %d, %v", mode, n, err)
+		}
+	}
+}
+
 // TestPinnedSessionObjects: in transaction pooling a client that takes a
 // session-level advisory lock, declares a cursor WITH HOLD or creates a
 // temporary table keeps its backend until they are gone, so it can use
