@@ -96,7 +96,7 @@ type Pool struct {
 	memSource string
 	// stmtEpoch: see StatementEpoch.
 	stmtEpoch atomic.Uint64
-	// keepClosedUntil: CloseIdle's pause of min_idle refills.
+	// keepClosedUntil: Vacate's pause of openings ahead of demand.
 	keepClosedUntil time.Time
 
 	ctx    context.Context // cancelled by Close; bounds connects
@@ -464,7 +464,7 @@ func (p *Pool) retire(b *Backend, reason string, value ...zap.Field) {
 	p.destroy(b, reason, true, value...)
 	p.mu.Lock()
 	reserved := reason == "lifetime" || reason == "queries" || reason == "transactions"
-	if !p.replaceLocked(reserved, b.LastUsed) && reserved {
+	if (time.Now().Before(p.keepClosedUntil) || !p.replaceLocked(reserved, b.LastUsed)) && reserved {
 		p.retiring--
 	}
 	p.mu.Unlock()
@@ -568,14 +568,21 @@ func (p *Pool) Destroy(b *Backend, reason string) {
 	p.destroy(b, reason, !b.Broken)
 }
 
-// CloseIdle closes the pool's idle backends now, and opens none ahead of
-// demand (min_idle) for the next pause: someone needs their database free
-// of connections. It returns how many it closed.
-func (p *Pool) CloseIdle(reason string, pause time.Duration) int {
+// Vacate closes the pool's idle backends now and those in use when their
+// clients release them, and opens none ahead of demand for the next pause:
+// someone needs their database free of connections. It returns how many
+// it closed now.
+func (p *Pool) Vacate(reason string, pause time.Duration) int {
 	p.mu.Lock()
 	idle := p.idle
 	p.idle = nil
 	p.keepClosedUntil = time.Now().Add(pause)
+	for b := range p.all {
+		if b.InUse.Load() && !b.RetireRequested.Load() {
+			b.RetireReason.Store(reason)
+			b.RetireRequested.Store(true)
+		}
+	}
 	p.mu.Unlock()
 	for _, b := range idle {
 		p.destroy(b, reason, true)

@@ -14,15 +14,16 @@ import (
 // users"), and a pooler keeps idle connections open: a test runner's DROP
 // DATABASE of its test database, sent through the pooler after its own
 // clients disconnected, fails on the pooler's idle backends. pgrecycle
-// closes its idle backends to that database first; PostgreSQL waits a few
-// seconds for them to exit. Backends in use by clients still count, as
-// they would on PostgreSQL.
+// closes its idle backends to that database first, and those in use when
+// released (a client that just left may still be in its reset);
+// PostgreSQL waits a few seconds for them to exit. Backends held by
+// connected clients still count, as they would on PostgreSQL.
 
-// databaseReleasePause keeps min_idle from reconnecting to the database
-// meanwhile.
+// databaseReleasePause keeps the pools from reconnecting to the database
+// ahead of demand (min_idle, replacements) meanwhile.
 const databaseReleasePause = 10 * time.Second
 
-// freeDatabaseFor closes idle backends to the database that the Query or
+// freeDatabaseFor vacates the pools of the database that the Query or
 // Parse about to be forwarded needs without other connections.
 func (s *session) freeDatabaseFor(typ byte, bodyLen int) {
 	peek, err := s.cr.Peek(wire.HeaderLen + bodyLen)
@@ -45,7 +46,7 @@ func (s *session) freeDatabaseFor(typ byte, bodyLen int) {
 	for _, p := range s.srv.poolList() {
 		t := p.Options().Target
 		if t.DBName == name && t.Host == target.Host && t.Port == target.Port {
-			closed += p.CloseIdle("database-command", databaseReleasePause)
+			closed += p.Vacate("database-command", databaseReleasePause)
 		}
 	}
 	if closed > 0 {
