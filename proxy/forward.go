@@ -404,6 +404,10 @@ func (s *session) relayOne(b *pool.Backend, fatal **clientError) relayResult {
 	if b.R.Buffered() == 0 {
 		_ = s.cw.Flush()
 	}
+	if s.clientGone.Load() {
+		s.clientLost(b)
+		return relayFailed
+	}
 	typ, _, err := b.R.Next()
 	if err != nil {
 		s.backendFailed(b, err, *fatal)
@@ -810,6 +814,26 @@ func (s *session) backendFailed(b *pool.Backend, err error, fatal *clientError) 
 	s.wmu.Lock()
 	s.wmu.Unlock()
 	s.pool.Destroy(b, "error")
+}
+
+// clientLost ends the session of a client that a write found gone, with
+// its backend still busy: the backend is closed rather than read to the end
+// of its reply for nobody (a large result took minutes of CPU), and the
+// server stops the query when it next writes.
+func (s *session) clientLost(b *pool.Backend) {
+	s.cw.Reset() // before backend is nil: then cleanup may use cw
+	s.mu.Lock()
+	if s.stopping {
+		s.mu.Unlock()
+		return
+	}
+	s.endCause = "client gone" // under mu: serve reads it once finish has seen backend nil
+	s.backend = nil
+	s.mu.Unlock()
+	s.wmu.Lock()
+	s.wmu.Unlock()
+	s.pool.Destroy(b, "client-gone")
+	_ = s.raw.Close()
 }
 
 // finish detaches the backend when the client goes away: a clean backend

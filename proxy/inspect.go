@@ -119,13 +119,17 @@ type byteCounts struct {
 // sentCounter counts the bytes written to a session's client: one atomic
 // add per write system call, not per message.
 type sentCounter struct {
-	w     io.Writer
-	count *byteCounts
+	w      io.Writer
+	count  *byteCounts
+	failed *atomic.Bool // set at the first failed write
 }
 
 func (c sentCounter) Write(p []byte) (int, error) {
 	n, err := c.w.Write(p)
 	c.count.sent.Add(int64(n))
+	if err != nil {
+		c.failed.Store(true)
+	}
 	return n, err
 }
 

@@ -43,12 +43,15 @@ type session struct {
 	dbForAuth *config.Database // the database auth.query runs on
 	appName   string
 	txMode    bool
-	pool      *pool.Pool
-	key       cancelKey
-	id        uint64            // non-zero, unique in this process
-	counted   bool              // holds a max_client_conn slot
-	countedIn bool              // counted in Server.clientsIn (per database and user)
-	want      map[string]string // guarded by mu once logged in
+	// clientGone: a write to the client failed (it disconnected or
+	// reset): what the server still sends for it is not worth relaying.
+	clientGone atomic.Bool
+	pool       *pool.Pool
+	key        cancelKey
+	id         uint64            // non-zero, unique in this process
+	counted    bool              // holds a max_client_conn slot
+	countedIn  bool              // counted in Server.clientsIn (per database and user)
+	want       map[string]string // guarded by mu once logged in
 	// wantShared marks want as a set shared with other sessions
 	// (paramSets): copy it before changing it.
 	wantShared bool
@@ -241,7 +244,7 @@ func newSession(srv *Server, c net.Conn) *session {
 }
 
 func (s *session) newClientWriter() *wire.Writer {
-	return wire.NewPooledWriter(sentCounter{w: s.conn, count: &s.bytes}, s.srv.bufs)
+	return wire.NewPooledWriter(sentCounter{w: s.conn, count: &s.bytes, failed: &s.clientGone}, s.srv.bufs)
 }
 
 // kill disconnects the client (server shutdown); its goroutine, resumed
