@@ -116,6 +116,11 @@ func (srv *Server) handleCancel(pid uint32, secret []byte) {
 		srv.log.Debug("cancel request for unknown key")
 		return
 	}
+	srv.cancelSession(s)
+}
+
+// cancelSession cancels what s runs or waits for, coalescing a burst.
+func (srv *Server) cancelSession(s *session) {
 	if !srv.cancels.coalesce(s) {
 		srv.ops.metrics.cancels.WithLabelValues("coalesced").Inc()
 		return

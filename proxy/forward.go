@@ -179,6 +179,10 @@ func (s *session) waitBackend() (*pool.Backend, error) {
 		return b, nil
 	case errors.Is(err, pool.ErrClosed) || errors.Is(err, pool.ErrStopped) || s.srv.ctx.Err() != nil:
 		return nil, fatalf(codeAdminShutdown, "pgrecycle is shutting down")
+	case errors.Is(err, pool.ErrInterrupted) && s.clientGone.Load():
+		// sweepGoneClients: the request must not run after its client left.
+		s.endCause = "client gone"
+		return nil, fatalf(codeConnectionFailure, "pgrecycle: client gone while waiting for a server connection")
 	case errors.Is(err, pool.ErrInterrupted):
 		return nil, errorf(codeQueryCanceled, "canceling statement due to user request")
 	case errors.Is(err, pool.ErrWaitTimeout):

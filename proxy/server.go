@@ -274,6 +274,7 @@ func (s *Server) tickLoop() {
 			for _, p := range s.poolList() {
 				p.Tick(now)
 			}
+			s.sweepGoneClients(now)
 			s.fails.expire(now)
 		}
 	}

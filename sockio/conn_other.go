@@ -26,3 +26,6 @@ func (w *Watcher) Wait(timeout time.Duration, ready func(token uint64)) (bool, e
 }
 func (w *Watcher) Close() {}
 func (w *Watcher) Free()  {}
+
+// PeerClosed can't tell on this platform.
+func PeerClosed(c net.Conn) bool { return false }
