@@ -35,6 +35,7 @@ type Backend struct {
 	TxStatus   byte
 	Created    time.Time
 	// Deadline is when max_lifetime (with jitter) retires it; zero: never.
+	// Guarded by the pool's lock: a reload draws it again.
 	Deadline time.Time
 	LastUsed time.Time
 	// Broken marks a backend that must be closed, never reused.

@@ -156,6 +156,13 @@ func (p *Pool) Update(opts Options) error {
 			b.RetireRequested.Store(true)
 		}
 	}
+	if old.Recycle.MaxLifetime != opts.Recycle.MaxLifetime || old.Recycle.LifetimeJitter != opts.Recycle.LifetimeJitter {
+		// Open backends take the new lifetime too, from their creation:
+		// those past it retire as max_retiring_share allows, not at once.
+		for b := range p.all {
+			b.Deadline = p.drawDeadlineLocked(b.Created)
+		}
+	}
 	excess := p.takeExcessIdleLocked()
 	p.spawnOpenersLocked()
 	p.mu.Unlock()
@@ -529,13 +536,14 @@ func (p *Pool) retireReason(b *Backend, now time.Time) (string, []zap.Field) {
 	}
 	p.mu.Lock()
 	rc := p.opts.Recycle
+	deadline := b.Deadline // a reload may draw it again (Update)
 	p.mu.Unlock()
 	var reason string
 	var value []zap.Field
 	switch {
 	// destroy logs age, queries and transactions: value adds the limit.
-	case !b.Deadline.IsZero() && now.After(b.Deadline):
-		reason, value = "lifetime", []zap.Field{zap.Duration("lifetime", b.Deadline.Sub(b.Created))}
+	case !deadline.IsZero() && now.After(deadline):
+		reason, value = "lifetime", []zap.Field{zap.Duration("lifetime", deadline.Sub(b.Created))}
 	case rc.MaxQueries > 0 && b.Queries.Load() >= rc.MaxQueries:
 		reason, value = "queries", []zap.Field{zap.Int64("max_queries", rc.MaxQueries)}
 	case rc.MaxTransactions > 0 && b.Transactions.Load() >= rc.MaxTransactions:

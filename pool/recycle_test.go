@@ -756,3 +756,36 @@ func TestReloadLowersPoolSize(t *testing.T) {
 	}
 	retiredOnly(t, p, map[string]int64{"pool_size": 2})
 }
+
+// TestReloadLowersMaxLifetime: a reload that changes recycle.max_lifetime
+// reaches the backends already open: their retirement is drawn again from
+// their creation time, so those past the new lifetime retire (at their
+// release, or at the next tick when idle). Before, they kept the deadline
+// drawn from the old value (an hour, say) until then.
+func TestReloadLowersMaxLifetime(t *testing.T) {
+	leakCheck(t)
+	srv := pgtest.Shared(t)
+	opts := testOptions(t, srv, 2)
+	opts.Recycle.MaxLifetime = config.Duration(time.Hour)
+	opts.Recycle.LifetimeJitter = 0
+	opts.Recycle.MaxRetiringShare = 1 // both may retire at once
+	p := newPool(t, opts)
+	busy, idle := acquire(t, p), acquire(t, p)
+	p.Release(idle)
+	time.Sleep(20 * time.Millisecond)
+
+	opts.Recycle.MaxLifetime = config.Duration(10 * time.Millisecond)
+	if err := p.Update(opts); err != nil {
+		t.Fatal(err)
+	}
+	for _, bi := range p.Backends() {
+		if want := bi.Created.Add(10 * time.Millisecond); !bi.Deadline.Equal(want) {
+			t.Fatalf("backend %d retires at %v after the reload, want %v", bi.PID, bi.Deadline, want)
+		}
+	}
+	p.Tick(time.Now())
+	p.Release(busy)
+	if st := p.Stats(); st.Retired["lifetime"] != 2 {
+		t.Fatalf("after the reload, a tick and a release: retired %v, want both for lifetime", st.Retired)
+	}
+}
