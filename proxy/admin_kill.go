@@ -17,18 +17,43 @@ func (srv *Server) Kill(db string) (int, error) {
 		return 0, err
 	}
 	live, _ := srv.liveSessions()
-	n := 0
+	var killed []*session
 	for _, s := range live {
 		if s.admin || s.db == nil || (db != "" && s.db.Name != db) {
 			continue
 		}
-		s.kill()
-		n++
+		// The session tells its client why (57P01), as PostgreSQL's
+		// pg_terminate_backend does, and ends; one that can't within
+		// killGrace (a client not reading) is cut.
+		s.killed.Store(true)
+		s.poke()
+		killed = append(killed, s)
+	}
+	if len(killed) > 0 {
+		srv.wg.Add(1)
+		go func() {
+			defer srv.wg.Done()
+			select {
+			case <-time.After(killGrace):
+			case <-srv.ctx.Done():
+			}
+			for _, s := range killed {
+				s.kill()
+			}
+		}()
 	}
 	if _, err := srv.Recycle(db); err != nil {
-		return n, err
+		return len(killed), err
 	}
-	return n, nil
+	return len(killed), nil
+}
+
+// killGrace is how long a killed session has to end on its own.
+const killGrace = time.Second
+
+// killedError is what a client disconnected by KILL is told.
+func killedError() *clientError {
+	return fatalf(codeAdminShutdown, "terminating connection due to administrator command (pgrecycle KILL)")
 }
 
 // SetDisabled refuses (or, with disabled false, allows again) new logins

@@ -773,6 +773,10 @@ func (s *session) backendFailed(b *pool.Backend, err error, fatal *clientError) 
 		rideThrough = false
 		fatal = s.srv.shutdownTimeoutError()
 		cause, reason = "shutdown", "shutdown"
+	} else if s.killed.Load() {
+		rideThrough = false // so did the admin console's KILL
+		fatal = killedError()
+		cause, reason = "admin KILL", "admin"
 	} else {
 		s.log.Warn("backend connection lost", zap.Uint32("pid", b.PID), zap.Error(err), zap.Bool("client_kept", rideThrough))
 	}
@@ -997,7 +1001,7 @@ func (s *session) armIdleDeadline() (detached bool) {
 	case !attached || idleSession:
 		limit = opts.ClientIdleTimeout.D()
 	}
-	if s.srv.draining.Load() && (!attached || idleSession) {
+	if s.srv.draining.Load() && (!attached || idleSession) || s.killed.Load() {
 		limit = time.Nanosecond
 	}
 	keep := (s.resumed && !attached || s.watchWoke && inTx) && !s.idleSince.IsZero()
@@ -1051,6 +1055,8 @@ func (s *session) onIdleDeadline() (done bool, err error) {
 	switch {
 	case s.srv.terminating.Load():
 		ce, cause = s.srv.shutdownTimeoutError(), "shutdown"
+	case s.killed.Load():
+		ce, cause = killedError(), "admin KILL"
 	case s.srv.draining.Load() && (!attached || idleSession):
 		ce, cause = fatalf(codeAdminShutdown, "terminating connection: pgrecycle is shutting down"), "shutdown"
 	case expired && inTx:

@@ -48,10 +48,12 @@ type session struct {
 	clientGone atomic.Bool
 	pool       *pool.Pool
 	key        cancelKey
-	id         uint64            // non-zero, unique in this process
-	counted    bool              // holds a max_client_conn slot
-	countedIn  bool              // counted in Server.clientsIn (per database and user)
-	want       map[string]string // guarded by mu once logged in
+	id         uint64 // non-zero, unique in this process
+	counted    bool   // holds a max_client_conn slot
+	countedIn  bool   // counted in Server.clientsIn (per database and user)
+	// killed: the admin console's KILL ends this session (poke).
+	killed atomic.Bool
+	want   map[string]string // guarded by mu once logged in
 	// wantShared marks want as a set shared with other sessions
 	// (paramSets): copy it before changing it.
 	wantShared bool
@@ -199,7 +201,7 @@ func (s *session) poke() {
 		return
 	}
 	_ = s.raw.SetReadDeadline(time.Now())
-	if s.srv.terminating.Load() {
+	if s.srv.terminating.Load() || s.killed.Load() {
 		// A reply relayed on the client goroutine (readInline) blocks in
 		// the backend's read: cut it too, so the session ends now.
 		s.mu.Lock()

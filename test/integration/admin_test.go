@@ -612,8 +612,9 @@ func TestAdminIncidentCommands(t *testing.T) {
 		t.Fatalf("KILL app: %q, %v", tag, err)
 	}
 	for name, c := range map[string]*pgx.Conn{"a": a, "b": b} {
-		if err := c.QueryRow(ctx, "SELECT 1").Scan(&n); err == nil {
-			t.Fatalf("client %s still served after KILL", name)
+		// Told why, as by pg_terminate_backend: 57P01.
+		if err := c.QueryRow(ctx, "SELECT 1").Scan(&n); errCode(err) != "57P01" {
+			t.Fatalf("client %s after KILL: %v, want 57P01", name, err)
 		}
 	}
 	if _, err := adminExec(ctx, admin, "SHOW POOLS"); err != nil {
