@@ -270,15 +270,16 @@ func (s *session) attach() error {
 			}
 		}
 		if b == nil {
+			start := s.beginWait() // a client held by PAUSE waits too (SHOW POOLS)
 			if ctx == nil {
 				var cancel context.CancelFunc
 				ctx, cancel = s.waitContext()
 				defer cancel()
 				if err := s.srv.waitResumed(ctx, s.db.Name); err != nil {
+					s.endWait(start)
 					return s.acquireError(ctx, err)
 				}
 			}
-			start := s.beginWait()
 			var err error
 			b, err = s.pool.Acquire(ctx)
 			s.endWait(start)

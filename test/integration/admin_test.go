@@ -461,8 +461,27 @@ func TestAdminPauseResume(t *testing.T) {
 	if r, ok := dbs.find("name", "app"); !ok || r["paused"] != "1" {
 		t.Errorf("SHOW DATABASES while paused:\n%s", dbs)
 	}
+	// A client's query held by the pause is shown waiting, as in
+	// PgBouncer (cl_waiting, maxwait): operators watch it in a switchover.
+	held := make(chan error, 1)
+	go func() {
+		_, err := c.Exec(context.Background(), "SELECT 1")
+		held <- err
+	}()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		pools := e.mustPsqlAdmin(ctx, "SHOW POOLS")
+		if r, ok := pools.find("database", "app"); ok && r["cl_waiting"] == "1" && r["cl_active"] == "0" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("SHOW POOLS with a query held by PAUSE, want cl_waiting 1:\n%s", pools)
+		}
+	}
 	if tag, err := adminExec(ctx, admin, "RESUME app"); err != nil || tag != "RESUME" {
 		t.Fatalf("RESUME: %q %v", tag, err)
+	}
+	if err := <-held; err != nil {
+		t.Fatalf("the query held by PAUSE, after RESUME: %v", err)
 	}
 	if e.srv.Paused("app") {
 		t.Error("still paused after RESUME")
