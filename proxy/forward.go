@@ -86,6 +86,9 @@ func (s *session) loop() error {
 				continue
 			}
 		}
+		if typ == wire.MsgSync && s.txMode && s.answerLoneSync() {
+			continue
+		}
 		if s.restoreNeeded {
 			s.restoreStartupSettings()
 		}
@@ -940,6 +943,29 @@ func (s *session) runResetQuery(b *pool.Backend) bool {
 	}
 	if strings.Contains(q, "discard all") || strings.Contains(q, "deallocate all") {
 		b.Statements.Clear()
+	}
+	return true
+}
+
+// answerLoneSync answers a Sync with nothing before it, in transaction
+// pooling with no backend attached, as the server would: ReadyForQuery,
+// idle. It is the second Sync of a pipeline whose batch failed before
+// reaching a server (query_wait_timeout: libpq pipelines and psycopg's
+// pipeline() send one), or a driver's ping; before, it waited for a
+// backend, and failed again with the same error.
+func (s *session) answerLoneSync() bool {
+	s.mu.Lock()
+	detached := s.backend == nil
+	s.mu.Unlock()
+	if !detached {
+		return false
+	}
+	if err := s.cr.Skip(); err != nil {
+		return true // the next read reports it
+	}
+	_ = s.cw.Append(func(dst []byte) ([]byte, error) { return appendReady(dst, 'I'), nil })
+	if s.cr.Buffered() == 0 {
+		_ = s.cw.Flush()
 	}
 	return true
 }

@@ -307,3 +307,42 @@ func assertBackendFree(ctx context.Context, t *testing.T, e *env) {
 		t.Fatalf("another client with a pool of one: %v", err)
 	}
 }
+
+// TestPipelineWaitTimeoutThenSync: a pipeline's batch that fails waiting
+// for a backend (query_wait_timeout) is answered as PostgreSQL answers a
+// failed batch followed by a lone Sync: ErrorResponse, ReadyForQuery,
+// ReadyForQuery. Before, the lone Sync waited for a backend in turn and
+// failed again (E Z E Z, after two timeouts), which left libpq's and
+// psycopg's pipeline mode unusable.
+func TestPipelineWaitTimeoutThenSync(t *testing.T) {
+	leakCheck(t)
+	e := startProxy(t, proxyOpts{size: 1, dbExtra: "[databases.app.pool]\nquery_wait_timeout = \"500ms\"\n"})
+	ctx := testCtx(t)
+	holder := e.holdBackend(ctx, t)
+	defer func() { _ = holder.Rollback(context.Background()) }()
+	fe, _ := e.rawFrontend(t)
+	fe.SendParse(&pgproto3.Parse{Query: "SELECT 1"})
+	fe.SendBind(&pgproto3.Bind{})
+	fe.SendExecute(&pgproto3.Execute{})
+	fe.SendSync(&pgproto3.Sync{})
+	fe.SendSync(&pgproto3.Sync{})
+	if err := fe.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if e := expectType[*pgproto3.ErrorResponse](t, fe); e.Code != "57014" {
+		t.Fatalf("the batch waiting past query_wait_timeout: %s %s, want 57014", e.Code, e.Message)
+	}
+	expectType[*pgproto3.ReadyForQuery](t, fe)
+	if z := expectType[*pgproto3.ReadyForQuery](t, fe); z.TxStatus != 'I' {
+		t.Fatalf("the lone Sync: ReadyForQuery %q, want 'I'", z.TxStatus)
+	}
+	// The session goes on.
+	fe.SendQuery(&pgproto3.Query{String: "SELECT 1"})
+	if err := fe.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := holder.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	expectUntilReady(t, fe)
+}
