@@ -409,7 +409,12 @@ func (s *Server) Reload() error {
 	for key, p := range s.pools {
 		db := cfg.Database(key.database)
 		if db == nil {
-			continue // removed: its clients finish, new logins get 3D000
+			// Removed: its clients finish, new logins get 3D000; its idle
+			// backends close now, the others when released.
+			if n := p.Vacate("reload", 0); n > 0 {
+				s.log.Info("reload: database removed, its idle backends closed", zap.Stringer("pool", p), zap.Int("backends", n))
+			}
+			continue
 		}
 		old := p.Options()
 		opts := *old

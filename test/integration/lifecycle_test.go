@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +12,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgrecycle/pgrecycle/test/pgtest"
 )
 
 func pgCode(err error) string {
@@ -189,6 +192,52 @@ func TestReloadAppliesWithoutDroppingClients(t *testing.T) {
 	}
 	if e.retirements()["reload"] < 1 {
 		t.Fatalf("retirements = %v, want reload", e.retirements())
+	}
+}
+
+// TestReloadRemovedDatabaseClosesBackends: a database removed from the
+// configuration by a reload refuses new logins, and its idle backends are
+// closed at once rather than at server_idle_timeout (found by the
+// operations sweep: they stayed open for the default ten minutes).
+func TestReloadRemovedDatabaseClosesBackends(t *testing.T) {
+	leakCheck(t)
+	pg := pgtest.Shared(t)
+	app2 := fmt.Sprintf("[databases.app2]\nhost = %q\nport = %d\ndbname = \"postgres\"\nsslmode = \"disable\"\nuser = %q\npassword = %q\n",
+		pg.Host, pg.Port, pg.SuperUser, pg.SuperPassword)
+	e := startProxy(t, proxyOpts{extra: app2})
+	ctx := testCtx(t)
+	c, err := pgx.Connect(ctx, e.dsn("postgres", "x", "app2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := backendPID(ctx, t, c)
+	_ = c.Close(ctx)
+	path := filepath.Join(e.dir, "pgrecycle.toml")
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(strings.Replace(string(raw), app2, "", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.srv.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	d := e.direct(ctx)
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		var n int
+		if err := d.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE pid = $1", int32(pid)).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the removed database's idle backend (pid %d) is still open", pid)
+		}
+	}
+	if _, err := pgx.Connect(ctx, e.dsn("postgres", "x", "app2")); errCode(err) != "3D000" {
+		t.Fatalf("login to the removed database: %v, want 3D000", err)
 	}
 }
 
