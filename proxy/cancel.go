@@ -28,6 +28,10 @@ type cancelRegistry struct {
 	// delivering holds the sessions a cancel is being delivered for, and
 	// whether another arrived for it meanwhile (coalesce).
 	delivering map[*session]bool
+	// waits holds how to end the waits that have no pool waiter to
+	// interrupt (a database paused): rare, so kept here rather than in
+	// every session.
+	waits map[*session]context.CancelFunc
 }
 
 type registeredKey struct {
@@ -36,7 +40,31 @@ type registeredKey struct {
 }
 
 func newCancelRegistry() *cancelRegistry {
-	return &cancelRegistry{sessions: make(map[uint32]registeredKey), delivering: make(map[*session]bool)}
+	return &cancelRegistry{sessions: make(map[uint32]registeredKey), delivering: make(map[*session]bool),
+		waits: make(map[*session]context.CancelFunc)}
+}
+
+// holdWait records how a cancel ends s's wait until dropWait.
+func (r *cancelRegistry) holdWait(s *session, cancel context.CancelFunc) {
+	r.mu.Lock()
+	r.waits[s] = cancel
+	r.mu.Unlock()
+}
+
+func (r *cancelRegistry) dropWait(s *session) {
+	r.mu.Lock()
+	delete(r.waits, s)
+	r.mu.Unlock()
+}
+
+// cancelWait ends s's held wait, if any.
+func (r *cancelRegistry) cancelWait(s *session) {
+	r.mu.Lock()
+	cancel := r.waits[s]
+	r.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
 }
 
 // register issues a fresh unique key for s and stores it in s.key while
@@ -146,6 +174,8 @@ func (srv *Server) deliverCancel(s *session) {
 		// ends that wait, as PostgreSQL would end the query.
 		if s.waitingOn != nil {
 			s.pool.Interrupt(s.waitingOn)
+		} else {
+			srv.cancels.cancelWait(s) // waiting for a RESUME
 		}
 		s.mu.Unlock()
 		srv.ops.metrics.cancels.WithLabelValues("wait").Inc()

@@ -278,6 +278,8 @@ func (s *session) attach() error {
 				var cancel context.CancelFunc
 				ctx, cancel = s.waitContext()
 				defer cancel()
+				s.srv.cancels.holdWait(s, cancel) // a CancelRequest ends the wait
+				defer s.srv.cancels.dropWait(s)
 				if err := s.srv.waitResumed(ctx, s.db.Name); err != nil {
 					s.endWait(start)
 					return s.acquireError(ctx, err)

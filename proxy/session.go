@@ -839,6 +839,11 @@ func (s *session) acquireError(ctx context.Context, err error) error {
 	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil:
 		return s.withConnectFailure(errorf(codeQueryCanceled,
 			"pgrecycle: no server connection available within query_wait_timeout (%s)", s.pool.Options().Pool.QueryWaitTimeout.D()))
+	case errors.Is(err, context.Canceled) && s.clientGone.Load():
+		s.endCause = "client gone"
+		return fatalf(codeConnectionFailure, "pgrecycle: client gone while waiting for a server connection")
+	case errors.Is(err, context.Canceled):
+		return errorf(codeQueryCanceled, "canceling statement due to user request") // a CancelRequest
 	}
 	return fromBackendError("ERROR", err)
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgproto3"
 	"go.uber.org/zap"
 
 	"github.com/pgrecycle/pgrecycle/test/pgtest"
@@ -730,5 +731,76 @@ func TestAdminPgBouncerName(t *testing.T) {
 	var db string
 	if err := c.QueryRow(ctx, "SELECT current_database()").Scan(&db); err != nil || db != "postgres" {
 		t.Fatalf("configured database pgbouncer: %q, %v", db, err)
+	}
+}
+
+// TestPauseHeldRequestsCancelAndGone: a query held by PAUSE can be
+// cancelled (57014), as any waiting query, and the request of a client
+// that left while held never runs at RESUME. Before, cancels were ignored
+// until RESUME, and every abandoned INSERT of a switchover ran then (found
+// by the operations sweep).
+func TestPauseHeldRequestsCancelAndGone(t *testing.T) {
+	leakCheck(t)
+	e := startProxy(t, proxyOpts{size: 2})
+	ctx := testCtx(t)
+	d := e.direct(ctx)
+	table := uniqueName("paused_marker")
+	dropTable(t, e, table)
+	if _, err := d.Exec(ctx, "CREATE TABLE "+table+" (note text)"); err != nil {
+		t.Fatal(err)
+	}
+	c := e.connect(ctx)
+	admin := e.adminConn(ctx)
+	if _, err := adminExec(ctx, admin, "PAUSE app"); err != nil {
+		t.Fatal(err)
+	}
+	resumed := false
+	defer func() {
+		if !resumed {
+			_, _ = adminExec(context.Background(), admin, "RESUME app")
+		}
+	}()
+	waitHeld := func(n string) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			if r, ok := e.mustPsqlAdmin(ctx, "SHOW POOLS").find("database", "app"); ok && r["cl_waiting"] == n {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no %s client held by the pause", n)
+			}
+		}
+	}
+	held := make(chan error, 1)
+	go func() {
+		_, err := c.Exec(context.Background(), "SELECT 1")
+		held <- err
+	}()
+	waitHeld("1")
+	e.cancelRequest(t, c.PgConn().PID(), c.PgConn().SecretKey())
+	select {
+	case err := <-held:
+		if errCode(err) != "57014" {
+			t.Fatalf("a held query, cancelled: %v, want 57014", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a CancelRequest did not end a query held by PAUSE")
+	}
+	// A client that leaves while held: a raw socket closed without a word.
+	fe, gone := e.rawFrontend(t)
+	fe.Send(&pgproto3.Query{String: "INSERT INTO " + table + " VALUES ('left during the pause')"})
+	if err := fe.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	waitHeld("1")
+	_ = gone.Close()
+	waitHeld("0") // noticed within about a second
+	if _, err := adminExec(ctx, admin, "RESUME app"); err != nil {
+		t.Fatal(err)
+	}
+	resumed = true
+	var n int
+	if err := c.QueryRow(ctx, "SELECT count(*) FROM "+table).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("rows inserted at RESUME by a client that left during the pause: %d, %v; want 0", n, err)
 	}
 }
