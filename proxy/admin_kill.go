@@ -27,6 +27,11 @@ func (srv *Server) Kill(db string) (int, error) {
 		// killGrace (a client not reading) is cut.
 		s.killed.Store(true)
 		s.poke()
+		s.mu.Lock()
+		if s.backend == nil {
+			s.interruptWaitLocked() // its request must not run after
+		}
+		s.mu.Unlock()
 		killed = append(killed, s)
 	}
 	if len(killed) > 0 {

@@ -172,11 +172,7 @@ func (srv *Server) deliverCancel(s *session) {
 	if b == nil {
 		// Not on a backend yet: the query waits for one, and the cancel
 		// ends that wait, as PostgreSQL would end the query.
-		if s.waitingOn != nil {
-			s.pool.Interrupt(s.waitingOn)
-		} else {
-			srv.cancels.cancelWait(s) // waiting for a RESUME
-		}
+		s.interruptWaitLocked()
 		s.mu.Unlock()
 		srv.ops.metrics.cancels.WithLabelValues("wait").Inc()
 		return
@@ -191,4 +187,14 @@ func (srv *Server) deliverCancel(s *session) {
 	cancel()
 	b.CancelDone()
 	s.releaseAfterCancel(b)
+}
+
+// interruptWaitLocked ends the session's wait for a backend, if it waits:
+// in the pool's queue, or for a RESUME. Callers hold s.mu.
+func (s *session) interruptWaitLocked() {
+	if s.waitingOn != nil {
+		s.pool.Interrupt(s.waitingOn)
+	} else {
+		s.srv.cancels.cancelWait(s)
+	}
 }

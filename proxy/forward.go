@@ -182,6 +182,9 @@ func (s *session) waitBackend() (*pool.Backend, error) {
 		return b, nil
 	case errors.Is(err, pool.ErrClosed) || errors.Is(err, pool.ErrStopped) || s.srv.ctx.Err() != nil:
 		return nil, fatalf(codeAdminShutdown, "pgrecycle is shutting down")
+	case errors.Is(err, pool.ErrInterrupted) && s.killed.Load():
+		s.endCause = "admin KILL"
+		return nil, killedError()
 	case errors.Is(err, pool.ErrInterrupted) && s.clientGone.Load():
 		// sweepGoneClients: the request must not run after its client left.
 		s.endCause = "client gone"

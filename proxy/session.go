@@ -839,6 +839,9 @@ func (s *session) acquireError(ctx context.Context, err error) error {
 	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil:
 		return s.withConnectFailure(errorf(codeQueryCanceled,
 			"pgrecycle: no server connection available within query_wait_timeout (%s)", s.pool.Options().Pool.QueryWaitTimeout.D()))
+	case errors.Is(err, context.Canceled) && s.killed.Load():
+		s.endCause = "admin KILL"
+		return killedError()
 	case errors.Is(err, context.Canceled) && s.clientGone.Load():
 		s.endCause = "client gone"
 		return fatalf(codeConnectionFailure, "pgrecycle: client gone while waiting for a server connection")

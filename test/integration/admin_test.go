@@ -804,3 +804,50 @@ func TestPauseHeldRequestsCancelAndGone(t *testing.T) {
 		t.Fatalf("rows inserted at RESUME by a client that left during the pause: %d, %v; want 0", n, err)
 	}
 }
+
+// TestKillEndsWaitingRequests: KILL ends a client whose request waits (for
+// a backend, or for a RESUME): it is told 57P01 and the request never
+// runs. Before, its session kept waiting after KILL cut the socket, and
+// the request ran once a backend freed up.
+func TestKillEndsWaitingRequests(t *testing.T) {
+	leakCheck(t)
+	e := startProxy(t, proxyOpts{size: 2})
+	ctx := testCtx(t)
+	d := e.direct(ctx)
+	table := uniqueName("killed_marker")
+	dropTable(t, e, table)
+	if _, err := d.Exec(ctx, "CREATE TABLE "+table+" (note text)"); err != nil {
+		t.Fatal(err)
+	}
+	admin := e.adminConn(ctx)
+	if _, err := adminExec(ctx, admin, "PAUSE app"); err != nil {
+		t.Fatal(err)
+	}
+	fe, _ := e.rawFrontend(t)
+	fe.Send(&pgproto3.Query{String: "INSERT INTO " + table + " VALUES ('killed while waiting')"})
+	if err := fe.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if r, ok := e.mustPsqlAdmin(ctx, "SHOW POOLS").find("database", "app"); ok && r["cl_waiting"] == "1" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the INSERT was not held by the pause")
+		}
+	}
+	if _, err := adminExec(ctx, admin, "KILL app"); err != nil {
+		t.Fatal(err)
+	}
+	if e := expectType[*pgproto3.ErrorResponse](t, fe); e.Code != "57P01" || e.Severity != "FATAL" {
+		t.Fatalf("the waiting client after KILL: %s %s %s, want FATAL 57P01", e.Severity, e.Code, e.Message)
+	}
+	if _, err := adminExec(ctx, admin, "RESUME app"); err != nil {
+		t.Fatal(err)
+	}
+	c := e.connect(ctx)
+	var n int
+	if err := c.QueryRow(ctx, "SELECT count(*) FROM "+table).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("rows inserted after KILL by the killed client's waiting request: %d, %v; want 0", n, err)
+	}
+}
