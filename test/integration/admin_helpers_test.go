@@ -302,3 +302,18 @@ func adminBackendPID(ctx context.Context, t *testing.T, c *pgx.Conn) uint32 {
 	}
 	return pid
 }
+
+// waitPoolWaiting waits until SHOW POOLS shows n clients of app waiting
+// (cl_waiting), failing after five seconds.
+func (e *env) waitPoolWaiting(ctx context.Context, t *testing.T, n string) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		pools := e.mustPsqlAdmin(ctx, "SHOW POOLS")
+		if r, ok := pools.find("database", "app"); ok && r["cl_waiting"] == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("SHOW POOLS, want cl_waiting %s for app:\n%s", n, pools)
+		}
+	}
+}

@@ -469,14 +469,9 @@ func TestAdminPauseResume(t *testing.T) {
 		_, err := c.Exec(context.Background(), "SELECT 1")
 		held <- err
 	}()
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		pools := e.mustPsqlAdmin(ctx, "SHOW POOLS")
-		if r, ok := pools.find("database", "app"); ok && r["cl_waiting"] == "1" && r["cl_active"] == "0" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("SHOW POOLS with a query held by PAUSE, want cl_waiting 1:\n%s", pools)
-		}
+	e.waitPoolWaiting(ctx, t, "1")
+	if r, _ := e.mustPsqlAdmin(ctx, "SHOW POOLS").find("database", "app"); r["cl_active"] != "0" {
+		t.Fatalf("SHOW POOLS with a query held by PAUSE: cl_active %s, want 0", r["cl_active"])
 	}
 	if tag, err := adminExec(ctx, admin, "RESUME app"); err != nil || tag != "RESUME" {
 		t.Fatalf("RESUME: %q %v", tag, err)
@@ -743,12 +738,7 @@ func TestPauseHeldRequestsCancelAndGone(t *testing.T) {
 	leakCheck(t)
 	e := startProxy(t, proxyOpts{size: 2})
 	ctx := testCtx(t)
-	d := e.direct(ctx)
-	table := uniqueName("paused_marker")
-	dropTable(t, e, table)
-	if _, err := d.Exec(ctx, "CREATE TABLE "+table+" (note text)"); err != nil {
-		t.Fatal(err)
-	}
+	table := markerTable(ctx, t, e, "paused_marker")
 	c := e.connect(ctx)
 	admin := e.adminConn(ctx)
 	if _, err := adminExec(ctx, admin, "PAUSE app"); err != nil {
@@ -760,23 +750,12 @@ func TestPauseHeldRequestsCancelAndGone(t *testing.T) {
 			_, _ = adminExec(context.Background(), admin, "RESUME app")
 		}
 	}()
-	waitHeld := func(n string) {
-		t.Helper()
-		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-			if r, ok := e.mustPsqlAdmin(ctx, "SHOW POOLS").find("database", "app"); ok && r["cl_waiting"] == n {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("no %s client held by the pause", n)
-			}
-		}
-	}
 	held := make(chan error, 1)
 	go func() {
 		_, err := c.Exec(context.Background(), "SELECT 1")
 		held <- err
 	}()
-	waitHeld("1")
+	e.waitPoolWaiting(ctx, t, "1")
 	e.cancelRequest(t, c.PgConn().PID(), c.PgConn().SecretKey())
 	select {
 	case err := <-held:
@@ -792,9 +771,9 @@ func TestPauseHeldRequestsCancelAndGone(t *testing.T) {
 	if err := fe.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	waitHeld("1")
+	e.waitPoolWaiting(ctx, t, "1")
 	_ = gone.Close()
-	waitHeld("0") // noticed within about a second
+	e.waitPoolWaiting(ctx, t, "0") // noticed within about a second
 	if _, err := adminExec(ctx, admin, "RESUME app"); err != nil {
 		t.Fatal(err)
 	}
@@ -813,12 +792,7 @@ func TestKillEndsWaitingRequests(t *testing.T) {
 	leakCheck(t)
 	e := startProxy(t, proxyOpts{size: 2})
 	ctx := testCtx(t)
-	d := e.direct(ctx)
-	table := uniqueName("killed_marker")
-	dropTable(t, e, table)
-	if _, err := d.Exec(ctx, "CREATE TABLE "+table+" (note text)"); err != nil {
-		t.Fatal(err)
-	}
+	table := markerTable(ctx, t, e, "killed_marker")
 	admin := e.adminConn(ctx)
 	if _, err := adminExec(ctx, admin, "PAUSE app"); err != nil {
 		t.Fatal(err)
@@ -828,14 +802,7 @@ func TestKillEndsWaitingRequests(t *testing.T) {
 	if err := fe.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if r, ok := e.mustPsqlAdmin(ctx, "SHOW POOLS").find("database", "app"); ok && r["cl_waiting"] == "1" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the INSERT was not held by the pause")
-		}
-	}
+	e.waitPoolWaiting(ctx, t, "1")
 	if _, err := adminExec(ctx, admin, "KILL app"); err != nil {
 		t.Fatal(err)
 	}

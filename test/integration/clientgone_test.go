@@ -59,11 +59,7 @@ func TestClientGoneRequestDoesNotRun(t *testing.T) {
 	forModes(t, proxyOpts{size: 1, extra: metricsExtra}, func(t *testing.T, e *env, mode string) {
 		ctx := testCtx(t)
 		d := e.direct(ctx)
-		table := uniqueName("gone_marker")
-		dropTable(t, e, table)
-		if _, err := d.Exec(ctx, "CREATE TABLE "+table+" (note text)"); err != nil {
-			t.Fatal(err)
-		}
+		table := markerTable(ctx, t, e, "gone_marker")
 		// Until pgrecycle says it noticed, or long enough that it should
 		// have: the assertions after tell whether it acted.
 		goneLogged := func(n int) {

@@ -421,3 +421,15 @@ func (e *env) holdBackend(ctx context.Context, t *testing.T) pgx.Tx {
 	}
 	return tx
 }
+
+// markerTable creates a one-column table (note text), dropped when the
+// test ends, for a test to find whether a client's INSERT ran.
+func markerTable(ctx context.Context, t *testing.T, e *env, prefix string) string {
+	t.Helper()
+	table := uniqueName(prefix)
+	dropTable(t, e, table)
+	if _, err := e.direct(ctx).Exec(ctx, "CREATE TABLE "+table+" (note text)"); err != nil {
+		t.Fatal(err)
+	}
+	return table
+}
