@@ -5,8 +5,6 @@ import (
 	"time"
 
 	"go.uber.org/zap"
-
-	"github.com/pgrecycle/pgrecycle/wire"
 )
 
 // PostgreSQL refuses to drop, rename or copy (as a template) a database
@@ -26,16 +24,9 @@ const databaseReleasePause = 10 * time.Second
 // freeDatabaseFor vacates the pools of the database that the Query or
 // Parse about to be forwarded needs without other connections.
 func (s *session) freeDatabaseFor(typ byte, bodyLen int) {
-	peek, err := s.cr.Peek(wire.HeaderLen + bodyLen)
-	if err != nil {
+	q, ok := s.peekQueryText(typ, bodyLen)
+	if !ok {
 		return // streamed: not a short database command
-	}
-	q := peek[wire.HeaderLen:]
-	if typ == wire.MsgParse {
-		var ok bool
-		if _, q, ok = wire.CString(q); !ok {
-			return
-		}
 	}
 	name := blockingDatabase(q)
 	if name == "" {

@@ -234,15 +234,16 @@ func (s *session) scanSessionState(typ byte, bodyLen int) stmtKinds {
 // forwarded, without consuming it; ok is false when the message does not
 // fit the client buffer.
 func (s *session) peekQueryText(typ byte, bodyLen int) ([]byte, bool) {
-	if typ == wire.MsgParse {
-		_, q, ok := s.peekParse(bodyLen)
-		return q, ok
-	}
 	peek, err := s.cr.Peek(wire.HeaderLen + bodyLen)
 	if err != nil {
 		return nil, false
 	}
-	return peek[wire.HeaderLen:], true
+	q := peek[wire.HeaderLen:]
+	if typ == wire.MsgParse {
+		_, rest, ok := wire.CString(q) // past the statement name, not copied
+		return rest, ok
+	}
+	return q, true
 }
 
 // peekParse returns the statement name and SQL of the Parse about to be
