@@ -283,7 +283,8 @@ func resetScope(q []byte) (all bool, names []string) {
 // NAMES DEFAULT (the setting's name, lowercased). SET LOCAL is left out:
 // it ends with the transaction.
 func resetsSetting(stmt []byte) (all bool, name string) {
-	fields := strings.Fields(strings.ToLower(string(skipBlanksAndComments(stmt))))
+	// "x=DEFAULT", "x =DEFAULT" and "x= DEFAULT" read as "x = DEFAULT".
+	fields := strings.Fields(strings.ReplaceAll(strings.ToLower(string(skipBlanksAndComments(stmt))), "=", " = "))
 	if len(fields) < 2 {
 		return false, ""
 	}
@@ -315,12 +316,6 @@ func resetsSetting(stmt []byte) (all bool, name string) {
 		return false, "client_encoding"
 	case len(fields) == 3 && (fields[1] == "to" || fields[1] == "=") && fields[2] == "default":
 		return false, strings.Trim(fields[0], `"`)
-	case len(fields) == 2 && strings.HasSuffix(fields[0], "=") && fields[1] == "default":
-		return false, strings.Trim(strings.TrimSuffix(fields[0], "="), `"`) // name= DEFAULT
-	case len(fields) == 2 && strings.HasPrefix(fields[1], "=default"):
-		return false, strings.Trim(fields[0], `"`) // name =DEFAULT
-	case len(fields) == 1 && strings.HasSuffix(fields[0], "=default"):
-		return false, strings.Trim(strings.TrimSuffix(fields[0], "=default"), `"`)
 	}
 	return false, ""
 }
@@ -434,10 +429,9 @@ func statementKinds(q []byte) (k stmtKinds) {
 		q = q[:i]
 	}
 	calls := sessionCalls(q)
-	setConfig, advisoryLock := calls.setConfig, calls.advisoryLock
-	k.set = setConfig || advisoryLock
-	k.pin = advisoryLock
-	if setConfig && containsFold(q, "search_path") {
+	k.set = calls.setConfig || calls.advisoryLock
+	k.pin = calls.advisoryLock
+	if calls.setConfig && containsFold(q, "search_path") {
 		k.path = true // set_config('search_path', ...), local or not
 	}
 	for {
