@@ -358,6 +358,38 @@ func (c *Config) Database(name string) *Database {
 	return &d
 }
 
+// ReplicationDatabase is the database name a physical replication client
+// sends: PostgreSQL ignores it (a physical stream is the whole cluster),
+// and pg_basebackup and pg_receivewal before PostgreSQL 17 send it
+// whatever their connection string says.
+const ReplicationDatabase = "replication"
+
+// PhysicalReplicationTarget routes a physical replication connection that
+// named database: a section of that name when there is one (or the
+// fallback's), else, for "replication", any section when all of them
+// point at one server, since the stream does not depend on the
+// database. Nil when the servers differ and nothing names one.
+func (c *Config) PhysicalReplicationTarget(database string) *Database {
+	if d := c.Databases[database]; d != nil || database != ReplicationDatabase {
+		return c.Database(database)
+	}
+	var first *Database
+	for _, name := range slices.Sorted(maps.Keys(c.Databases)) {
+		d := c.Databases[name]
+		if first == nil {
+			first = d
+			continue
+		}
+		if d.Host != first.Host || d.Port != first.Port {
+			return nil
+		}
+	}
+	if first != nil && first.Name == FallbackDatabase {
+		return c.Database(database)
+	}
+	return first
+}
+
 // StartupParameters returns a new map of the parameters to send in the
 // StartupMessage of a backend for (db, user): global < database < user.
 // Unknown db or user names contribute nothing.

@@ -1132,3 +1132,28 @@ max_user_client_connections = 7
 		}
 	}
 }
+
+// TestPhysicalReplicationTarget: a physical replication client's
+// "replication" goes to [databases.replication], else to the one server
+// every section points at; nowhere when they point at different servers.
+func TestPhysicalReplicationTarget(t *testing.T) {
+	c := mustParse(t, minimal+"[databases.app]\nhost = \"h1\"\n[databases.reports]\nhost = \"h1\"\ndbname = \"r\"\n")
+	if d := c.PhysicalReplicationTarget(ReplicationDatabase); d == nil || d.Name != "app" || d.Host != "h1" {
+		t.Fatalf("one server: %+v, want the first section", d)
+	}
+	if d := c.PhysicalReplicationTarget("reports"); d == nil || d.Name != "reports" {
+		t.Fatalf("a named database (PostgreSQL 17 clients send their dbname): %+v", d)
+	}
+	c = mustParse(t, minimal+"[databases.app]\nhost = \"h1\"\n[databases.other]\nhost = \"h2\"\n")
+	if d := c.PhysicalReplicationTarget(ReplicationDatabase); d != nil {
+		t.Fatalf("two servers: %+v, want none", d)
+	}
+	c = mustParse(t, minimal+"[databases.app]\nhost = \"h1\"\n[databases.other]\nhost = \"h2\"\n[databases.replication]\nhost = \"h2\"\ndbname = \"postgres\"\n")
+	if d := c.PhysicalReplicationTarget(ReplicationDatabase); d == nil || d.Name != "replication" || d.Host != "h2" {
+		t.Fatalf("a replication section: %+v", d)
+	}
+	c = mustParse(t, minimal+"[databases.\"*\"]\nhost = \"h3\"\n")
+	if d := c.PhysicalReplicationTarget(ReplicationDatabase); d == nil || d.Host != "h3" || d.Name != ReplicationDatabase {
+		t.Fatalf("only the fallback: %+v", d)
+	}
+}

@@ -136,10 +136,17 @@ func dialerFor(opts Options) *net.Dialer {
 }
 
 // connect opens and hijacks one backend.
-func (p *Pool) connect(ctx context.Context) (*Backend, error) {
+func (p *Pool) connect(ctx context.Context) (*Backend, error) { return p.connectWith(ctx, nil) }
+
+// connectWith is connect with startup parameters added to (or replacing)
+// the pool's own.
+func (p *Pool) connectWith(ctx context.Context, extra map[string]string) (*Backend, error) {
 	p.mu.Lock()
 	cfg := p.connCfg.pg.Copy()
 	p.mu.Unlock()
+	for k, v := range extra {
+		cfg.RuntimeParams[k] = v
+	}
 	if cfg.ConnectTimeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, cfg.ConnectTimeout)
@@ -185,6 +192,7 @@ func (p *Pool) connect(ctx context.Context) (*Backend, error) {
 		TxStatus:  hj.TxStatus,
 		Created:   now,
 		LastUsed:  now,
+		pool:      p,
 	}
 	if b.Params == nil {
 		b.Params = make(map[string]string)

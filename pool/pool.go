@@ -98,6 +98,9 @@ type Pool struct {
 	stmtEpoch atomic.Uint64
 	// keepClosedUntil: Vacate's pause of openings ahead of demand.
 	keepClosedUntil time.Time
+	// served: a client asked for a backend. min_idle warms only pools
+	// that serve clients, not one opened for a replication login alone.
+	served bool
 
 	ctx    context.Context // cancelled by Close; bounds connects
 	cancel context.CancelFunc
@@ -324,6 +327,7 @@ func (p *Pool) AcquireWith(wt *Waiter, timeout <-chan time.Time, stop <-chan str
 func (p *Pool) TryAcquire() *Backend {
 	for {
 		p.mu.Lock()
+		p.served = true
 		n := len(p.idle)
 		if p.closed || n == 0 || len(p.waiters) > 0 {
 			p.mu.Unlock()
@@ -869,7 +873,7 @@ func (p *Pool) Tick(now time.Time) {
 	}
 	p.mu.Lock()
 	p.spawnOpenersLocked() // the reserve, once the oldest waiter has waited long enough
-	for len(p.idle)+p.opening < minIdle && len(p.all)+p.opening < p.opts.Pool.Size && !p.closed && !now.Before(p.keepClosedUntil) {
+	for p.served && len(p.idle)+p.opening < minIdle && len(p.all)+p.opening < p.opts.Pool.Size && !p.closed && !now.Before(p.keepClosedUntil) {
 		if !p.replaceLocked(false, time.Time{}) {
 			break
 		}

@@ -652,6 +652,7 @@ func TestTickMinIdleAndIdleTimeout(t *testing.T) {
 	opts.Pool.ServerIdleTimeout = config.Duration(time.Minute)
 	p := newPool(t, opts)
 
+	p.Release(acquire(t, p)) // min_idle warms pools that serve clients
 	p.Tick(time.Now())
 	if !waitFor(5*time.Second, func() bool { s := p.Stats(); return s.Idle == 2 && s.Opening == 0 }) {
 		t.Fatalf("min_idle 2 not kept warm: %+v", p.Stats())

@@ -11,16 +11,27 @@ import (
 // hbaMethod picks the authentication method for a login from the [[hba]]
 // rules: the first rule matching decides; "reject" or no match refuses.
 // Without rules, auth.type applies to everyone.
-func hbaMethod(cfg *config.Config, database, user string, client net.Addr) (method string, allowed bool) {
+func hbaMethod(cfg *config.Config, database, user string, client net.Addr, physicalReplication bool) (method string, allowed bool) {
 	if len(cfg.HBA) == 0 {
 		return cfg.Auth.Type, true
 	}
 	for _, r := range cfg.HBA {
-		if (r.Database == "all" || r.Database == database) && (r.User == "all" || r.User == user) && addressMatches(r.Address, client) {
+		if databaseMatches(r.Database, database, physicalReplication) && (r.User == "all" || r.User == user) && addressMatches(r.Address, client) {
 			return r.Method, r.Method != "reject"
 		}
 	}
 	return "", false
+}
+
+// databaseMatches applies a rule's database to a login. As in
+// pg_hba.conf, a physical replication connection matches only the
+// keyword "replication" ("all" does not cover it); a logical one matches
+// its database like any login.
+func databaseMatches(rule, database string, physicalReplication bool) bool {
+	if physicalReplication {
+		return rule == "replication"
+	}
+	return rule == "all" || rule == database
 }
 
 func addressMatches(rule string, client net.Addr) bool {

@@ -33,9 +33,51 @@ func TestHBAAdminConsoleLocalOnly(t *testing.T) {
 		{"app", tcp("192.0.2.7"), "trust", true},
 		{"app", tcp("203.0.113.1"), "", false}, // no rule matches
 	} {
-		m, ok := hbaMethod(cfg, c.db, "u", c.addr)
+		m, ok := hbaMethod(cfg, c.db, "u", c.addr, false)
 		if ok != c.ok || (ok && m != c.method) {
 			t.Errorf("%s from %v: %q %v, want %q %v", c.db, c.addr, m, ok, c.method, c.ok)
+		}
+	}
+}
+
+// TestHBAPhysicalReplication: as in pg_hba.conf, only the keyword
+// "replication" admits a physical replication connection; "all" and the
+// database's name do not, while a logical one matches like any login.
+func TestHBAPhysicalReplication(t *testing.T) {
+	cfg := config.Default()
+	tcp := &net.TCPAddr{IP: net.ParseIP("10.1.2.3"), Port: 50000}
+	cfg.HBA = []config.HBARule{
+		{Database: "all", User: "all", Address: "all", Method: "md5"},
+	}
+	if _, ok := hbaMethod(cfg, "app", "u", tcp, true); ok {
+		t.Error(`"all" admitted a physical replication connection`)
+	}
+	if m, ok := hbaMethod(cfg, "app", "u", tcp, false); !ok || m != "md5" {
+		t.Errorf("ordinary or logical login: %q %v, want md5", m, ok)
+	}
+	cfg.HBA = append([]config.HBARule{{Database: "replication", User: "u", Address: "10.0.0.0/8", Method: "scram-sha-256"}}, cfg.HBA...)
+	if m, ok := hbaMethod(cfg, "app", "u", tcp, true); !ok || m != "scram-sha-256" {
+		t.Errorf("physical replication with a replication rule: %q %v, want scram-sha-256", m, ok)
+	}
+	if _, ok := hbaMethod(cfg, "app", "v", tcp, true); ok {
+		t.Error("the replication rule for user u admitted user v")
+	}
+	cfg.HBA = nil
+	if m, ok := hbaMethod(cfg, "app", "u", tcp, true); !ok || m != cfg.Auth.Type {
+		t.Errorf("without rules: %q %v, want auth.type %q for everyone", m, ok, cfg.Auth.Type)
+	}
+}
+
+func TestReplicationMode(t *testing.T) {
+	for v, want := range map[string]string{"true": replicationPhysical, "ON": replicationPhysical, "1": replicationPhysical,
+		"database": replicationLogical, "false": "", "off": "", "0": ""} {
+		if got, ok := replicationMode(v); !ok || got != want {
+			t.Errorf("replication=%q: %q %v, want %q", v, got, ok, want)
+		}
+	}
+	for _, v := range []string{"Database", "maybe", ""} {
+		if _, ok := replicationMode(v); ok {
+			t.Errorf("replication=%q accepted; PostgreSQL refuses it", v)
 		}
 	}
 }

@@ -24,6 +24,7 @@ const (
 	codeInsufficientPriv           = "42501"
 	codeObjectNotInState           = "55000"
 	codeDuplicatePreparedStatement = "42P05"
+	codeInvalidParameterValue      = "22023"
 )
 
 // clientError is an error to report to the client as an ErrorResponse.

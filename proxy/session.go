@@ -451,7 +451,7 @@ func (s *session) startup() error {
 		s.log.Info("login refused: TLS required")
 		return errSessionDone
 	}
-	var database, options string
+	var database, options, replication string
 	var unrecognized []string
 	client := make(map[string]string)
 	for _, p := range params {
@@ -463,10 +463,12 @@ func (s *session) startup() error {
 		case p.Name == "options":
 			options = p.Value
 		case p.Name == "replication":
-			if p.Value != "false" && p.Value != "off" && p.Value != "0" && p.Value != "no" {
-				_ = s.sendError(fatalf(codeFeatureNotSupported, "pgrecycle does not support replication connections"))
+			mode, ok := replicationMode(p.Value)
+			if !ok {
+				_ = s.sendError(fatalf(codeInvalidParameterValue, "invalid value for parameter \"replication\": %q", p.Value))
 				return errSessionDone
 			}
+			replication = mode
 		case strings.HasPrefix(p.Name, "_pq_."):
 			unrecognized = append(unrecognized, p.Name)
 		default:
@@ -502,6 +504,10 @@ func (s *session) startup() error {
 	}
 
 	s.admin = database == config.AdminDatabase
+	if s.admin && replication != "" {
+		_ = s.sendError(fatalf(codeFeatureNotSupported, "the admin console does not take replication connections"))
+		return errSessionDone
+	}
 	// The admin console gets a few slots past max_client_conn: a pooler
 	// full of clients is when an operator needs it.
 	limit := int64(cfg.Listen.MaxClientConn)
@@ -517,20 +523,27 @@ func (s *session) startup() error {
 	var db *config.Database
 	if !s.admin {
 		db = cfg.Database(database)
+		if replication == replicationPhysical {
+			db = cfg.PhysicalReplicationTarget(database)
+		}
 		if db == nil {
-			_ = s.sendError(fatalf(codeUnknownDatabase, "database %q does not exist in pgrecycle's configuration", database))
+			e := fatalf(codeUnknownDatabase, "database %q does not exist in pgrecycle's configuration", database)
+			if replication == replicationPhysical && database == config.ReplicationDatabase {
+				e.Hint = "The configured databases point at different servers: a [databases.replication] section says which one physical replication connections go to."
+			}
+			_ = s.sendError(e)
 			s.log.Info("login refused: unknown database")
 			return errSessionDone
 		}
-		if s.srv.loginsDisabled(database) {
-			_ = s.sendError(fatalf(codeObjectNotInState, "database %q is not accepting connections: disabled in pgrecycle's admin console (ENABLE allows them)", database))
+		if s.srv.loginsDisabled(db.Name) {
+			_ = s.sendError(fatalf(codeObjectNotInState, "database %q is not accepting connections: disabled in pgrecycle's admin console (ENABLE allows them)", db.Name))
 			s.log.Info("login refused: database disabled")
 			return errSessionDone
 		}
 	}
 
 	s.dbForAuth = db
-	res, secret, err := s.authenticate(cfg)
+	res, secret, err := s.authenticate(cfg, replication == replicationPhysical)
 	if err != nil {
 		return err
 	}
@@ -558,6 +571,9 @@ func (s *session) startup() error {
 		return errSessionDone
 	}
 	s.pool = p
+	if replication != "" {
+		return s.replicate(replication, client)
+	}
 	if err := s.loginParams(db, client); err != nil {
 		var ce *clientError
 		if errors.As(err, &ce) {
@@ -585,14 +601,19 @@ func (s *session) startup() error {
 }
 
 // authenticate runs the configured method against the auth file.
-func (s *session) authenticate(cfg *config.Config) (auth.Result, auth.Secret, error) {
+func (s *session) authenticate(cfg *config.Config, physicalReplication bool) (auth.Result, auth.Secret, error) {
 	host := hostOf(s.raw.RemoteAddr())
 	if s.srv.fails.blocked(host, s.user, cfg.Auth.MaxFailedLogins, time.Now()) {
 		_ = s.sendError(fatalf(codeInvalidAuthSpec, "too many failed logins for user %q from %s: try again in a minute (auth.max_failed_logins)", s.user, host))
 		s.log.Warn("login refused: too many failed logins for this user from this address")
 		return auth.Result{}, auth.Secret{}, errSessionDone
 	}
-	method, allowed := hbaMethod(cfg, s.database, s.user, s.raw.RemoteAddr())
+	method, allowed := hbaMethod(cfg, s.database, s.user, s.raw.RemoteAddr(), physicalReplication)
+	if !allowed && physicalReplication {
+		_ = s.sendError(fatalf(codeInvalidAuthSpec, "no [[hba]] rule allows host %q, user %q, a physical replication connection (database = \"replication\" in a rule allows them)", host, s.user))
+		s.log.Warn("login refused by the access rules")
+		return auth.Result{}, auth.Secret{}, errSessionDone
+	}
 	if !allowed {
 		_ = s.sendError(fatalf(codeInvalidAuthSpec, "no [[hba]] rule allows host %q, user %q, database %q", host, s.user, s.database))
 		s.log.Warn("login refused by the access rules")
