@@ -19,6 +19,9 @@ type StatementSet struct {
 type statement struct {
 	name    string
 	pending uint64 // the batch of an unconfirmed Parse; 0 once confirmed
+	// sessionBound: parsed while the backend held a client's temporary
+	// tables (or other session objects), which its text may name.
+	sessionBound bool
 }
 
 // Has reports whether name exists on the backend and marks it used.
@@ -62,6 +65,32 @@ func (s *StatementSet) Add(name string, max int, batch uint64) (evicted []string
 		evicted = append(evicted, n)
 	}
 	return evicted
+}
+
+// MarkSessionBound records that name was parsed while the backend held a
+// client's session objects: its parameter and result types may come from
+// that client's temporary table, shadowing a table of the same name, so
+// no other client may use it (TakeSessionBound).
+func (s *StatementSet) MarkSessionBound(name string) {
+	if e, ok := s.byName[name]; ok {
+		e.Value.(*statement).sessionBound = true
+	}
+}
+
+// TakeSessionBound forgets the statements MarkSessionBound marked and
+// returns their names, for the caller to close on the server.
+func (s *StatementSet) TakeSessionBound() []string {
+	var names []string
+	for e := s.order.Front(); e != nil; {
+		next := e.Next()
+		if st := e.Value.(*statement); st.sessionBound {
+			names = append(names, st.name)
+			s.order.Remove(e)
+			delete(s.byName, st.name)
+		}
+		e = next
+	}
+	return names
 }
 
 // Confirm records that the server created name (its ParseComplete).

@@ -151,3 +151,22 @@ func TestStatementSetLoweredLimit(t *testing.T) {
 		t.Fatalf("left %v, want %v", got, want)
 	}
 }
+
+func TestStatementSetSessionBound(t *testing.T) {
+	var s StatementSet
+	s.Add("shared", 10, 0)
+	s.Add("beside_temp", 10, 0)
+	s.MarkSessionBound("beside_temp")
+	s.MarkSessionBound("unknown") // no-op
+	s.Add("shared2", 10, 0)
+	got := s.TakeSessionBound()
+	if len(got) != 1 || got[0] != "beside_temp" {
+		t.Fatalf("TakeSessionBound = %v, want [beside_temp]", got)
+	}
+	if s.Has("beside_temp") || !s.Has("shared") || !s.Has("shared2") || s.Len() != 2 {
+		t.Fatalf("after TakeSessionBound: len %d", s.Len())
+	}
+	if got := s.TakeSessionBound(); len(got) != 0 {
+		t.Fatalf("second TakeSessionBound = %v", got)
+	}
+}

@@ -548,6 +548,9 @@ func (s *session) mapParse(b *pool.Backend, kinds stmtKinds) error {
 // Callers hold s.mu.
 func (s *session) addStatement(b *pool.Backend, server string, exists bool, max int) []string {
 	evicted := b.Statements.Add(server, max, s.batch())
+	if b.Pinned.Load() {
+		b.Statements.MarkSessionBound(server)
+	}
 	if exists {
 		evicted = append(evicted, server)
 	}

@@ -42,10 +42,18 @@ const resetSQL = "SET SESSION AUTHORIZATION DEFAULT; RESET ALL; UNLISTEN *; CLOS
 // the caller then applies its own (applyParams).
 func resetSessionSettings(b *pool.Backend) error {
 	sql := resetSQL
+	bound := b.Statements.TakeSessionBound()
 	if b.SQLPrepared {
 		// SQL PREPAREs share their namespace with the proxy's statements:
 		// those go too, and are prepared again where needed.
 		sql += "; DEALLOCATE ALL"
+	} else {
+		// Statements parsed beside the client's temporary tables may
+		// have taken their types from them: the next client's Parse of
+		// the same text must reach the server again.
+		for _, name := range bound {
+			sql += "; DEALLOCATE " + quoteIdent(name)
+		}
 	}
 	if err := runSetup(b, sql); err != nil {
 		return err
@@ -406,8 +414,9 @@ func sessionState(q []byte) (set, reset bool) {
 // stmtKinds is what statementKinds finds in a query.
 type stmtKinds struct {
 	set, reset bool // as sessionState
-	// ddl: a statement starting with ALTER, DROP or CREATE, after which
-	// statements prepared before may no longer match their tables.
+	// ddl: a statement starting with ALTER, DROP, CREATE or IMPORT, or a
+	// DO block, after which statements prepared before may no longer
+	// match their tables.
 	ddl bool
 	// prepare: SQL PREPARE, a statement that outlives the session's
 	// transactions, and that only DEALLOCATE ALL clears.
@@ -459,9 +468,12 @@ func statementKinds(q []byte) (k stmtKinds) {
 			k.set, k.pin = true, true
 		case isSessionSet(stmt):
 			k.set = true
+			// A DO block may run DDL (migrations do), out of sight.
+			k.ddl = k.ddl || hasWordFold(stmt, "do")
 		case calls.settingsView && hasWordFold(stmt, "update") && containsFold(stmt, "pg_settings"):
 			k.set = true // UPDATE pg_settings SET setting = ...: a SET
-		case hasWordFold(stmt, "alter") || hasWordFold(stmt, "drop") || hasWordFold(stmt, "create"):
+		case hasWordFold(stmt, "alter") || hasWordFold(stmt, "drop") || hasWordFold(stmt, "create") ||
+			hasWordFold(stmt, "import"): // IMPORT FOREIGN SCHEMA creates tables
 			k.ddl = true
 		case hasWordFold(stmt, "prepare") && !hasWordFold(skipBlanksAndComments(stmt[7:]), "transaction"):
 			k.prepare = true
@@ -669,4 +681,9 @@ func skipBlanksAndComments(b []byte) []byte {
 			return b
 		}
 	}
+}
+
+// quoteIdent quotes an SQL identifier.
+func quoteIdent(name string) string {
+	return `"` + strings.ReplaceAll(name, `"`, `""`) + `"`
 }

@@ -1027,3 +1027,105 @@ func TestPreparedDeallocateAmongOtherSQL(t *testing.T) {
 		t.Fatalf("s1 after a failed SQL EXECUTE of it: %v %q, want 30", r.Err, r.Rows)
 	}
 }
+
+// TestPreparedTempTableNotShared: a statement parsed beside a client's
+// temporary table takes its types from that table, which shadows any
+// other of the same name; the next client with its own temporary table of
+// that name must get its own statement, as every session does on
+// PostgreSQL. Before, the second client got the first one's parameter
+// types (timestamptz[] for its bool[]) or "cached plan must not change
+// result type" on a fresh Prepare (found by the Go-suites sweep helper
+// with pgx's own tests).
+func TestPreparedTempTableNotShared(t *testing.T) {
+	leakCheck(t)
+	e := startProxy(t, proxyOpts{size: 1})
+	ctx := testCtx(t)
+	open := func() *pgconn.PgConn {
+		c, err := pgconn.Connect(ctx, e.dsn("postgres", "x", "app"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close(context.Background()) })
+		return c
+	}
+	exec := func(c *pgconn.PgConn, sql string) {
+		t.Helper()
+		if _, err := c.Exec(ctx, sql).ReadAll(); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	const insert = "INSERT INTO tmp_shadow (v) VALUES ($1)"
+	const selectAll = "SELECT * FROM tmp_shadow"
+	for _, leaves := range []string{"disconnects", "drops its table and stays"} {
+		a := open()
+		exec(a, "CREATE TEMPORARY TABLE tmp_shadow (v timestamptz[])")
+		if sd, err := a.Prepare(ctx, "a_ins", insert, nil); err != nil || len(sd.ParamOIDs) != 1 || sd.ParamOIDs[0] != 1185 {
+			t.Fatalf("first client's insert: %v, %v", sd, err)
+		}
+		if _, err := a.Prepare(ctx, "a_sel", selectAll, nil); err != nil {
+			t.Fatal(err)
+		}
+		if leaves == "disconnects" {
+			a.Close(ctx)
+		} else {
+			exec(a, "DROP TABLE tmp_shadow") // unpins its backend
+		}
+
+		b := open() // the same backend: the pool has one
+		exec(b, "CREATE TEMPORARY TABLE tmp_shadow (v bool[], extra text)")
+		sd, err := b.Prepare(ctx, "b_ins", insert, nil)
+		if err != nil || len(sd.ParamOIDs) != 1 || sd.ParamOIDs[0] != 1000 {
+			t.Fatalf("first client %s: the second's insert has %v, %v; want bool[] (1000)", leaves, sd, err)
+		}
+		if r := b.ExecPrepared(ctx, "b_ins", [][]byte{[]byte("{t,f}")}, nil, nil).Read(); r.Err != nil {
+			t.Fatalf("first client %s: the second's insert: %v", leaves, r.Err)
+		}
+		sd, err = b.Prepare(ctx, "b_sel", selectAll, nil)
+		if err != nil || len(sd.Fields) != 2 {
+			t.Fatalf("first client %s: the second's SELECT *: %v, %v; want its own two columns", leaves, sd, err)
+		}
+		b.Close(ctx)
+		if leaves != "disconnects" {
+			a.Close(ctx)
+		}
+	}
+}
+
+// TestPreparedFreshParseAfterDOBlockDDL: DDL run inside a DO block (as
+// migrations do) renews the shared statements like plain DDL: a later
+// client's fresh Parse gets the new column type, not the old statement's
+// parameter types (found by the Go-suites sweep helper).
+func TestPreparedFreshParseAfterDOBlockDDL(t *testing.T) {
+	leakCheck(t)
+	e := startProxy(t, proxyOpts{size: 1})
+	ctx := testCtx(t)
+	d := e.direct(ctx)
+	if _, err := d.Exec(ctx, "DROP TABLE IF EXISTS do_ddl; CREATE TABLE do_ddl (x int)"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = e.direct(testCtx(t)).Exec(testCtx(t), "DROP TABLE IF EXISTS do_ddl") })
+	const insert = "INSERT INTO do_ddl (x) VALUES ($1)"
+	a, err := pgconn.Connect(ctx, e.dsn("postgres", "x", "app"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close(ctx)
+	if sd, err := a.Prepare(ctx, "before", insert, nil); err != nil || sd.ParamOIDs[0] != 23 {
+		t.Fatalf("before: %v, %v", sd, err)
+	}
+	if _, err := a.Exec(ctx, "DO $$BEGIN EXECUTE 'ALTER TABLE do_ddl ALTER x TYPE bool USING x <> 0'; END$$").ReadAll(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := pgconn.Connect(ctx, e.dsn("postgres", "x", "app"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close(ctx)
+	sd, err := b.Prepare(ctx, "after", insert, nil)
+	if err != nil || len(sd.ParamOIDs) != 1 || sd.ParamOIDs[0] != 16 {
+		t.Fatalf("fresh Parse after DDL in a DO block: %v, %v; want bool (16)", sd, err)
+	}
+	if r := b.ExecPrepared(ctx, "after", [][]byte{[]byte("true")}, nil, nil).Read(); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+}
