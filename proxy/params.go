@@ -95,6 +95,22 @@ func parseOptions(s string) (map[string]string, error) {
 	return out, nil
 }
 
+// mergeOptions adds the settings of the startup "options" to the
+// client's other startup parameters. PostgreSQL applies options first and
+// the other parameters after, so a setting given both ways keeps the
+// parameter's value (GUC names compare case-insensitively).
+func mergeOptions(client, opts map[string]string) {
+	given := make(map[string]bool, len(client))
+	for k := range client {
+		given[strings.ToLower(k)] = true
+	}
+	for k, v := range opts {
+		if !given[strings.ToLower(k)] {
+			client[k] = v
+		}
+	}
+}
+
 // paramSQL builds the statements that bring backend settings to what the
 // client expects: tracked values that differ, and the client's other
 // startup settings (set or reset so a previous client's don't linger).

@@ -492,9 +492,7 @@ func (s *session) startup() error {
 			_ = s.sendError(fatalf(codeFeatureNotSupported, "%s", err.Error()))
 			return errSessionDone
 		}
-		for k, v := range opts {
-			client[k] = v
-		}
+		mergeOptions(client, opts)
 	}
 	if wire.ProtocolMinor(version) > 0 || len(unrecognized) > 0 {
 		msg := &pgproto3.NegotiateProtocolVersion{NewestMinorProtocol: 0, UnrecognizedOptions: unrecognized}

@@ -288,3 +288,34 @@ func TestParamsSharedSetCopiedOnWrite(t *testing.T) {
 		t.Fatalf("new client sees %q, %v; want America/New_York", tzC, err)
 	}
 }
+
+// TestParamsExplicitOverOptions: a setting given both as a startup
+// parameter and in options=-c keeps the parameter's value, as on
+// PostgreSQL, which applies options first (lib/pq's TestRuntimeParameters,
+// found by the Go-suites sweep helper); one given only in options applies.
+func TestParamsExplicitOverOptions(t *testing.T) {
+	leakCheck(t)
+	forModes(t, proxyOpts{size: 2}, func(t *testing.T, e *env, mode string) {
+		ctx := testCtx(t)
+		opts := qEscape("-c application_name=from_options -c statement_timeout=1234 -c DateStyle=SQL,DMY -c work_mem=5MB")
+		c := e.connect(ctx, "default_query_exec_mode=exec", "application_name=explicit", "statement_timeout=4321",
+			"datestyle="+qEscape("ISO, YMD"), "options="+opts)
+		for _, want := range [][2]string{
+			{"application_name", "explicit"},
+			{"statement_timeout", "4321ms"},
+			{"DateStyle", "ISO, YMD"},
+			{"work_mem", "5MB"},
+		} {
+			var got string
+			if err := c.QueryRow(ctx, "SHOW "+want[0]).Scan(&got); err != nil {
+				t.Fatal(err)
+			}
+			if got != want[1] {
+				t.Errorf("%s = %q, want %q", want[0], got, want[1])
+			}
+		}
+		if got := c.PgConn().ParameterStatus("application_name"); got != "explicit" {
+			t.Errorf("ParameterStatus application_name = %q, want explicit", got)
+		}
+	})
+}
