@@ -92,7 +92,7 @@ func (s *session) loop() error {
 		if s.restoreNeeded {
 			s.restoreStartupSettings()
 		}
-		b, err := s.attachAndMark(typ)
+		b, owedUnread, err := s.attachAndMark(typ)
 		if err != nil {
 			var ce *clientError
 			if errors.As(err, &ce) {
@@ -106,6 +106,15 @@ func (s *session) loop() error {
 				continue
 			}
 			return err
+		}
+		if owedUnread && b.W.Available() < wire.HeaderLen+bodyLen {
+			// This write goes out to the server while replies are owed
+			// and nothing reads them: a client pipelining more than the
+			// buffer holds (libpq pipeline mode) without pausing at a
+			// message boundary. A pump reads them meanwhile; else the
+			// server, blocked writing its replies, stops reading, and
+			// pgrecycle blocks writing to it, for good.
+			s.startPump(b)
 		}
 		next, err := s.forward(b, typ, bodyLen)
 		if err != nil {
@@ -207,16 +216,19 @@ type waitSlot struct {
 // attachAndMark returns the backend for the next client message, acquiring
 // one if none is attached, and records what the message obliges the server
 // to answer, in the same critical section the pump decides releases in.
-func (s *session) attachAndMark(typ byte) (*pool.Backend, error) {
+// owedUnread reports that, before this message, replies were owed that
+// nothing reads yet (transaction pooling, no pump).
+func (s *session) attachAndMark(typ byte) (b *pool.Backend, owedUnread bool, err error) {
 	s.mu.Lock()
 	if s.backend == nil {
 		s.mu.Unlock()
 		if err := s.attach(); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		s.mu.Lock()
 	}
-	b := s.backend
+	b = s.backend
+	owedUnread = s.txMode && !s.pumping && (s.pending > 0 || s.unsynced)
 	switch typ {
 	case wire.MsgQuery, wire.MsgFunctionCall:
 		s.pending++
@@ -252,7 +264,7 @@ func (s *session) attachAndMark(typ byte) (*pool.Backend, error) {
 		s.unsynced = true
 	}
 	s.mu.Unlock()
-	return b, nil
+	return b, owedUnread, nil
 }
 
 // attach acquires a backend, aligns its settings with the client's and

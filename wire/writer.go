@@ -35,6 +35,10 @@ func (w *Writer) grab() {
 // Buffered reports the number of unflushed bytes.
 func (w *Writer) Buffered() int { return len(w.buf) }
 
+// Available reports how many more bytes fit before a Write must send what
+// is buffered (0 for a pooled writer holding no buffer).
+func (w *Writer) Available() int { return cap(w.buf) - len(w.buf) }
+
 // Write buffers p, flushing first when it would not fit; a p larger than
 // the buffer is written through directly.
 func (w *Writer) Write(p []byte) (int, error) {

@@ -413,3 +413,18 @@ func TestWriterFlushWith(t *testing.T) {
 		})
 	}
 }
+
+func TestWriterAvailable(t *testing.T) {
+	w := NewWriter(io.Discard, 64)
+	if got := w.Available(); got != 64 {
+		t.Fatalf("empty: Available = %d, want 64", got)
+	}
+	_, _ = w.Write(make([]byte, 40))
+	if got := w.Available(); got != 24 {
+		t.Fatalf("after 40 bytes: Available = %d, want 24", got)
+	}
+	_, _ = w.Write(make([]byte, 30)) // does not fit: flushes first
+	if got := w.Available(); got != 34 {
+		t.Fatalf("after a write that flushed: Available = %d, want 34", got)
+	}
+}
