@@ -202,14 +202,21 @@ func (s *session) poke() {
 	}
 	_ = s.raw.SetReadDeadline(time.Now())
 	if s.srv.terminating.Load() || s.killed.Load() {
-		// A reply relayed on the client goroutine (readInline) blocks in
-		// the backend's read: cut it too, so the session ends now.
-		s.mu.Lock()
-		b := s.backend
-		s.mu.Unlock()
-		if b != nil {
-			_ = b.Conn.SetReadDeadline(time.Unix(1, 0))
-		}
+		s.cutBackend()
+	}
+}
+
+// cutBackend makes the attached backend's blocked reads and writes fail:
+// a reply relayed on the client goroutine (readInline) blocks in its
+// read, and a request forwarded to a server that stopped reading (or a
+// network that stopped carrying) blocks in its write. The session then
+// ends now; the backend, left mid-message, is destroyed.
+func (s *session) cutBackend() {
+	s.mu.Lock()
+	b := s.backend
+	s.mu.Unlock()
+	if b != nil {
+		_ = b.Conn.SetDeadline(time.Unix(1, 0))
 	}
 }
 
@@ -254,6 +261,7 @@ func (s *session) newClientWriter() *wire.Writer {
 func (s *session) kill() {
 	s.unpark()
 	_ = s.raw.Close()
+	s.cutBackend()
 }
 
 // run serves the session and calls ended when it is over. The login runs

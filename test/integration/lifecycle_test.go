@@ -312,3 +312,54 @@ func testShutdownTimeoutTellsClients(t *testing.T, mode string) {
 		t.Fatalf("%d rows of the cut transaction committed", n)
 	}
 }
+
+// TestShutdownWithServerNotReading: a session blocked writing a request to
+// a backend that stopped reading (a hung server, a network that stopped
+// carrying) does not hold up shutdown past shutdown_timeout: its backend
+// is cut. Before, Close waited for it forever (found while testing the
+// pipeline deadlock, whose stuck session hung the test's Close).
+func TestShutdownWithServerNotReading(t *testing.T) {
+	leakCheck(t)
+	pg := pgtest.Shared(t)
+	for _, mode := range poolModes() {
+		t.Run(mode, func(t *testing.T) { shutdownWithServerNotReading(t, pg, mode) })
+	}
+}
+
+func shutdownWithServerNotReading(t *testing.T, pg *pgtest.Server, mode string) {
+	{
+		relay := newStallRelay(t, fmt.Sprintf("%s:%d", pg.Host, pg.Port))
+		e := startProxy(t, proxyOpts{mode: mode, size: 1, portOverride: relay.port})
+		ctx := testCtx(t)
+		c, err := pgconn.Connect(ctx, e.dsn("postgres", "x", "app"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close(context.Background())
+		if _, err := c.Exec(ctx, "SELECT 1").ReadAll(); err != nil {
+			t.Fatal(err)
+		}
+		relay.frozen.Store(true)
+		// Far more than the sockets on the way hold: pgrecycle blocks
+		// writing it to the backend.
+		big := "SELECT '" + strings.Repeat("x", 64<<20) + "'"
+		sent := make(chan struct{})
+		go func() {
+			defer close(sent)
+			_, _ = c.Exec(context.Background(), big).ReadAll()
+		}()
+		time.Sleep(time.Second)
+		start := time.Now()
+		shut := make(chan struct{})
+		go func() { defer close(shut); e.srv.Shutdown() }()
+		select {
+		case <-shut:
+		case <-time.After(20 * time.Second):
+			t.Fatal("shutdown still waiting 20 s later for a session blocked writing to its backend (shutdown_timeout 2s)")
+		}
+		t.Logf("shutdown took %s", time.Since(start))
+		c.Close(context.Background())
+		<-sent
+		relay.frozen.Store(false)
+	}
+}

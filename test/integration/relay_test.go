@@ -1,11 +1,11 @@
 package integration
 
 import (
-	"io"
 	"net"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // stallRelay forwards TCP connections to a server, or, once stalled,
@@ -14,8 +14,32 @@ import (
 type stallRelay struct {
 	port    int
 	stalled atomic.Bool
-	mu      sync.Mutex
-	held    []net.Conn
+	// frozen stops the relayed connections reading either way: a server
+	// that stopped reading, or a network that stopped carrying.
+	frozen atomic.Bool
+	closed atomic.Bool
+	mu     sync.Mutex
+	held   []net.Conn
+}
+
+// relay copies src to dst, pausing while the relay is frozen.
+func (r *stallRelay) relay(dst, src net.Conn) {
+	defer dst.Close()
+	buf := make([]byte, 32<<10)
+	for {
+		for r.frozen.Load() && !r.closed.Load() {
+			time.Sleep(10 * time.Millisecond)
+		}
+		n, err := src.Read(buf)
+		if n > 0 {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
 }
 
 func (r *stallRelay) heldCount() int {
@@ -78,11 +102,12 @@ func newStallRelay(t *testing.T, target string) *stallRelay {
 				continue
 			}
 			wg.Add(2)
-			go func() { defer wg.Done(); _, _ = io.Copy(up, c); up.Close() }()
-			go func() { defer wg.Done(); _, _ = io.Copy(c, up); c.Close() }()
+			go func() { defer wg.Done(); r.relay(up, c) }()
+			go func() { defer wg.Done(); r.relay(c, up) }()
 		}
 	}()
 	t.Cleanup(func() {
+		r.closed.Store(true)
 		l.Close()
 		mu.Lock()
 		for _, c := range conns {
