@@ -901,29 +901,6 @@ func (s *session) sendEmptyQuery() error {
 	return nil
 }
 
-// parseDeallocates recognises a query of several statements, each a
-// DEALLOCATE [PREPARE] {name | ALL}; it returns their targets, "" for ALL.
-func parseDeallocates(body []byte) ([]string, bool) {
-	if !startsWithDeallocate(body) || bytes.IndexByte(body, ';') < 0 || bytes.ContainsAny(body, `'$`) {
-		return nil, false
-	}
-	var targets []string
-	for _, stmt := range bytes.Split(bytes.TrimRight(body, "\x00"), []byte{';'}) {
-		if len(bytes.TrimSpace(stmt)) == 0 {
-			continue
-		}
-		name, all, dealloc, _ := parseStatementReset(stmt)
-		if !dealloc {
-			return nil, false
-		}
-		if all {
-			name = ""
-		}
-		targets = append(targets, name)
-	}
-	return targets, len(targets) > 1
-}
-
 // deallocTarget returns the client statement an unnamed Parse's query
 // deallocates, or "" when it is anything else or names no statement of the
 // client's (the server then answers it, with 26000 if it is unknown there
@@ -943,17 +920,6 @@ func (s *session) deallocTarget(tail []byte) string {
 	return target
 }
 
-// startsWithDeallocate reports whether a query begins, after blanks, with
-// DEALLOCATE in any case.
-func startsWithDeallocate(q []byte) bool {
-	q = skipBlanksAndComments(q)
-	i := 0
-	for i < len(q) && (q[i] == ' ' || q[i] == '\t' || q[i] == '\n' || q[i] == '\r') {
-		i++
-	}
-	return hasPrefixFold(q[i:], "deallocate")
-}
-
 // markExecuteDeallocate records an Execute: of the unnamed portal bound
 // from a rewritten DEALLOCATE, its EmptyQueryResponse is shown as
 // DEALLOCATE and the client's statement is forgotten then.
@@ -970,51 +936,6 @@ func (s *session) markExecuteDeallocate() error {
 	s.push(r)
 	s.mu.Unlock()
 	return nil
-}
-
-// parseStatementReset recognises a whole query that is DEALLOCATE
-// [PREPARE] {name | ALL} or DISCARD ALL.
-func parseStatementReset(body []byte) (name string, all, dealloc, discard bool) {
-	body = skipBlanksAndComments(body)
-	// Almost every query is something else: decide on the first letters,
-	// without converting or splitting the text.
-	i := 0
-	for i < len(body) && (body[i] == ' ' || body[i] == '\t' || body[i] == '\n' || body[i] == '\r') {
-		i++
-	}
-	if i+7 > len(body) || !(hasPrefixFold(body[i:], "deallocate") || hasPrefixFold(body[i:], "discard")) {
-		return "", false, false, false
-	}
-	q := strings.TrimRight(string(body), "\x00")
-	q = strings.TrimSpace(q)
-	q = strings.TrimSpace(strings.TrimSuffix(q, ";"))
-	if len(q) < 10 {
-		return "", false, false, false
-	}
-	fields := strings.Fields(q)
-	switch {
-	case len(fields) == 2 && strings.EqualFold(fields[0], "discard") && strings.EqualFold(fields[1], "all"):
-		return "", false, false, true
-	case len(fields) >= 2 && strings.EqualFold(fields[0], "deallocate"):
-		rest := fields[1:]
-		if len(rest) == 2 && strings.EqualFold(rest[0], "prepare") {
-			rest = rest[1:]
-		}
-		if len(rest) != 1 {
-			return "", false, false, false
-		}
-		n := rest[0]
-		if strings.EqualFold(n, "all") {
-			return "", true, true, false
-		}
-		if len(n) >= 2 && n[0] == '"' && n[len(n)-1] == '"' {
-			n = strings.ReplaceAll(n[1:len(n)-1], `""`, `"`)
-		} else {
-			n = strings.ToLower(n)
-		}
-		return n, false, true, false
-	}
-	return "", false, false, false
 }
 
 // writeParse writes a Parse of a backend-named statement.

@@ -38,6 +38,42 @@ func TestIsStalePlanError(t *testing.T) {
 	}
 }
 
+func TestParseStatementReset(t *testing.T) {
+	type want struct {
+		name                  string
+		all, dealloc, discard bool
+	}
+	for q, w := range map[string]want{
+		"DEALLOCATE s1\x00":                 {name: "s1", dealloc: true},
+		"deallocate S6":                     {name: "s6", dealloc: true},
+		`DEALLOCATE "S5"`:                   {name: "S5", dealloc: true},
+		`DEALLOCATE "with space"`:           {name: "with space", dealloc: true},
+		`DEALLOCATE PREPARE "with space"`:   {name: "with space", dealloc: true},
+		`deallocate "include_ _name"`:       {name: "include_ _name", dealloc: true},
+		`DEALLOCATE "semi;colon"`:           {name: "semi;colon", dealloc: true},
+		`DEALLOCATE "q""uote"`:              {name: `q"uote`, dealloc: true},
+		"DEALLOCATE s7 -- trailing comment": {name: "s7", dealloc: true},
+		"/* c */ DEALLOCATE\ns4 /* c */ ;":  {name: "s4", dealloc: true},
+		"DEALLOCATE prepare":                {name: "prepare", dealloc: true},
+		"DEALLOCATE PREPARE ALL;":           {all: true, dealloc: true},
+		"discard ALL":                       {discard: true},
+		"DEALLOCATE s1; SELECT 1":           {},
+		"SELECT 1; DEALLOCATE s2":           {},
+		"DEALLOCATE 's'":                    {},
+		"DEALLOCATE $1":                     {},
+		`DEALLOCATE "unterminated`:          {},
+		`DEALLOCATE ""`:                     {},
+		"DEALLOCATE a b":                    {},
+		"DISCARD TEMP":                      {},
+		"SELECT 1":                          {},
+	} {
+		name, all, dealloc, discard := parseStatementReset([]byte(q))
+		if got := (want{name, all, dealloc, discard}); got != w {
+			t.Errorf("parseStatementReset(%q) = %+v, want %+v", q, got, w)
+		}
+	}
+}
+
 func TestParseDeallocates(t *testing.T) {
 	for _, tc := range []struct {
 		q    string
@@ -51,6 +87,8 @@ func TestParseDeallocates(t *testing.T) {
 		{"DEALLOCATE a; SELECT 1", nil, false},
 		{"DEALLOCATE a; DEALLOCATE 'b'", nil, false},
 		{"SELECT 1; DEALLOCATE a", nil, false},
+		{`DEALLOCATE "semi;colon"; DEALLOCATE "with space";`, []string{"semi;colon", "with space"}, true},
+		{"DEALLOCATE a;; -- done", nil, false},
 	} {
 		got, ok := parseDeallocates([]byte(tc.q))
 		if ok != tc.ok || (ok && !slices.Equal(got, tc.want)) {

@@ -1129,3 +1129,49 @@ func TestPreparedFreshParseAfterDOBlockDDL(t *testing.T) {
 		t.Fatal(r.Err)
 	}
 }
+
+// TestPreparedDeallocateQuotedNames: SQL DEALLOCATE of a protocol-level
+// statement whose name needs quotes (ecpg deallocates "include_ _name"
+// before preparing it again), or followed by a comment, removes the
+// client's statement as on PostgreSQL. Before, it reached the server with
+// the client's name and failed with 26000, aborting the transaction
+// (found by the sweep helper with ecpg's sql/prepareas test).
+func TestPreparedDeallocateQuotedNames(t *testing.T) {
+	leakCheck(t)
+	e := startProxy(t, proxyOpts{size: 1})
+	ctx := testCtx(t)
+	c, err := pgconn.Connect(ctx, e.dsn("postgres", "x", "app"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	exec := func(sql string) error {
+		_, err := c.Exec(ctx, sql).ReadAll()
+		return err
+	}
+	if err := exec("BEGIN"); err != nil {
+		t.Fatal(err)
+	}
+	for name, dealloc := range map[string]string{
+		"include_ _name": `deallocate "include_ _name"`,
+		"Mixed Case":     `DEALLOCATE PREPARE "Mixed Case"`,
+		"s7":             "DEALLOCATE s7 -- the end",
+		"semi;colon":     `/* ; */ DEALLOCATE "semi;colon";`,
+	} {
+		if _, err := c.Prepare(ctx, name, "SELECT 1", nil); err != nil {
+			t.Fatalf("prepare %q: %v", name, err)
+		}
+		if err := exec(dealloc); err != nil {
+			t.Fatalf("%s: %v", dealloc, err)
+		}
+		if _, err := c.Prepare(ctx, name, "SELECT 2", nil); err != nil {
+			t.Fatalf("prepare %q again after %s: %v", name, dealloc, err)
+		}
+		if r := c.ExecPrepared(ctx, name, nil, nil, nil).Read(); r.Err != nil || string(r.Rows[0][0]) != "2" {
+			t.Fatalf("%q after re-prepare: %v %q", name, r.Err, r.Rows)
+		}
+	}
+	if err := exec("COMMIT"); err != nil {
+		t.Fatalf("the transaction did not survive the DEALLOCATEs: %v", err)
+	}
+}
