@@ -246,7 +246,16 @@ func (e *QueryError) Error() string { return e.Code + ": " + e.Message }
 // SimpleQuery runs a proxy-issued simple query on b and consumes its
 // response up to ReadyForQuery, recording ParameterStatus changes. onRow,
 // when set, sees each DataRow body. It returns the final transaction status.
+// A notification arriving meanwhile is dropped: use SimpleQueryKeepingNotifications
+// where a client listens on b.
 func SimpleQuery(b *Backend, sql string, onRow func(body []byte)) (byte, error) {
+	return SimpleQueryKeepingNotifications(b, sql, onRow, nil)
+}
+
+// SimpleQueryKeepingNotifications is SimpleQuery handing each
+// NotificationResponse that arrives during the query, whole, to
+// onNotification (when set): it belongs to the client that listens.
+func SimpleQueryKeepingNotifications(b *Backend, sql string, onRow func(body []byte), onNotification func(msg []byte)) (byte, error) {
 	b.Unnamed = 0 // a simple query destroys the unnamed statement
 	if err := b.W.Append(func(dst []byte) ([]byte, error) {
 		dst = wire.AppendHeader(dst, wire.MsgQuery, len(sql)+1)
@@ -306,6 +315,10 @@ func SimpleQuery(b *Backend, sql string, onRow func(body []byte)) (byte, error) 
 		case 'D':
 			if onRow != nil {
 				onRow(body)
+			}
+		case wire.MsgNotification:
+			if onNotification != nil {
+				onNotification(msg)
 			}
 		case wire.MsgCopyInResponse:
 			// A check query must not start COPY; abort it.

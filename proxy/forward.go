@@ -590,7 +590,7 @@ func (s *session) readInline(b *pool.Backend) {
 				// socket meanwhile.
 				s.mu.Unlock()
 				_ = s.cw.Flush()
-				held := stillPinned(b)
+				held := s.stillPinned(b)
 				s.mu.Lock()
 				release = !held && !s.stopping
 			}
@@ -1048,7 +1048,8 @@ func (s *session) armIdleDeadline() (detached bool) {
 	if s.srv.draining.Load() && (!attached || idleSession) || s.killed.Load() {
 		limit = time.Nanosecond
 	}
-	keep := (s.resumed && !attached || s.watchWoke && inTx) && !s.idleSince.IsZero()
+	pinnedIdle := idleSession && s.txMode
+	keep := (s.resumed && !attached || s.watchWoke && (inTx || pinnedIdle)) && !s.idleSince.IsZero()
 	s.resumed, s.watchWoke = false, false
 	switch {
 	case limit <= 0:
@@ -1062,18 +1063,24 @@ func (s *session) armIdleDeadline() (detached bool) {
 	// look (checkIdleBackend). One armed in an earlier transaction is kept,
 	// and one left from a transaction that ended fires once, harmlessly:
 	// a busy client pays about one timer per second, not one per statement.
-	watch := inTx && s.txMode
+	// A client idle between transactions on a backend it keeps (pin.go)
+	// may be waiting for notifications, which are looked for more often.
+	watch := inTx && s.txMode || pinnedIdle
+	interval := backendWatchInterval
+	if pinnedIdle {
+		interval = pinnedWatchInterval
+	}
 	switch {
 	case limit > 0:
 		deadline := s.idleSince.Add(limit)
-		if watch && limit > backendWatchInterval {
-			deadline = time.Now().Add(backendWatchInterval)
+		if watch && limit > interval {
+			deadline = time.Now().Add(interval)
 		}
 		_ = s.conn.SetReadDeadline(deadline)
 		s.armed, s.watchArmed = true, false
 	case watch:
-		if !s.armed {
-			_ = s.conn.SetReadDeadline(time.Now().Add(backendWatchInterval))
+		if !s.armed || pinnedIdle {
+			_ = s.conn.SetReadDeadline(time.Now().Add(interval))
 			s.armed, s.watchArmed = true, true
 		}
 	case s.armed && !s.watchArmed:
@@ -1109,8 +1116,8 @@ func (s *session) onIdleDeadline() (done bool, err error) {
 	case expired && (!attached || idleSession):
 		ce = fatalf("57P05", "terminating connection due to idle timeout (client_idle_timeout = %s)", s.idleLimit)
 		cause = "client_idle_timeout"
-	case inTx && s.txMode:
-		s.watchWoke = true // the idle-in-transaction clock goes on
+	case inTx && s.txMode || idleSession && s.txMode:
+		s.watchWoke = true // the idle clock goes on
 		return s.checkIdleBackend(), errSessionDone
 	default:
 		return false, nil
@@ -1129,6 +1136,11 @@ func (s *session) onIdleDeadline() (done bool, err error) {
 // checked for a message: the server may have ended the session (a
 // terminate, idle_in_transaction_session_timeout, a crash).
 const backendWatchInterval = time.Second
+
+// pinnedWatchInterval is how often the backend a client keeps between
+// transactions (transaction pooling, pin.go) is checked while the client
+// idles: notifications for its LISTEN reach it within this delay.
+const pinnedWatchInterval = 50 * time.Millisecond
 
 // checkIdleBackend relays what the backend of a client idle in a
 // transaction has sent meanwhile. When the backend is gone, the client is

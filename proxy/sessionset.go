@@ -99,7 +99,7 @@ func (s *session) noteSessionSet(b *pool.Backend, typ byte, bodyLen int) stmtKin
 	}
 	if k.pin && s.pinsBackends() {
 		if !b.Pinned.Swap(true) {
-			s.log.Info("client keeps its backend: it may hold a session-level advisory lock, a cursor WITH HOLD or a temporary table")
+			s.log.Info("client keeps its backend: it may hold a session-level advisory lock, a cursor WITH HOLD, a temporary table or a LISTEN")
 		}
 	}
 	if k.path {
@@ -580,11 +580,15 @@ func isSessionSet(stmt []byte) bool {
 
 // leavesSessionObject reports whether one statement leaves an object that
 // outlives its transaction: a cursor WITH HOLD, a temporary table (CREATE
-// TEMP, SELECT ... INTO TEMP). A false alarm, such as a column named
-// holder, costs one reset.
+// TEMP, SELECT ... INTO TEMP), a LISTEN. A false alarm, such as a column
+// named holder, costs one reset.
 func leavesSessionObject(stmt []byte) bool {
 	stmt = skipBlanksAndComments(stmt)
 	switch {
+	case hasWordFold(stmt, "listen"):
+		// Notifications go to the backend that listens, while its
+		// client waits for them between transactions.
+		return true
 	case hasWordFold(stmt, "declare"):
 		return containsFold(stmt, "hold") && !containsFold(stmt, "without hold")
 	case hasWordFold(stmt, "create"):

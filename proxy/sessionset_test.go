@@ -132,6 +132,8 @@ func TestStatementKinds(t *testing.T) {
 		{"CREATE TEMP TABLE t (x int)", stmtKinds{set: true, pin: true}},
 		{"DO $$BEGIN EXECUTE 'ALTER TABLE t ALTER x TYPE bool USING x <> 0'; END$$", stmtKinds{set: true, ddl: true}},
 		{"IMPORT FOREIGN SCHEMA s FROM SERVER f INTO public", stmtKinds{ddl: true}},
+		{"LISTEN jobs", stmtKinds{set: true, pin: true}},
+		{"UNLISTEN jobs", stmtKinds{}},
 		{"SET x.y = 1; RESET ALL", stmtKinds{set: true, reset: true}},
 		{"SELECT 'ALTER TABLE t'", stmtKinds{}},
 		{"SET LOCAL search_path = tenant_a", stmtKinds{path: true, pathLocal: true}},

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -134,7 +135,8 @@ func TestSessionSetIsolation(t *testing.T) {
 // notifications.
 func TestListenIsolation(t *testing.T) {
 	leakCheck(t)
-	e := startProxy(t, proxyOpts{mode: "transaction", size: 1})
+	// Two backends: A keeps the one it listens on (TestListenTransactionPooling).
+	e := startProxy(t, proxyOpts{mode: "transaction", size: 2})
 	ctx := testCtx(t)
 	a, b := e.connect(ctx), e.connect(ctx)
 	if _, err := a.Exec(ctx, "LISTEN secret_channel"); err != nil {
@@ -142,7 +144,7 @@ func TestListenIsolation(t *testing.T) {
 	}
 	d := e.direct(ctx)
 	defer d.Close(ctx)
-	// B holds the backend A listened on while the notification commits.
+	// B is in a transaction of its own while the notification commits.
 	tx, err := b.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -640,5 +642,61 @@ func TestUnnamedSetBoundElsewhere(t *testing.T) {
 	}
 	for _, tx := range txs {
 		_ = tx.Rollback(ctx)
+	}
+}
+
+// TestListenTransactionPooling: a client's LISTEN works in transaction
+// pooling as on PostgreSQL: the client keeps its backend while it
+// listens, gets the notifications sent while it idles between
+// transactions, and gives the backend back after UNLISTEN. Before, the
+// backend went to the next client and was reset, and the notifications
+// never came (pgx's TestListenNotify hung; found by the Go-suites sweep).
+func TestListenTransactionPooling(t *testing.T) {
+	leakCheck(t)
+	e := startProxy(t, proxyOpts{mode: "transaction", size: 2})
+	ctx := testCtx(t)
+	listener, other := e.connect(ctx), e.connect(ctx)
+	if _, err := listener.Exec(ctx, "LISTEN jobs"); err != nil {
+		t.Fatal(err)
+	}
+	pid := backendPID(ctx, t, listener)
+	for i := 0; i < 3; i++ {
+		// The other client, on the other backend, notifies (in its own
+		// transaction) while the listener idles.
+		if _, err := other.Exec(ctx, "SELECT pg_notify('jobs', $1)", fmt.Sprint("job ", i)); err != nil {
+			t.Fatal(err)
+		}
+		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		n, err := listener.WaitForNotification(wctx)
+		cancel()
+		if err != nil || n.Channel != "jobs" || n.Payload != fmt.Sprint("job ", i) {
+			t.Fatalf("notification %d: %+v, %v", i, n, err)
+		}
+		if got := backendPID(ctx, t, listener); got != pid {
+			t.Fatalf("listening client moved from backend %d to %d", pid, got)
+		}
+		if got := backendPID(ctx, t, other); got == pid {
+			t.Fatal("another client got the listening backend")
+		}
+	}
+	if _, err := listener.Exec(ctx, "UNLISTEN jobs"); err != nil {
+		t.Fatal(err)
+	}
+	// Unlistened, it gives the backend back: with the other client in a
+	// transaction on one backend, a third client gets the other.
+	tx, err := other.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, "SELECT 1"); err != nil {
+		t.Fatal(err)
+	}
+	third := e.connect(ctx)
+	qctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	var one int
+	if err := third.QueryRow(qctx, "SELECT 1").Scan(&one); err != nil {
+		t.Fatalf("after UNLISTEN the backend stayed with the listener: %v", err)
 	}
 }
