@@ -269,6 +269,39 @@ func SimpleQueryKeepingNotifications(b *Backend, sql string, onRow func(body []b
 		b.Broken = true
 		return 0, err
 	}
+	return readUntilReady(b, onRow, onNotification)
+}
+
+// CloseStatements closes prepared statements on an idle backend with the
+// protocol's Close, which, unlike DEALLOCATE, succeeds for a name the
+// server does not hold, in one round trip. It returns the final
+// transaction status.
+func CloseStatements(b *Backend, names []string) (byte, error) {
+	for _, name := range names {
+		if err := b.W.Append(func(dst []byte) ([]byte, error) {
+			dst = wire.AppendHeader(dst, wire.MsgClose, 1+len(name)+1)
+			dst = append(dst, 'S')
+			dst = append(dst, name...)
+			return append(dst, 0), nil
+		}); err != nil {
+			b.Broken = true
+			return 0, err
+		}
+	}
+	if err := b.W.Append(func(dst []byte) ([]byte, error) { return wire.AppendHeader(dst, wire.MsgSync, 0), nil }); err != nil {
+		b.Broken = true
+		return 0, err
+	}
+	if err := b.W.Flush(); err != nil {
+		b.Broken = true
+		return 0, err
+	}
+	return readUntilReady(b, nil, nil)
+}
+
+// readUntilReady consumes a proxy-issued request's replies up to
+// ReadyForQuery (SimpleQueryKeepingNotifications).
+func readUntilReady(b *Backend, onRow func(body []byte), onNotification func(msg []byte)) (byte, error) {
 	var qerr *QueryError
 	for {
 		typ, _, err := b.R.Next()

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"maps"
 	"slices"
 	"strconv"
@@ -42,21 +43,22 @@ const resetSQL = "SET SESSION AUTHORIZATION DEFAULT; RESET ALL; UNLISTEN *; CLOS
 // the caller then applies its own (applyParams).
 func resetSessionSettings(b *pool.Backend) error {
 	sql := resetSQL
-	bound := b.Statements.TakeSessionBound()
 	if b.SQLPrepared {
 		// SQL PREPAREs share their namespace with the proxy's statements:
 		// those go too, and are prepared again where needed.
 		sql += "; DEALLOCATE ALL"
-	} else {
-		// Statements parsed beside the client's temporary tables may
-		// have taken their types from them: the next client's Parse of
-		// the same text must reach the server again.
-		for _, name := range bound {
-			sql += "; DEALLOCATE " + quoteIdent(name)
-		}
 	}
 	if err := runSetup(b, sql); err != nil {
 		return err
+	}
+	// Statements parsed beside the client's temporary tables may have
+	// taken their types from them: the next client's Parse of the same
+	// text must reach the server again.
+	if bound := b.Statements.TakeSessionBound(); len(bound) > 0 && !b.SQLPrepared {
+		if status, err := pool.CloseStatements(b, bound); err != nil || status != 'I' {
+			b.Broken = true
+			return fmt.Errorf("closing statements after a reset: %v (status %q)", err, status)
+		}
 	}
 	if b.SQLPrepared {
 		b.Statements.Clear()
@@ -685,9 +687,4 @@ func skipBlanksAndComments(b []byte) []byte {
 			return b
 		}
 	}
-}
-
-// quoteIdent quotes an SQL identifier.
-func quoteIdent(name string) string {
-	return `"` + strings.ReplaceAll(name, `"`, `""`) + `"`
 }
