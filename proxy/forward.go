@@ -1116,7 +1116,7 @@ func (s *session) onIdleDeadline() (done bool, err error) {
 	case expired && (!attached || idleSession):
 		ce = fatalf("57P05", "terminating connection due to idle timeout (client_idle_timeout = %s)", s.idleLimit)
 		cause = "client_idle_timeout"
-	case inTx && s.txMode || idleSession && s.txMode:
+	case s.txMode && (inTx || idleSession): // idleSession: on a backend it keeps
 		s.watchWoke = true // the idle clock goes on
 		return s.checkIdleBackend(), errSessionDone
 	default:
