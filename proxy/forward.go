@@ -53,6 +53,11 @@ func (s *session) loop() error {
 			}
 			return err
 		}
+		if s.killed.Load() {
+			// KILL raced this request (it came with the client's resume
+			// from parking, or behind the poke): it must not run.
+			return s.endWith(killedError(), "admin KILL")
+		}
 		switch typ {
 		case wire.MsgTerminate:
 			_ = s.cr.Skip()
@@ -1122,13 +1127,19 @@ func (s *session) onIdleDeadline() (done bool, err error) {
 	default:
 		return false, nil
 	}
+	return true, s.endWith(ce, cause)
+}
+
+// endWith ends the session: it detaches (rolling back an open
+// transaction), then tells the client why.
+func (s *session) endWith(ce *clientError, cause string) error {
 	s.finish() // detach: rolls back an open transaction, frees the writer
 	// After finish: a pump that ended the session on its own (shutdown
 	// cuts its read too) has set its cause, and has exited.
 	s.endCause = cause
 	_ = s.conn.SetWriteDeadline(time.Now().Add(time.Second))
 	_ = s.sendError(ce)
-	return true, errSessionDone
+	return errSessionDone
 }
 
 // backendWatchInterval is how often a backend attached to a client idle
