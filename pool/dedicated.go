@@ -16,12 +16,7 @@ func (p *Pool) OpenDedicated(ctx context.Context, extra map[string]string) (*Bac
 	if closed {
 		return nil, ErrClosed
 	}
-	b, err := p.connectWith(ctx, extra)
-	if err != nil {
-		return nil, err
-	}
-	b.InUse.Store(true)
-	return b, nil
+	return p.connectWith(ctx, extra)
 }
 
 // CloseDedicated closes a backend OpenDedicated opened: its client is gone

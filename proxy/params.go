@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+
+	"github.com/pgrecycle/pgrecycle/config"
 )
 
 // trackedParams are the client-visible settings the server reports with
@@ -93,6 +95,15 @@ func parseOptions(s string) (map[string]string, error) {
 		out[strings.ReplaceAll(name, "-", "_")] = value
 	}
 	return out, nil
+}
+
+// checkParameterName refuses a client startup setting no PostgreSQL
+// setting can have as its name, as the server would.
+func checkParameterName(name string) *clientError {
+	if len(name) > 63 || !config.ValidParameterName(name) {
+		return fatalf("42704", "unrecognized configuration parameter %q", name)
+	}
+	return nil
 }
 
 // mergeOptions adds the settings of the startup "options" to the

@@ -12,11 +12,12 @@ import (
 // cursor WITH HOLD (Django's iterator() outside a transaction), a
 // temporary table, a LISTEN (whose notifications the client waits for
 // between its transactions; pgrecycle looks for them on the idle backend
-// every pinnedWatchInterval). Handed to another client, the backend would be reset
-// first and the client would lose them; so the client keeps the backend,
-// as in session pooling, until at the end of one of its transactions
-// nothing of the kind is left (pinCheckSQL), or it disconnects (the reset
-// then runs at once, releasing its locks for the others).
+// every pinnedWatchInterval). Handed to another client, the backend would
+// be reset first and the client would lose them; so the client keeps the
+// backend, as in session pooling, until at the end of one of its
+// transactions nothing of the kind is left (pinCheckSQL), or it
+// disconnects (the reset then runs at once, releasing its locks for the
+// others).
 
 // pinsBackends reports whether the client's session objects pin its
 // backend: not when server_reset_query_always runs server_reset_query

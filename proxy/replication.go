@@ -5,10 +5,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgproto3"
 	"go.uber.org/zap"
 
-	"github.com/pgrecycle/pgrecycle/config"
 	"github.com/pgrecycle/pgrecycle/pool"
 	"github.com/pgrecycle/pgrecycle/wire"
 )
@@ -51,8 +49,8 @@ func (s *session) replicate(mode string, client map[string]string) error {
 	defer s.srv.sessionEnded(s)
 	params := make(map[string]string, len(client)+1)
 	for name, v := range client {
-		if len(name) > 63 || !config.ValidParameterName(name) {
-			_ = s.sendError(fatalf("42704", "unrecognized configuration parameter %q", name))
+		if ce := checkParameterName(name); ce != nil {
+			_ = s.sendError(ce)
 			return errSessionDone
 		}
 		params[name] = v
@@ -62,7 +60,8 @@ func (s *session) replicate(mode string, client map[string]string) error {
 
 	ctx, cancel := context.WithCancel(s.srv.ctx)
 	if !s.loginDeadline.IsZero() {
-		ctx, cancel = context.WithDeadline(s.srv.ctx, s.loginDeadline.Add(-min(time.Second, time.Until(s.loginDeadline)/10)))
+		cancel()
+		ctx, cancel = context.WithDeadline(s.srv.ctx, s.loginWaitEnd())
 	}
 	b, err := s.pool.OpenDedicated(ctx, params)
 	cancel()
@@ -82,18 +81,7 @@ func (s *session) replicate(mode string, client map[string]string) error {
 		s.mu.Unlock()
 		s.pool.CloseDedicated(b)
 	}()
-	for k, v := range b.Params {
-		if err := s.cw.Append((&pgproto3.ParameterStatus{Name: k, Value: v}).Encode); err != nil {
-			return err
-		}
-	}
-	if err := s.cw.Append((&pgproto3.BackendKeyData{ProcessID: s.key.pid, SecretKey: s.key.secret[:]}).Encode); err != nil {
-		return err
-	}
-	if err := s.cw.Append(func(dst []byte) ([]byte, error) { return appendReady(dst, b.TxStatus), nil }); err != nil {
-		return err
-	}
-	if err := s.cw.Flush(); err != nil {
+	if err := s.writeWelcome(b.Params, nil, b.TxStatus); err != nil {
 		return err
 	}
 	_ = s.conn.SetDeadline(time.Time{})

@@ -722,6 +722,14 @@ func configuredPassword(cfg *config.Config, users auth.UserList, user, given str
 	return "", false
 }
 
+// loginWaitEnd is when a wait during the login must give up: shortly
+// before client_login_timeout, leaving time to tell the client (past the
+// deadline its socket refuses even the FATAL). Callers check that
+// loginDeadline is set.
+func (s *session) loginWaitEnd() time.Time {
+	return s.loginDeadline.Add(-min(time.Second, time.Until(s.loginDeadline)/10))
+}
+
 // adminConsoleReserve is how many admin console logins are admitted past
 // max_client_conn.
 const adminConsoleReserve = 8
@@ -736,7 +744,7 @@ func (s *session) loginParams(db *config.Database, client map[string]string) err
 	if !s.loginDeadline.IsZero() {
 		// Leave time to tell the client: past the deadline its socket
 		// refuses even the FATAL.
-		end := s.loginDeadline.Add(-min(time.Second, time.Until(s.loginDeadline)/10))
+		end := s.loginWaitEnd()
 		if d, ok := ctx.Deadline(); !ok || end.Before(d) {
 			loginBound = true
 			var cancelLogin context.CancelFunc
@@ -765,8 +773,8 @@ func (s *session) loginParams(db *config.Database, client map[string]string) err
 			}
 			continue
 		}
-		if len(name) > 63 || !config.ValidParameterName(name) {
-			return fatalf("42704", "unrecognized configuration parameter %q", name)
+		if ce := checkParameterName(name); ce != nil {
+			return ce
 		}
 		if s.extra == nil {
 			s.extra = make(map[string]string)
@@ -833,8 +841,15 @@ func (s *session) sendWelcome() error {
 	if err != nil {
 		return err
 	}
+	return s.writeWelcome(params, s.want, 'I')
+}
+
+// writeWelcome writes a ParameterStatus for each of params (the value in
+// want instead, where it has one), the client's BackendKeyData and a
+// ReadyForQuery with status, and flushes.
+func (s *session) writeWelcome(params, want map[string]string, status byte) error {
 	for k, v := range params {
-		if w, ok := s.want[k]; ok {
+		if w, ok := want[k]; ok {
 			v = w
 		}
 		if err := s.cw.Append((&pgproto3.ParameterStatus{Name: k, Value: v}).Encode); err != nil {
@@ -844,7 +859,7 @@ func (s *session) sendWelcome() error {
 	if err := s.cw.Append((&pgproto3.BackendKeyData{ProcessID: s.key.pid, SecretKey: s.key.secret[:]}).Encode); err != nil {
 		return err
 	}
-	if err := s.cw.Append(func(dst []byte) ([]byte, error) { return appendReady(dst, 'I'), nil }); err != nil {
+	if err := s.cw.Append(func(dst []byte) ([]byte, error) { return appendReady(dst, status), nil }); err != nil {
 		return err
 	}
 	return s.cw.Flush()

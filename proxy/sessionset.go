@@ -51,18 +51,17 @@ func resetSessionSettings(b *pool.Backend) error {
 	if err := runSetup(b, sql); err != nil {
 		return err
 	}
-	// Statements parsed beside the client's temporary tables may have
-	// taken their types from them: the next client's Parse of the same
-	// text must reach the server again.
-	if bound := b.Statements.TakeSessionBound(); len(bound) > 0 && !b.SQLPrepared {
+	if b.SQLPrepared {
+		b.Statements.Clear()
+		b.SQLPrepared = false
+	} else if bound := b.Statements.TakeSessionBound(); len(bound) > 0 {
+		// Statements parsed beside the client's temporary tables may
+		// have taken their types from them: the next client's Parse of
+		// the same text must reach the server again.
 		if status, err := pool.CloseStatements(b, bound); err != nil || status != 'I' {
 			b.Broken = true
 			return fmt.Errorf("closing statements after a reset: %v (status %q)", err, status)
 		}
-	}
-	if b.SQLPrepared {
-		b.Statements.Clear()
-		b.SQLPrepared = false
 	}
 	b.ProxySet = nil
 	b.SettingsOwner = 0
