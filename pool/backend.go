@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pgrecycle/pgrecycle/sockio"
 	"github.com/pgrecycle/pgrecycle/wire"
 )
 
@@ -136,5 +137,5 @@ func (b *Backend) close(graceful bool) {
 // buffered or in its socket, or EOF. For a backend nobody expects a reply
 // from, that is a FATAL or a notice from the server, or its end.
 func HasDataOrEOF(b *Backend) bool {
-	return b.R.Buffered() > 0 || socketHasDataOrEOF(b.Conn)
+	return b.R.Buffered() > 0 || sockio.HasDataOrEOF(b.Conn)
 }

@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/pgrecycle/pgrecycle/config"
+	"github.com/pgrecycle/pgrecycle/sockio"
 )
 
 // idlePeekAfter is how long a backend must have been idle before Acquire
@@ -365,7 +366,7 @@ func (p *Pool) checkIdle(b *Backend) string {
 	// under load that skips a system call per transaction. One idle longer
 	// may have died (a restart, an OOM kill) or been sent something.
 	now := time.Now()
-	if now.Sub(b.LastUsed) > idlePeekAfter && socketHasDataOrEOF(b.Conn) {
+	if now.Sub(b.LastUsed) > idlePeekAfter && sockio.HasDataOrEOF(b.Conn) {
 		return "closed"
 	}
 	// A deadline passed while idle is the tick's business (bounded by

@@ -29,3 +29,7 @@ func (w *Watcher) Free()  {}
 
 // PeerClosed can't tell on this platform.
 func PeerClosed(c net.Conn) bool { return false }
+
+// HasDataOrEOF can't tell on this platform; the first read or write of a
+// dead connection reports it.
+func HasDataOrEOF(c net.Conn) bool { return false }
