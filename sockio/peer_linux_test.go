@@ -97,15 +97,21 @@ func waitHasData(t *testing.T, c net.Conn) {
 	}
 }
 
-// TestChecksDoNotWakeTheRuntime: the checks are made while the proxy is
-// otherwise idle (a pinned client's backend, a backend handed out after a
-// pause). A system call made through the scheduler at such a moment wakes
+// TestChecksDoNotWakeTheRuntime: the checks, and a park's Watch and
+// Unwatch, are made while the proxy is otherwise idle (a pinned client's
+// backend, a backend handed out after a pause, a client going idle). A system call made through the scheduler at such a moment wakes
 // the runtime's sysmon thread, which then polls for a while: two or more
 // extra thread switches per check, counted here against the same loop
 // without the checks. A scheduled peek is measured too, to show the count
 // can see the difference on this machine.
 func TestChecksDoNotWakeTheRuntime(t *testing.T) {
 	c, _ := pair(t)
+	w, err := NewWatcher()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Free()
+	rc := rawConn(t, c)
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 	const rounds = 200
 	measure := func(check func()) int {
@@ -119,16 +125,20 @@ func TestChecksDoNotWakeTheRuntime(t *testing.T) {
 		return threadSwitches(t) - before
 	}
 	scheduledPeek := func() {
-		rc, _ := c.SyscallConn()
 		_ = rc.Control(func(fd uintptr) {
 			var b [1]byte
 			_, _, _ = syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
 		})
 	}
 	base := measure(func() {})
-	ours := measure(func() { _ = HasDataOrEOF(c); _ = PeerClosed(c) })
+	ours := measure(func() {
+		_ = HasDataOrEOF(c)
+		_ = PeerClosed(c)
+		_ = w.Watch(rc, 1) // a client parks
+		w.Unwatch(rc)      // and resumes
+	})
 	scheduled := measure(scheduledPeek)
-	t.Logf("thread switches over %d rounds: no check %d, HasDataOrEOF+PeerClosed %d, scheduled peek %d", rounds, base, ours, scheduled)
+	t.Logf("thread switches over %d rounds: no check %d, the checks and a watch %d, scheduled peek %d", rounds, base, ours, scheduled)
 	if scheduled < base+rounds/2 {
 		t.Skipf("a scheduled system call does not wake the runtime here (%d vs %d switches): nothing to compare", scheduled, base)
 	}

@@ -4,6 +4,7 @@ package sockio
 
 import (
 	"net"
+	"os"
 	"syscall"
 	"testing"
 	"time"
@@ -104,4 +105,68 @@ func TestWatcherClose(t *testing.T) {
 	if err := w.Watch(nil, 0); err == nil {
 		t.Fatal("token 0 accepted")
 	}
+}
+
+// TestWatcherWaitHoldsNoThread: a Wait parks its goroutine on the
+// netpoller. A Wait blocked in epoll_wait would hold an OS thread each
+// (and wake sysmon each time it returned).
+func TestWatcherWaitHoldsNoThread(t *testing.T) {
+	const waiters = 16
+	ws := make([]*Watcher, waiters)
+	for i := range ws {
+		w, err := NewWatcher()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer w.Free()
+		ws[i] = w
+	}
+	before := threadCount(t)
+	done := make(chan bool, waiters)
+	for _, w := range ws {
+		go func() {
+			closed, err := w.Wait(10*time.Second, func(uint64) {})
+			done <- closed && err == nil
+		}()
+	}
+	time.Sleep(100 * time.Millisecond)
+	during := threadCount(t)
+	for _, w := range ws {
+		w.Close()
+	}
+	for range ws {
+		if !<-done {
+			t.Fatal("a Wait ended by Close did not report closed")
+		}
+	}
+	if during-before >= waiters/2 {
+		t.Fatalf("%d waiting watchers took %d threads (%d before, %d while waiting)", waiters, during-before, before, during)
+	}
+}
+
+// TestWatcherWaitTimesOut: a Wait with nothing to report returns at its
+// timeout, not before, and reports nothing.
+func TestWatcherWaitTimesOut(t *testing.T) {
+	w, err := NewWatcher()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Free()
+	start := time.Now()
+	got, closed := collect(t, w, 50*time.Millisecond)
+	if len(got) != 0 || closed {
+		t.Fatalf("reported %v, closed %v, with nothing watched", got, closed)
+	}
+	if waited := time.Since(start); waited < 40*time.Millisecond {
+		t.Fatalf("Wait returned after %v, before its 50ms timeout", waited)
+	}
+}
+
+func threadCount(t *testing.T) int {
+	t.Helper()
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(tasks)
 }
