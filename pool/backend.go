@@ -30,6 +30,10 @@ type Backend struct {
 	// ProxySet holds non-reported settings the proxy SET on this backend
 	// for a client (startup parameters such as search_path).
 	ProxySet map[string]string
+	// SettingsMatched is the shared client settings set (the proxy's
+	// number for it) last found to match Params and ProxySet; 0 after any
+	// change to either. It spares a client of the same set the comparison.
+	SettingsMatched uint64
 	// Statements are the proxy-named prepared statements on this backend
 	// (transaction pooling), shared by clients with identical statements.
 	Statements StatementSet

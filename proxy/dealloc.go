@@ -153,3 +153,15 @@ func sqlWords(q []byte) (stmts [][]sqlWord, ok bool) {
 func isIdentStart(c byte) bool {
 	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '_' || c >= 0x80
 }
+
+// mentionsDeallocOrDiscard reports whether q contains "deallocate" or
+// "discard" in any case, anywhere (comments and quotes included): without
+// either, parseStatementReset and parseDeallocates find nothing.
+func mentionsDeallocOrDiscard(q []byte) bool {
+	for i := range q {
+		if q[i]|0x20 == 'd' && (hasPrefixFold(q[i:], "deallocate") || hasPrefixFold(q[i:], "discard")) {
+			return true
+		}
+	}
+	return false
+}

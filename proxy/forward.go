@@ -521,12 +521,13 @@ func (s *session) relayOne(b *pool.Backend, fatal **clientError) relayResult {
 		if k, v, ok := wire.ParameterStatus(msg[wire.HeaderLen:]); ok {
 			name, value := string(k), string(v)
 			b.Params[name] = value
+			b.SettingsMatched = 0
 			if _, tracked := s.want[name]; tracked || canonicalTracked(name) != "" {
 				s.mu.Lock()
 				if cur, ok := s.want[name]; !ok || cur != value {
-					if s.wantShared {
+					if s.wantSet != 0 {
 						s.want = maps.Clone(s.want)
-						s.wantShared = false
+						s.wantSet = 0
 					}
 					s.want[name] = value
 				}
@@ -958,7 +959,7 @@ func (s *session) runResetQuery(b *pool.Backend) bool {
 	if st, err := pool.SimpleQuery(b, opts.ServerResetQuery, nil); err != nil || st != 'I' {
 		return false
 	}
-	b.ProxySet = nil
+	b.ProxySet, b.SettingsMatched = nil, 0
 	q := strings.ToLower(opts.ServerResetQuery)
 	if strings.Contains(q, "discard all") {
 		b.SettingsOwner = 0 // it includes SET SESSION AUTHORIZATION DEFAULT and RESET ALL

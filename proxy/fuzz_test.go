@@ -141,6 +141,12 @@ func FuzzStatementReset(f *testing.F) {
 		if all && name != "" {
 			t.Fatal("DEALLOCATE ALL with a name")
 		}
+		// mapQuery reads a query only when the prefilter lets it through.
+		if !mentionsDeallocOrDiscard(b) {
+			if _, ok := parseDeallocates(b); ok || dealloc || discard {
+				t.Fatal("a DEALLOCATE or DISCARD ALL that mentionsDeallocOrDiscard missed")
+			}
+		}
 	})
 }
 

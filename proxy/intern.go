@@ -12,18 +12,28 @@ import (
 // bytes of the memory an idle client costs. Shared sets are read-only; a
 // session copies its set before the first change (copy on write).
 type paramSets struct {
-	mu   sync.Mutex
-	sets map[string]map[string]string
+	mu     sync.Mutex
+	sets   map[string]sharedParams
+	lastID uint64
+}
+
+// sharedParams is a shared set and its number: equal numbers mean equal
+// sets (pool.Backend.SettingsMatched). Numbers are never reused, even
+// after the table starts over.
+type sharedParams struct {
+	m  map[string]string
+	id uint64
 }
 
 // maxParamSets bounds the table against clients sending endless variants
 // (application names with counters, say): past it, it starts over.
 const maxParamSets = 4096
 
-func newParamSets() *paramSets { return &paramSets{sets: make(map[string]map[string]string)} }
+func newParamSets() *paramSets { return &paramSets{sets: make(map[string]sharedParams)} }
 
-// share returns the shared set equal to m, adopting m if there is none.
-func (p *paramSets) share(m map[string]string) map[string]string {
+// share returns the shared set equal to m, adopting m if there is none,
+// and the set's number (never 0).
+func (p *paramSets) share(m map[string]string) (map[string]string, uint64) {
 	keys := make([]string, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)
@@ -40,13 +50,14 @@ func (p *paramSets) share(m map[string]string) map[string]string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if s, ok := p.sets[key]; ok {
-		return s
+		return s.m, s.id
 	}
 	if len(p.sets) >= maxParamSets {
 		clear(p.sets)
 	}
-	p.sets[key] = m
-	return m
+	p.lastID++
+	p.sets[key] = sharedParams{m: m, id: p.lastID}
+	return m, p.lastID
 }
 
 func (p *paramSets) size() int {

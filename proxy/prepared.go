@@ -273,7 +273,7 @@ func (s *session) track(b *pool.Backend, typ byte, body []byte) (reply, string) 
 		// Sent with the extended protocol (the simple one is rewritten by
 		// mapQuery): the backend's statements and the client's are gone.
 		b.Statements.Clear()
-		b.ProxySet = nil
+		b.ProxySet, b.SettingsMatched = nil, 0
 		b.SQLPrepared = false
 		s.stmts = nil
 	}
@@ -800,10 +800,16 @@ func (s *session) mapQuery(b *pool.Backend, bodyLen int, kinds stmtKinds) (bool,
 	if err != nil {
 		return false, err
 	}
-	target, all, isDealloc, isDiscard := parseStatementReset(peek[wire.HeaderLen:])
-	if !isDealloc && !isDiscard {
-		if targets, ok := parseDeallocates(peek[wire.HeaderLen:]); ok {
-			return s.mapDeallocates(b, targets)
+	var target string
+	var all, isDealloc, isDiscard bool
+	// Most queries have neither word: one pass over the bytes spares
+	// them the tokenizer.
+	if mentionsDeallocOrDiscard(peek[wire.HeaderLen:]) {
+		target, all, isDealloc, isDiscard = parseStatementReset(peek[wire.HeaderLen:])
+		if !isDealloc && !isDiscard {
+			if targets, ok := parseDeallocates(peek[wire.HeaderLen:]); ok {
+				return s.mapDeallocates(b, targets)
+			}
 		}
 	}
 	s.mu.Lock()

@@ -71,6 +71,9 @@ func TestParseStatementReset(t *testing.T) {
 		if got := (want{name, all, dealloc, discard}); got != w {
 			t.Errorf("parseStatementReset(%q) = %+v, want %+v", q, got, w)
 		}
+		if (w.dealloc || w.discard) && !mentionsDeallocOrDiscard([]byte(q)) {
+			t.Errorf("mentionsDeallocOrDiscard(%q) = false: mapQuery would not read it", q)
+		}
 	}
 }
 

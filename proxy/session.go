@@ -54,10 +54,10 @@ type session struct {
 	// killed: the admin console's KILL ends this session (poke).
 	killed atomic.Bool
 	want   map[string]string // guarded by mu once logged in
-	// wantShared marks want as a set shared with other sessions
-	// (paramSets): copy it before changing it.
-	wantShared bool
-	extra      map[string]string
+	// wantSet is the number of the shared set want is (paramSets), 0
+	// once want is the session's own: copy a shared set before changing it.
+	wantSet uint64
+	extra   map[string]string
 	// stmtScope is the client's startup search_path, part of the names of
 	// its statements on backends (serverStmtName).
 	stmtScope string
@@ -590,8 +590,7 @@ func (s *session) startup() error {
 		}
 		return err
 	}
-	s.want = s.srv.params.share(s.want)
-	s.wantShared = true
+	s.want, s.wantSet = s.srv.params.share(s.want)
 	s.loginWant = s.want
 	s.srv.cancels.register(s)
 	if err := s.sendWelcome(); err != nil {
@@ -921,10 +920,21 @@ func (s *session) applyParams(b *pool.Backend) error {
 			return err
 		}
 	}
-	sql := paramSQL(s.want, s.extra, b.Params, b.ProxySet)
-	if sql == "" {
+	// A set found to match this backend since its settings last changed
+	// needs no look: the common case, a dozen map lookups saved.
+	memo := s.wantSet
+	if len(s.extra) != 0 {
+		memo = 0 // the set number doesn't cover extra
+	}
+	if memo != 0 && b.SettingsMatched == memo {
 		return nil
 	}
+	sql := paramSQL(s.want, s.extra, b.Params, b.ProxySet)
+	if sql == "" {
+		b.SettingsMatched = memo
+		return nil
+	}
+	b.SettingsMatched = 0
 	if err := runSetup(b, sql); err != nil {
 		return err
 	}

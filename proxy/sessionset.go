@@ -63,7 +63,7 @@ func resetSessionSettings(b *pool.Backend) error {
 			return fmt.Errorf("closing statements after a reset: %v (status %q)", err, status)
 		}
 	}
-	b.ProxySet = nil
+	b.ProxySet, b.SettingsMatched = nil, 0
 	b.SettingsOwner = 0
 	b.PathScope, b.PathLocal = "", false
 	b.Pinned.Store(false)
@@ -205,6 +205,7 @@ func (s *session) noteBoundReset(b *pool.Backend) {
 // next request (restoreStartupSettings). RESET name touches that setting
 // only; RESET ALL and DISCARD ALL all of them.
 func (s *session) applyReset(b *pool.Backend, r resetInfo) {
+	b.SettingsMatched = 0
 	if r.all {
 		b.ProxySet = nil
 	} else {
@@ -366,7 +367,7 @@ func (s *session) restoreStartupSettings() {
 			}
 		}
 		s.mu.Lock()
-		s.want, s.wantShared = want, false
+		s.want, s.wantSet = want, 0
 		s.mu.Unlock()
 		return
 	}
@@ -380,7 +381,7 @@ func (s *session) restoreStartupSettings() {
 	_, _ = s.sw.Write([]byte(sql))
 	_, _ = s.sw.Write([]byte{0})
 	s.wmu.Unlock() // the request that follows flushes it
-	b.ProxySet = maps.Clone(s.extra)
+	b.ProxySet, b.SettingsMatched = maps.Clone(s.extra), 0
 }
 
 // swallowHidden handles a reply to the proxy's own query (hiddenReplies):
@@ -618,12 +619,7 @@ func leavesSessionObject(stmt []byte) bool {
 // false alarm costs one reset.
 func selectsIntoTemp(stmt []byte) bool {
 	for i := 1; i+4 <= len(stmt); i++ {
-		j := bytes.IndexAny(stmt[i:], "iI")
-		if j < 0 {
-			return false
-		}
-		i += j
-		if !hasWordFold(stmt[i:], "into") {
+		if stmt[i]|0x20 != 'i' || !hasWordFold(stmt[i:], "into") {
 			continue
 		}
 		if c := stmt[i-1]; c == '_' || c == '$' || c >= '0' && c <= '9' || c|0x20 >= 'a' && c|0x20 <= 'z' || c >= 0x80 {
