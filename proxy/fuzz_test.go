@@ -121,6 +121,7 @@ func FuzzStatementReset(f *testing.F) {
 	f.Add([]byte("RESET ALL; RESET \"TimeZone\"\x00"))
 	f.Add([]byte("CREATE DATABASE c WITH OWNER 'x' TEMPLATE = \"t\"\x00"))
 	f.Add([]byte("SET TIME ZONE LOCAL; SET x=DEFAULT; RESET TIME ZONE\x00"))
+	f.Add([]byte("select * into temp t from pg_temp.x, set_config('a', 'b', false)"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if name := blockingDatabase(b); name != "" && !bytes.Contains(bytes.ToLower(b), []byte("database")) {
 			t.Fatalf("blockingDatabase found %q without a DATABASE", name)
@@ -140,6 +141,20 @@ func FuzzStatementReset(f *testing.F) {
 		}
 		if all && name != "" {
 			t.Fatal("DEALLOCATE ALL with a name")
+		}
+		// statementKinds' SELECT shortcut gives what the full reading
+		// (stmtKinds.add) gives.
+		if stmt := skipBlanksAndComments(b); hasWordFold(stmt, "select") {
+			calls := sessionCalls(stmt)
+			var full stmtKinds
+			full.add(stmt, calls)
+			short := stmtKinds{}
+			if selectsIntoTemp(stmt) {
+				short.set, short.pin = true, true
+			}
+			if full != short {
+				t.Fatalf("SELECT shortcut %+v, full reading %+v", short, full)
+			}
 		}
 		// mapQuery reads a query only when the prefilter lets it through.
 		if !mentionsDeallocOrDiscard(b) {

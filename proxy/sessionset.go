@@ -448,44 +448,57 @@ func statementKinds(q []byte) (k stmtKinds) {
 	for {
 		stmt, rest, more := bytes.Cut(q, []byte{';'})
 		stmt = skipBlanksAndComments(stmt)
-		if hasWordFold(stmt, "set") && (containsFold(stmt, "default") || containsFold(stmt, "local")) {
-			// SET x TO DEFAULT resets x (and is a SET too, below).
-			if all, name := resetsSetting(stmt); all || name != "" {
-				k.reset = true
+		if hasWordFold(stmt, "select") {
+			// The common statement, and one only SELECT ... INTO TEMP
+			// concerns (leavesSessionObject).
+			if selectsIntoTemp(stmt) {
+				k.set, k.pin = true, true
 			}
-		}
-		switch {
-		case hasWordFold(stmt, "reset") || hasWordFold(stmt, "discard"):
-			k.reset = true
-		case hasWordFold(stmt, "set") && containsFold(stmt, "search_path"):
-			local := hasWordFold(skipBlanksAndComments(stmt[3:]), "local")
-			k.pathLocal = local && (k.pathLocal || !k.path)
-			k.path = true
-			k.set = k.set || !local
-		case leavesSessionObject(stmt):
-			k.set, k.pin = true, true
-		case calls.tempSchema && hasWordFold(stmt, "create") && containsFold(stmt, "pg_temp"):
-			// CREATE TABLE pg_temp.t, CREATE FUNCTION pg_temp.f: a
-			// temporary object without the TEMP keyword.
-			k.set, k.pin = true, true
-		case isSessionSet(stmt):
-			k.set = true
-			// A DO block may run DDL (migrations do), out of sight.
-			k.ddl = k.ddl || hasWordFold(stmt, "do")
-		case calls.settingsView && hasWordFold(stmt, "update") && containsFold(stmt, "pg_settings"):
-			k.set = true // UPDATE pg_settings SET setting = ...: a SET
-		case hasWordFold(stmt, "alter") || hasWordFold(stmt, "drop") || hasWordFold(stmt, "create") ||
-			hasWordFold(stmt, "import"): // IMPORT FOREIGN SCHEMA creates tables
-			k.ddl = true
-		case hasWordFold(stmt, "prepare") && !hasWordFold(skipBlanksAndComments(stmt[7:]), "transaction"):
-			k.prepare = true
-		case hasWordFold(stmt, "deallocate"):
-			k.dealloc = true
+		} else {
+			k.add(stmt, calls)
 		}
 		if !more {
 			return k
 		}
 		q = rest
+	}
+}
+
+// add records what one statement (not a SELECT) of a query does.
+func (k *stmtKinds) add(stmt []byte, calls sessionMentions) {
+	if hasWordFold(stmt, "set") && (containsFold(stmt, "default") || containsFold(stmt, "local")) {
+		// SET x TO DEFAULT resets x (and is a SET too, below).
+		if all, name := resetsSetting(stmt); all || name != "" {
+			k.reset = true
+		}
+	}
+	switch {
+	case hasWordFold(stmt, "reset") || hasWordFold(stmt, "discard"):
+		k.reset = true
+	case hasWordFold(stmt, "set") && containsFold(stmt, "search_path"):
+		local := hasWordFold(skipBlanksAndComments(stmt[3:]), "local")
+		k.pathLocal = local && (k.pathLocal || !k.path)
+		k.path = true
+		k.set = k.set || !local
+	case leavesSessionObject(stmt):
+		k.set, k.pin = true, true
+	case calls.tempSchema && hasWordFold(stmt, "create") && containsFold(stmt, "pg_temp"):
+		// CREATE TABLE pg_temp.t, CREATE FUNCTION pg_temp.f: a
+		// temporary object without the TEMP keyword.
+		k.set, k.pin = true, true
+	case isSessionSet(stmt):
+		k.set = true
+		// A DO block may run DDL (migrations do), out of sight.
+		k.ddl = k.ddl || hasWordFold(stmt, "do")
+	case calls.settingsView && hasWordFold(stmt, "update") && containsFold(stmt, "pg_settings"):
+		k.set = true // UPDATE pg_settings SET setting = ...: a SET
+	case hasWordFold(stmt, "alter") || hasWordFold(stmt, "drop") || hasWordFold(stmt, "create") ||
+		hasWordFold(stmt, "import"): // IMPORT FOREIGN SCHEMA creates tables
+		k.ddl = true
+	case hasWordFold(stmt, "prepare") && !hasWordFold(skipBlanksAndComments(stmt[7:]), "transaction"):
+		k.prepare = true
+	case hasWordFold(stmt, "deallocate"):
+		k.dealloc = true
 	}
 }
 
