@@ -9,4 +9,8 @@
 // transactions. The sockets are non-blocking, so the raw calls never sleep
 // in the kernel: EAGAIN hands the wait to syscall.RawConn, which parks the
 // goroutine on the netpoller exactly as net.Conn does, deadlines included.
+//
+// The same rule covers the package's other calls: the socket checks
+// (PeerClosed, HasDataOrEOF) and the parked clients' Watcher, whose own
+// epoll set waits on the netpoller rather than in a blocking epoll_wait.
 package sockio
