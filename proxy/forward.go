@@ -952,7 +952,7 @@ func (s *session) releaseBackend(b *pool.Backend) bool {
 // pooling, or server_reset_query_always) and reports whether b is still
 // clean and idle.
 func (s *session) runResetQuery(b *pool.Backend) bool {
-	opts := s.pool.Options().Pool
+	opts := &s.pool.Options().Pool
 	if opts.ServerResetQuery == "" || s.txMode && !opts.ServerResetQueryAlways {
 		return true
 	}
@@ -1038,7 +1038,7 @@ func (s *session) sendErrorDetached(ce *clientError) {
 // no backend is attached, i.e. whether the client may park if the wait
 // lasts. A resumed parked client keeps the idleSince it parked with.
 func (s *session) armIdleDeadline() (detached bool) {
-	opts := s.pool.Options().Pool
+	opts := &s.pool.Options().Pool // not a copy: once per batch
 	s.mu.Lock()
 	attached := s.backend != nil
 	inTx := attached && s.pending == 0 && !s.unsynced && s.txStatus != 'I' && s.txStatus != 0

@@ -23,7 +23,7 @@ import (
 // backend: not when server_reset_query_always runs server_reset_query
 // after every transaction, which clears them anyway (PgBouncer's way).
 func (s *session) pinsBackends() bool {
-	opts := s.pool.Options().Pool
+	opts := &s.pool.Options().Pool
 	return !(opts.ServerResetQueryAlways && opts.ServerResetQuery != "")
 }
 
