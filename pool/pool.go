@@ -77,7 +77,7 @@ type Pool struct {
 	connCfg  connectConfig
 	idle     []*Backend // LIFO: the most recently used is reused first
 	all      map[*Backend]struct{}
-	waiters  []*waiter
+	waiters  waitQueue
 	opening  int
 	// retiring counts policy retirements whose replacement is not open
 	// yet; max_retiring_share bounds it.
@@ -265,7 +265,7 @@ var ErrInterrupted = errors.New("pool: wait interrupted")
 func (p *Pool) Interrupt(wt *Waiter) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if !p.removeWaiterLocked(&wt.w) {
+	if !p.waiters.Remove(&wt.w) {
 		return false
 	}
 	wt.w.ch <- result{err: ErrInterrupted}
@@ -289,12 +289,12 @@ func (p *Pool) AcquireWith(wt *Waiter, timeout <-chan time.Time, stop <-chan str
 			p.mu.Unlock()
 			return nil, ErrClosed
 		}
-		if len(p.idle) > 0 && len(p.waiters) == 0 {
+		if len(p.idle) > 0 && p.waiters.Len() == 0 {
 			p.mu.Unlock() // released meanwhile: take it
 			continue
 		}
 		w.since = time.Now()
-		p.waiters = append(p.waiters, w)
+		p.waiters.Push(w)
 		p.spawnOpenersLocked()
 		p.mu.Unlock()
 
@@ -308,8 +308,8 @@ func (p *Pool) AcquireWith(wt *Waiter, timeout <-chan time.Time, stop <-chan str
 			err = ErrStopped
 		}
 		p.mu.Lock()
-		removed := p.removeWaiterLocked(w)
-		if len(p.waiters) <= p.opening {
+		removed := p.waiters.Remove(w)
+		if p.waiters.Len() <= p.opening {
 			p.setStarvedLocked(nil)
 		}
 		p.mu.Unlock()
@@ -330,7 +330,7 @@ func (p *Pool) TryAcquire() *Backend {
 		p.mu.Lock()
 		p.served = true
 		n := len(p.idle)
-		if p.closed || n == 0 || len(p.waiters) > 0 {
+		if p.closed || n == 0 || p.waiters.Len() > 0 {
 			p.mu.Unlock()
 			return nil
 		}
@@ -345,18 +345,6 @@ func (p *Pool) TryAcquire() *Backend {
 		}
 		return b
 	}
-}
-
-func (p *Pool) removeWaiterLocked(w *waiter) bool {
-	for i, x := range p.waiters {
-		if x == w {
-			copy(p.waiters[i:], p.waiters[i+1:])
-			p.waiters[len(p.waiters)-1] = nil
-			p.waiters = p.waiters[:len(p.waiters)-1]
-			return true
-		}
-	}
-	return false
 }
 
 // checkIdle decides whether an idle backend may be handed out; it returns
@@ -411,7 +399,7 @@ func (p *Pool) Release(b *Backend) (handedOff bool) {
 		// Over pool.size: a reserve backend while clients still wait, or
 		// one above a size a reload lowered.
 		reserve := n <= p.opts.Pool.Size+p.opts.Pool.ReservePoolSize
-		if !reserve || len(p.waiters) == 0 {
+		if !reserve || p.waiters.Len() == 0 {
 			reason := reasonPoolSize
 			if reserve {
 				reason = "reserve"
@@ -425,7 +413,7 @@ func (p *Pool) Release(b *Backend) (handedOff bool) {
 	// the background tick samples it later, once it is idle. A pool that
 	// always has waiters never leaves a backend idle, so a sample overdue
 	// by a whole interval is taken here anyway.
-	if len(p.waiters) == 0 || p.memoryOverdueLocked(b, now) {
+	if p.waiters.Len() == 0 || p.memoryOverdueLocked(b, now) {
 		p.mu.Unlock()
 		if p.memoryDue(b, now) {
 			if retired := p.checkMemory(b); retired {
@@ -439,7 +427,7 @@ func (p *Pool) Release(b *Backend) (handedOff bool) {
 			return
 		}
 	}
-	if l := p.starvedNeighbourLocked(); l != nil && len(p.waiters) == 0 {
+	if l := p.starvedNeighbourLocked(); l != nil && p.waiters.Len() == 0 {
 		// max_db_connections or max_user_connections is reached and
 		// another pool under it has clients waiting: they get this
 		// backend's slot rather than it idling here.
@@ -514,11 +502,8 @@ func (p *Pool) openAhead(reserved bool, lastUsed time.Time) {
 
 // handOffLocked gives b to the longest waiter, or parks it idle.
 func (p *Pool) handOffLocked(b *Backend) bool {
-	if len(p.waiters) > 0 {
-		w := p.waiters[0]
-		copy(p.waiters, p.waiters[1:])
-		p.waiters[len(p.waiters)-1] = nil
-		p.waiters = p.waiters[:len(p.waiters)-1]
+	if p.waiters.Len() > 0 {
+		w := p.waiters.Pop()
 		b.InUse.Store(true)
 		w.ch <- result{b: b}
 		return true
@@ -642,7 +627,7 @@ func (p *Pool) spawnOpenersLocked() {
 		limit = 1
 	}
 	size := p.opts.Pool.Size + p.reserveLocked(time.Now())
-	for len(p.waiters) > p.opening && len(p.all)+p.opening < size && p.opening < limit {
+	for p.waiters.Len() > p.opening && len(p.all)+p.opening < size && p.opening < limit {
 		if l := p.takeSlot(); l != nil {
 			// max_db_connections or max_user_connections reached: make
 			// room from another pool's idle backends, now and as they are
@@ -659,7 +644,7 @@ func (p *Pool) spawnOpenersLocked() {
 		p.wg.Add(1)
 		go p.open()
 	}
-	if len(p.waiters) <= p.opening {
+	if p.waiters.Len() <= p.opening {
 		p.setStarvedLocked(nil)
 	}
 }
@@ -668,7 +653,7 @@ func (p *Pool) spawnOpenersLocked() {
 // now: reserve_pool_size once its oldest waiting client has waited
 // reserve_pool_timeout, else none.
 func (p *Pool) reserveLocked(now time.Time) int {
-	if p.opts.Pool.ReservePoolSize == 0 || len(p.waiters) == 0 || now.Sub(p.waiters[0].since) < p.opts.Pool.ReservePoolTimeout.D() {
+	if p.opts.Pool.ReservePoolSize == 0 || p.waiters.Len() == 0 || now.Sub(p.waiters.Front().since) < p.opts.Pool.ReservePoolTimeout.D() {
 		return 0
 	}
 	return p.opts.Pool.ReservePoolSize
@@ -688,7 +673,7 @@ func (p *Pool) openWith(ahead bool, lastUsed time.Time) {
 		if err != nil {
 			p.connErrs++
 			p.lastConnErr = err
-			stillNeeded := len(p.waiters) > 0 || (ahead && len(p.all)+p.opening < p.opts.Pool.Size)
+			stillNeeded := p.waiters.Len() > 0 || (ahead && len(p.all)+p.opening < p.opts.Pool.Size)
 			if p.closed || !stillNeeded {
 				p.mu.Unlock()
 				p.giveSlot()
@@ -696,10 +681,7 @@ func (p *Pool) openWith(ahead bool, lastUsed time.Time) {
 			}
 			if isFatalConnectError(err) {
 				p.log.Error("cannot connect to backend", zap.Error(err))
-				for _, w := range p.waiters {
-					w.ch <- result{err: err}
-				}
-				p.waiters = nil
+				p.waiters.Drain(func(w *waiter) { w.ch <- result{err: err} })
 				p.mu.Unlock()
 				p.giveSlot()
 				return
@@ -800,7 +782,7 @@ func (p *Pool) Stats() Stats {
 	defer p.mu.Unlock()
 	s := Stats{
 		Database: p.opts.Database, User: p.opts.User,
-		Idle: len(p.idle), Opening: p.opening, Waiting: len(p.waiters),
+		Idle: len(p.idle), Opening: p.opening, Waiting: p.waiters.Len(),
 		Retired: copyCounts(p.retired), ConnectErrors: p.connErrs,
 	}
 	s.Active = len(p.all) - len(p.idle)
@@ -809,8 +791,8 @@ func (p *Pool) Stats() Stats {
 			s.Pinned++
 		}
 	}
-	if len(p.waiters) > 0 {
-		s.MaxWait = time.Since(p.waiters[0].since)
+	if p.waiters.Len() > 0 {
+		s.MaxWait = time.Since(p.waiters.Front().since)
 	}
 	return s
 }
@@ -914,10 +896,7 @@ func (p *Pool) Close() {
 	p.setStarvedLocked(nil)
 	idle := p.idle
 	p.idle = nil
-	for _, w := range p.waiters {
-		w.ch <- result{err: ErrClosed}
-	}
-	p.waiters = nil
+	p.waiters.Drain(func(w *waiter) { w.ch <- result{err: ErrClosed} })
 	p.mu.Unlock()
 	p.cancel()
 	for _, b := range idle {
