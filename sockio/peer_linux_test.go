@@ -41,9 +41,16 @@ func TestPeerClosed(t *testing.T) {
 
 func waitPeerClosed(t *testing.T, c net.Conn) {
 	t.Helper()
-	for deadline := time.Now().Add(2 * time.Second); !PeerClosed(c); time.Sleep(5 * time.Millisecond) {
+	waitUntil(t, c, PeerClosed, "PeerClosed false after the peer closed")
+}
+
+// waitUntil polls check on c for up to 2 s: the kernel's view of a peer's
+// write or close arrives a moment after it.
+func waitUntil(t *testing.T, c net.Conn, check func(net.Conn) bool, failure string) {
+	t.Helper()
+	for deadline := time.Now().Add(2 * time.Second); !check(c); time.Sleep(5 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatal("PeerClosed false after the peer closed")
+			t.Fatal(failure)
 		}
 	}
 }
@@ -90,19 +97,16 @@ func TestHasDataOrEOF(t *testing.T) {
 
 func waitHasData(t *testing.T, c net.Conn) {
 	t.Helper()
-	for deadline := time.Now().Add(2 * time.Second); !HasDataOrEOF(c); time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("HasDataOrEOF stayed false")
-		}
-	}
+	waitUntil(t, c, HasDataOrEOF, "HasDataOrEOF stayed false")
 }
 
 // TestChecksDoNotWakeTheRuntime: the checks, and a park's Watch and
 // Unwatch, are made while the proxy is otherwise idle (a pinned client's
-// backend, a backend handed out after a pause, a client going idle). A system call made through the scheduler at such a moment wakes
-// the runtime's sysmon thread, which then polls for a while: two or more
-// extra thread switches per check, counted here against the same loop
-// without the checks. A scheduled peek is measured too, to show the count
+// backend, a backend handed out after a pause, a client going idle). A
+// system call made through the scheduler at such a moment wakes the
+// runtime's sysmon thread, which then polls for a while: two or more extra
+// thread switches per check, counted here against the same loop without
+// the checks. A scheduled peek is measured too, to show the count
 // can see the difference on this machine.
 func TestChecksDoNotWakeTheRuntime(t *testing.T) {
 	c, _ := pair(t)
