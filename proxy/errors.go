@@ -34,6 +34,9 @@ type clientError struct {
 	Message  string
 	Detail   string
 	Hint     string
+	// relayed: the client already has the server's own FATAL, as
+	// PostgreSQL sends it; nothing more is sent (backendFailed).
+	relayed bool
 }
 
 func (e *clientError) Error() string { return e.Code + ": " + e.Message }

@@ -549,6 +549,9 @@ func (s *session) relayOne(b *pool.Backend, fatal **clientError) relayResult {
 					Message: "pgrecycle: server connection lost: " + string(code) + " " + wire.ErrorMessage(msg[wire.HeaderLen:])}
 				return relayed
 			}
+			// Session pooling: the server's FATAL is the client's, and
+			// the close that follows must not add a second one.
+			*fatal = &clientError{relayed: true}
 		}
 	}
 	_, _ = s.cw.Write(msg)
@@ -795,14 +798,19 @@ func (s *session) backendFailed(b *pool.Backend, err error, fatal *clientError) 
 	s.mu.Unlock()
 	b.Broken = true
 	cause, reason := "backend lost", "error"
+	told := fatal != nil && fatal.relayed // the server's FATAL is the one error
 	if s.srv.terminating.Load() {
 		// Shutdown cut the read at shutdown_timeout (poke).
 		rideThrough = false
-		fatal = s.srv.shutdownTimeoutError()
+		if !told {
+			fatal = s.srv.shutdownTimeoutError()
+		}
 		cause, reason = "shutdown", "shutdown"
 	} else if s.killed.Load() {
 		rideThrough = false // so did the admin console's KILL
-		fatal = killedError()
+		if !told {
+			fatal = killedError()
+		}
 		cause, reason = "admin KILL", "admin"
 	} else {
 		s.log.Warn("backend connection lost", zap.Uint32("pid", b.PID), zap.Error(err), zap.Bool("client_kept", rideThrough))
@@ -813,9 +821,13 @@ func (s *session) backendFailed(b *pool.Backend, err error, fatal *clientError) 
 	}
 	if !rideThrough {
 		s.endCause = cause
-		fatal.Severity = "FATAL"
-		s.cw.Reset()
-		_ = s.sendError(fatal)
+		if told {
+			_ = s.cw.Flush() // the server's FATAL, if still buffered
+		} else {
+			fatal.Severity = "FATAL"
+			s.cw.Reset()
+			_ = s.sendError(fatal)
+		}
 		s.mu.Lock()
 		s.backend = nil
 		s.mu.Unlock()
