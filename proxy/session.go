@@ -408,7 +408,13 @@ func (s *session) startup() error {
 		if err != nil {
 			var pe *wire.ProtocolError
 			if errors.As(err, &pe) {
-				_ = s.sendError(fatalf(codeProtocolViolation, "%s", pe.Error()))
+				// A length out of bounds: not this protocol, or a client
+				// that wrote something else first (node-postgres sends
+				// Terminate when closed before it connected). As
+				// PostgreSQL: log it and close without an answer, which
+				// such a client would take for the server's.
+				s.log.Info("invalid length of startup packet", zap.String("detail", pe.Msg))
+				return errSessionDone
 			}
 			return err
 		}

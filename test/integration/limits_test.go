@@ -14,6 +14,7 @@ import (
 	"io"
 	"net"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -421,26 +422,28 @@ func TestLimitsSSLRequest(t *testing.T) {
 func TestLimitsMalformedStartup(t *testing.T) {
 	leakCheck(t)
 	e := startProxy(t, proxyOpts{})
+	// A length out of bounds is closed without an answer, as PostgreSQL
+	// does ("invalid length of startup packet" goes to its log only):
+	// node-postgres writes Terminate when closed before it connected, and
+	// took an ErrorResponse for the server's, an unhandled 'error' that
+	// crashed the application (its quick-disconnect test).
 	for name, pkt := range map[string][]byte{
 		"absurd length": {0x7f, 0xff, 0xff, 0xff, 0, 3, 0, 0},
 		"length 4":      {0, 0, 0, 4, 0, 3, 0, 0},
 		"negative":      {0xff, 0xff, 0xff, 0xf0, 0, 3, 0, 0},
+		"terminate":     {'X', 0, 0, 0, 4},
 	} {
 		t.Run(name, func(t *testing.T) {
 			c := e.rawDial(t, 5*time.Second)
 			if _, err := c.Write(pkt); err != nil {
 				t.Fatal(err)
 			}
-			typ, body, err := readMessage(c)
-			if err != nil {
-				t.Fatalf("want an ErrorResponse, got %v", err)
+			got, err := io.ReadAll(c)
+			if errors.Is(err, syscall.ECONNRESET) {
+				err = nil // closed with the rest of the packet unread
 			}
-			f := errorFields(body)
-			if typ != 'E' || f['C'] != "08P01" || f['S'] != "FATAL" {
-				t.Fatalf("answer %q %v, want FATAL 08P01", typ, f)
-			}
-			if _, _, err := readMessage(c); !errors.Is(err, io.EOF) {
-				t.Fatalf("connection not closed after the error: %v", err)
+			if err != nil || len(got) != 0 {
+				t.Fatalf("answer %q, %v; want the connection closed without one", got, err)
 			}
 		})
 	}
