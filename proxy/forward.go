@@ -910,6 +910,13 @@ func (s *session) finish() {
 	s.backend = nil
 	clean := s.pending == 0 && !s.unsynced
 	s.mu.Unlock()
+	if s.ddlSeen.Load() && s.ddlSeen.Swap(false) {
+		// DDL in a transaction the client left: no ReadyForQuery 'I' will
+		// renew shared statements, and the rollback below (or the close)
+		// undoes objects they may name (a type, a table): the next Parse
+		// of their text must reach the server again.
+		s.pool.InvalidateStatements()
+	}
 	if b == nil {
 		return
 	}

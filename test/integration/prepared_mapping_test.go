@@ -1175,3 +1175,32 @@ func TestPreparedDeallocateQuotedNames(t *testing.T) {
 		t.Fatalf("the transaction did not survive the DEALLOCATEs: %v", err)
 	}
 }
+
+// TestPreparedAfterDDLRolledBackByDisconnect: a client creates a type
+// and a table in a transaction, runs a prepared INSERT over them and
+// leaves without committing (psycopg's test_prepared, found by the psycopg
+// sweep). The next client on that backend runs the same DDL and the same
+// text: it must get a statement of its own objects, not the shared one
+// naming the rolled-back type ("cache lookup failed for type", XX000).
+func TestPreparedAfterDDLRolledBackByDisconnect(t *testing.T) {
+	leakCheck(t)
+	e := startProxy(t, proxyOpts{size: 1})
+	ctx := testCtx(t)
+	const insert = "INSERT INTO prep_rolled (bar) VALUES ($1::prep_rolled_enum[])"
+	for _, client := range []string{"A", "B"} {
+		c := e.connect(ctx)
+		tx, err := c.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tx.Exec(ctx, "CREATE TYPE prep_rolled_enum AS ENUM ('foo', 'bar'); CREATE TABLE prep_rolled (bar prep_rolled_enum[])"); err != nil {
+			t.Fatalf("%s: %v", client, err)
+		}
+		if _, err := tx.Exec(ctx, insert, []string{"foo"}); err != nil {
+			t.Fatalf("client %s: %v", client, err)
+		}
+		if err := c.Close(ctx); err != nil { // inside the transaction: rolled back
+			t.Fatal(err)
+		}
+	}
+}
