@@ -137,6 +137,19 @@ func (b *Backend) close(graceful bool) {
 	_ = b.Conn.Close()
 }
 
+// SetParam records a setting the server reported; the remembered settings
+// match (SettingsMatched) no longer holds.
+func (b *Backend) SetParam(name, value string) {
+	b.Params[name] = value
+	b.SettingsMatched = 0
+}
+
+// SetProxySet replaces what the proxy SET on b; the remembered settings
+// match no longer holds.
+func (b *Backend) SetProxySet(m map[string]string) {
+	b.ProxySet, b.SettingsMatched = m, 0
+}
+
 // HasDataOrEOF reports whether b has something to read: a message
 // buffered or in its socket, or EOF. For a backend nobody expects a reply
 // from, that is a FATAL or a notice from the server, or its end.

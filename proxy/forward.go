@@ -520,8 +520,7 @@ func (s *session) relayOne(b *pool.Backend, fatal **clientError) relayResult {
 	case wire.MsgParameterStatus:
 		if k, v, ok := wire.ParameterStatus(msg[wire.HeaderLen:]); ok {
 			name, value := string(k), string(v)
-			b.Params[name] = value
-			b.SettingsMatched = 0
+			b.SetParam(name, value)
 			if _, tracked := s.want[name]; tracked || canonicalTracked(name) != "" {
 				s.mu.Lock()
 				if cur, ok := s.want[name]; !ok || cur != value {
@@ -978,7 +977,7 @@ func (s *session) runResetQuery(b *pool.Backend) bool {
 	if st, err := pool.SimpleQuery(b, opts.ServerResetQuery, nil); err != nil || st != 'I' {
 		return false
 	}
-	b.ProxySet, b.SettingsMatched = nil, 0
+	b.SetProxySet(nil)
 	q := strings.ToLower(opts.ServerResetQuery)
 	if strings.Contains(q, "discard all") {
 		b.SettingsOwner = 0 // it includes SET SESSION AUTHORIZATION DEFAULT and RESET ALL

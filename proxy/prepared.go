@@ -273,7 +273,7 @@ func (s *session) track(b *pool.Backend, typ byte, body []byte) (reply, string) 
 		// Sent with the extended protocol (the simple one is rewritten by
 		// mapQuery): the backend's statements and the client's are gone.
 		b.Statements.Clear()
-		b.ProxySet, b.SettingsMatched = nil, 0
+		b.SetProxySet(nil)
 		b.SQLPrepared = false
 		s.stmts = nil
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"maps"
 	"net"
 	"strings"
 	"sync"
@@ -944,14 +945,11 @@ func (s *session) applyParams(b *pool.Backend) error {
 	if err := runSetup(b, sql); err != nil {
 		return err
 	}
-	if len(s.extra) == 0 {
-		b.ProxySet = nil
-	} else {
-		b.ProxySet = make(map[string]string, len(s.extra))
-		for k, v := range s.extra {
-			b.ProxySet[k] = v
-		}
+	var set map[string]string
+	if len(s.extra) > 0 {
+		set = maps.Clone(s.extra)
 	}
+	b.SetProxySet(set)
 	return nil
 }
 

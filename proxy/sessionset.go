@@ -63,7 +63,7 @@ func resetSessionSettings(b *pool.Backend) error {
 			return fmt.Errorf("closing statements after a reset: %v (status %q)", err, status)
 		}
 	}
-	b.ProxySet, b.SettingsMatched = nil, 0
+	b.SetProxySet(nil)
 	b.SettingsOwner = 0
 	b.PathScope, b.PathLocal = "", false
 	b.Pinned.Store(false)
@@ -381,7 +381,7 @@ func (s *session) restoreStartupSettings() {
 	_, _ = s.sw.Write([]byte(sql))
 	_, _ = s.sw.Write([]byte{0})
 	s.wmu.Unlock() // the request that follows flushes it
-	b.ProxySet, b.SettingsMatched = maps.Clone(s.extra), 0
+	b.SetProxySet(maps.Clone(s.extra))
 }
 
 // swallowHidden handles a reply to the proxy's own query (hiddenReplies):
