@@ -23,6 +23,10 @@ import (
 // clientBufSize is the size of buffers lent to active client connections.
 const clientBufSize = 16 << 10
 
+// maxCachedVerifiers bounds the SCRAM verifiers kept for plain passwords
+// (about 150 bytes each).
+const maxCachedVerifiers = 1024
+
 // Version is set by the command at build time and reported to clients.
 type Options struct {
 	Config  *config.Config
@@ -40,6 +44,9 @@ type Server struct {
 	cancels *cancelRegistry
 	fails   *failedLogins
 	authq   *authQuery
+	// verifiers: SCRAM verifiers derived from plain passwords, kept
+	// between logins.
+	verifiers *auth.VerifierCache
 
 	cfg       atomic.Pointer[config.Config]
 	tlsConfig atomic.Pointer[tls.Config] // nil: no TLS toward clients
@@ -90,6 +97,7 @@ func New(opts Options) (*Server, error) {
 		bufs:          wire.NewBufferPool(clientBufSize),
 		cancels:       newCancelRegistry(),
 		fails:         newFailedLogins(),
+		verifiers:     auth.NewVerifierCache(maxCachedVerifiers),
 		authq:         newAuthQuery(),
 		pools:         make(map[poolKey]*pool.Pool),
 		limiters:      make(map[string]*pool.Limiter),

@@ -648,7 +648,7 @@ func (s *session) authenticate(cfg *config.Config, physicalReplication bool) (au
 		}
 		secret, found = sec, ok
 	}
-	res, err := auth.Authenticate(s, method, s.user, secret, found)
+	res, err := auth.Authenticate(s, method, s.user, secret, found, s.srv.verifiers)
 	s.endPoint = nil
 	if err != nil {
 		var ae *auth.Error

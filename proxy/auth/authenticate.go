@@ -118,10 +118,13 @@ func protocolViolation(msg string) *Error {
 // SCRAM-only secret runs SCRAM, and scram-sha-256 with an MD5-only secret
 // runs md5, since neither response can be checked against the other secret.
 //
+// verifiers, when not nil, keeps the SCRAM verifiers derived from plain
+// passwords between logins.
+//
 // It sends neither AuthenticationOk nor ErrorResponse: on failure it returns
 // a *Error for the caller to report. I/O errors are returned as they are,
 // and a client's Terminate is returned as io.EOF.
-func Authenticate(c Conn, method, user string, secret Secret, found bool) (Result, error) {
+func Authenticate(c Conn, method, user string, secret Secret, found bool, verifiers *VerifierCache) (Result, error) {
 	switch method {
 	case MethodTrust:
 		return Result{Method: MethodTrust}, nil
@@ -143,7 +146,7 @@ func Authenticate(c Conn, method, user string, secret Secret, found bool) (Resul
 		res, err = authPlain(c, user, secret)
 	case MethodMD5:
 		if secret.Kind == KindSCRAM {
-			res, err = authSCRAM(c, user, secret)
+			res, err = authSCRAM(c, user, secret, verifiers)
 		} else {
 			res, err = authMD5(c, user, secret)
 		}
@@ -151,7 +154,7 @@ func Authenticate(c Conn, method, user string, secret Secret, found bool) (Resul
 		if secret.Kind == KindMD5 {
 			res, err = authMD5(c, user, secret)
 		} else {
-			res, err = authSCRAM(c, user, secret)
+			res, err = authSCRAM(c, user, secret, verifiers)
 		}
 	}
 	if err != nil {

@@ -204,7 +204,7 @@ func TestUnknownUserSalt(t *testing.T) {
 
 func TestAuthenticateTrust(t *testing.T) {
 	for _, found := range []bool{true, false} {
-		res, err := Authenticate(failConn{t}, MethodTrust, "anyone", Secret{}, found)
+		res, err := Authenticate(failConn{t}, MethodTrust, "anyone", Secret{}, found, nil)
 		if err != nil || res.Method != MethodTrust || res.Password != "" || res.ClientKey != nil {
 			t.Fatalf("found=%v: %v %v", found, res, err)
 		}
@@ -225,7 +225,7 @@ func (f failConn) Receive() (byte, []byte, error) {
 }
 
 func TestAuthenticateUnsupportedMethod(t *testing.T) {
-	_, err := Authenticate(failConn{t}, "ldap", testUser, ParseSecret(testPassword), true)
+	_, err := Authenticate(failConn{t}, "ldap", testUser, ParseSecret(testPassword), true, nil)
 	wantAuthError(t, err, CodeInvalidAuthorization)
 }
 
@@ -317,7 +317,7 @@ func (s sendErrConn) Receive() (byte, []byte, error)     { return 0, nil, s.err 
 func TestAuthenticateSendErrorReturnedAsIs(t *testing.T) {
 	sentinel := errors.New("broken pipe")
 	for _, method := range []string{MethodPlain, MethodMD5, MethodSCRAM} {
-		_, err := Authenticate(sendErrConn{sentinel}, method, testUser, ParseSecret(testPassword), true)
+		_, err := Authenticate(sendErrConn{sentinel}, method, testUser, ParseSecret(testPassword), true, nil)
 		if !errors.Is(err, sentinel) {
 			t.Fatalf("%s: got %v", method, err)
 		}

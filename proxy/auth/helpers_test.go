@@ -234,6 +234,12 @@ func frame(typ byte, body []byte) []byte {
 // run drives Authenticate against script over a net.Pipe.
 func run(t *testing.T, method, user string, secret Secret, found bool, script clientScript) (Result, error, clientOutcome) {
 	t.Helper()
+	return runCached(t, method, user, secret, found, nil, script)
+}
+
+// runCached is run with a verifier cache.
+func runCached(t *testing.T, method, user string, secret Secret, found bool, verifiers *VerifierCache, script clientScript) (Result, error, clientOutcome) {
+	t.Helper()
 	srv, cli := net.Pipe()
 	deadline := time.Now().Add(10 * time.Second)
 	_ = srv.SetDeadline(deadline)
@@ -243,7 +249,7 @@ func run(t *testing.T, method, user string, secret Secret, found bool, script cl
 		defer cli.Close()
 		done <- script(pgproto3.NewFrontend(cli, cli), cli)
 	}()
-	res, err := Authenticate(&netConn{c: srv}, method, user, secret, found)
+	res, err := Authenticate(&netConn{c: srv}, method, user, secret, found, verifiers)
 	srv.Close()
 	return res, err, <-done
 }

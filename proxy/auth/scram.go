@@ -61,15 +61,15 @@ func deriveVerifier(password string, salt []byte, iterations int) (SCRAMVerifier
 
 // authSCRAM runs SCRAM-SHA-256, and over TLS offers SCRAM-SHA-256-PLUS
 // first, as PostgreSQL does, so clients that require channel binding
-// (libpq channel_binding=require) can log in. A plain secret gets a
-// verifier with a fresh salt.
-func authSCRAM(c Conn, user string, secret Secret) (Result, error) {
+// (libpq channel_binding=require) can log in. A plain secret gets the
+// verifier verifiers holds for it (a fresh one when verifiers is nil).
+func authSCRAM(c Conn, user string, secret Secret, verifiers *VerifierCache) (Result, error) {
 	v := secret.SCRAM
 	switch secret.Kind {
 	case KindSCRAM:
 	case KindPlain:
 		var err error
-		if v, err = deriveVerifier(secret.Plain, randomBytes(saltLen), defaultIterations); err != nil {
+		if v, err = verifiers.verifier(user, secret.Plain); err != nil {
 			return Result{}, err
 		}
 	default:

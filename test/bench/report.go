@@ -360,7 +360,7 @@ func (b *bench) manyTable(w *strings.Builder) {
 	for _, s := range b.scenario("many") {
 		fmt.Fprintf(w, "## Many clients: %d active, %d idle\n\n", s.opts.clients, s.idle)
 		fmt.Fprintf(w, "A helper in the benchmark process opens %d SCRAM-authenticated connections and leaves them idle (a sample is pinged after the run to prove they are still served); then `%s` runs (-T is %d s longer than elsewhere because it includes the logins of the active clients; tps excludes them). ", s.idle, s.opts, manyLoginAllowance(b.opts))
-		fmt.Fprintf(w, "**KiB per idle client** = (RSS with the idle connections − RSS before them) ÷ %d. **CPU ms per login** is the pooler's CPU over the idle logins ÷ %d (SCRAM with a plain-password userlist derives a fresh verifier each time in both poolers). ", s.idle, s.idle)
+		fmt.Fprintf(w, "**KiB per idle client** = (RSS with the idle connections − RSS before them) ÷ %d. **CPU ms per login** is the pooler's CPU over the idle logins ÷ %d (the userlist holds plain passwords: PgBouncer derives a SCRAM verifier at each login, pgrecycle once per user and password). ", s.idle, s.idle)
 		fmt.Fprintf(w, "The proxy CPU per 1k tx is shown as measured, which includes the %d active logins, and without them (minus %d × CPU per login).\n\n", s.opts.clients, s.opts.clients)
 		fmt.Fprintf(w, "| target | tps | latency avg ms | p99 ms | proxy CPU s/1k tx | same without logins | CPU ms per login | RSS before idle MiB | RSS with idle MiB | KiB per idle client | RSS at end MiB | peak MiB | idle logins s | failed | tps ÷ PgBouncer | CPU ÷ PgBouncer (without logins) |\n")
 		fmt.Fprintf(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
