@@ -156,6 +156,9 @@ func FuzzStatementReset(f *testing.F) {
 				t.Fatalf("SELECT shortcut %+v, full reading %+v", short, full)
 			}
 		}
+		if got, want := selectsIntoTemp(b), selectsIntoTempByByte(b); got != want {
+			t.Fatalf("selectsIntoTemp %v, byte by byte %v", got, want)
+		}
 		// mapQuery reads a query only when the prefilter lets it through.
 		if !mentionsDeallocOrDiscard(b) {
 			if _, ok := parseDeallocates(b); ok || dealloc || discard {
@@ -225,4 +228,23 @@ func FuzzReplyTracking(f *testing.F) {
 			}
 		}
 	})
+}
+
+// selectsIntoTempByByte is selectsIntoTemp without the eight-byte skip: the
+// reference its fast path must agree with.
+func selectsIntoTempByByte(stmt []byte) bool {
+	for i := 1; i+4 <= len(stmt); i++ {
+		if stmt[i]|0x20 != 'i' || !hasWordFold(stmt[i:], "into") {
+			continue
+		}
+		if c := stmt[i-1]; c == '_' || c == '$' || c >= '0' && c <= '9' || c|0x20 >= 'a' && c|0x20 <= 'z' || c >= 0x80 {
+			continue
+		}
+		next := skipBlanksAndComments(stmt[i+4:])
+		if hasWordFold(next, "temp") || hasWordFold(next, "temporary") ||
+			hasWordFold(next, "local") || hasWordFold(next, "global") {
+			return true
+		}
+	}
+	return false
 }

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -193,6 +194,28 @@ func TestBlockingDatabase(t *testing.T) {
 	} {
 		if got := blockingDatabase([]byte(q)); got != want {
 			t.Errorf("blockingDatabase(%q) = %q, want %q", q, got, want)
+		}
+	}
+}
+
+// selectsIntoTemp skips eight bytes at a time: INTO TEMP is found at every
+// offset and alignment, and lookalikes are not.
+func TestSelectsIntoTempEveryOffset(t *testing.T) {
+	for pad := 0; pad < 24; pad++ {
+		cols := strings.Repeat("c,", pad)
+		for _, tc := range []struct {
+			q    string
+			want bool
+		}{
+			{"SELECT " + cols + "1 INTO TEMP t FROM s", true},
+			{"SELECT " + cols + "1 iNtO\ttemporary t", true},
+			{"SELECT " + cols + "1 INTO t FROM s WHERE i = 1", false},
+			{"SELECT " + cols + "1 FROM s WHERE x_into temp", false},
+			{"SELECT " + cols + "1 FROM iiiiiiiiiiiiiiii", false},
+		} {
+			if got := selectsIntoTemp([]byte(tc.q)); got != tc.want {
+				t.Errorf("selectsIntoTemp(%q) = %v, want %v", tc.q, got, tc.want)
+			}
 		}
 	}
 }
