@@ -87,7 +87,7 @@ type Auth struct {
 	// hash), run as QueryUser on the client's database; "" = off.
 	Query         string   `toml:"query"`
 	QueryUser     string   `toml:"query_user"`      // role for Query; its password comes from [users.NAME] or the auth file
-	QueryCacheTTL Duration `toml:"query_cache_ttl"` // how long a looked-up hash is reused; default 30s
+	QueryCacheTTL Duration `toml:"query_cache_ttl"` // how long a looked-up hash is reused; default 0: looked up at every login
 }
 
 // Pool holds the pooling settings: [pool] and [databases.NAME.pool].
@@ -270,7 +270,6 @@ func Default() *Config {
 			Type:            "scram-sha-256",
 			AdminUsers:      []string{},
 			MaxFailedLogins: 20,
-			QueryCacheTTL:   Duration(30 * time.Second),
 		},
 		Pool: Pool{
 			Mode:                  "transaction",

@@ -58,7 +58,7 @@ func TestDefaults(t *testing.T) {
 			ClientParkAfter:    Duration(500 * time.Millisecond),
 			TCPKeepalive:       true,
 		},
-		Auth: Auth{Type: "scram-sha-256", AdminUsers: []string{}, MaxFailedLogins: 20, QueryCacheTTL: Duration(30 * time.Second)},
+		Auth: Auth{Type: "scram-sha-256", AdminUsers: []string{}, MaxFailedLogins: 20},
 		Pool: Pool{
 			Mode:                  "transaction",
 			Size:                  20,
@@ -262,7 +262,7 @@ func TestFullFileRoundTrip(t *testing.T) {
 			TCPKeepalive:    false, TCPKeepIdle: Duration(30 * time.Second), TCPKeepIntvl: Duration(10 * time.Second),
 			TCPKeepCnt: 3, TCPUserTimeout: Duration(20 * time.Second),
 		},
-		Auth:       Auth{Type: "md5", File: "/etc/pgrecycle/userlist.txt", AdminUsers: []string{"postgres", "ops"}, MaxFailedLogins: 20, QueryCacheTTL: Duration(30 * time.Second)},
+		Auth:       Auth{Type: "md5", File: "/etc/pgrecycle/userlist.txt", AdminUsers: []string{"postgres", "ops"}, MaxFailedLogins: 20},
 		Pool:       wantPool,
 		Recycle:    wantRecycle,
 		Parameters: global,

@@ -637,7 +637,8 @@ func (s *session) authenticate(cfg *config.Config, physicalReplication bool) (au
 	}
 	users := *s.srv.users.Load()
 	secret, found := users[s.user]
-	if !found && cfg.Auth.Query != "" && method != "trust" && s.dbForAuth != nil {
+	fromQuery := !found && cfg.Auth.Query != "" && method != "trust" && s.dbForAuth != nil
+	if fromQuery {
 		ctx, cancel := context.WithTimeout(s.srv.ctx, 10*time.Second)
 		sec, ok, err := s.srv.authQueryLookup(ctx, cfg, s.dbForAuth, s.user)
 		cancel()
@@ -655,6 +656,9 @@ func (s *session) authenticate(cfg *config.Config, physicalReplication bool) (au
 		if errors.As(err, &ae) {
 			if ae.Code == codeInvalidPassword {
 				s.srv.fails.fail(host, s.user, time.Now())
+				if fromQuery {
+					s.srv.authq.forget(s.dbForAuth.Name, s.user)
+				}
 			}
 			_ = s.sendError(&clientError{Severity: "FATAL", Code: ae.Code, Message: ae.Message})
 			s.log.Warn("authentication failed", zap.String("method", method), zap.String("code", ae.Code))

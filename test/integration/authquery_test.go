@@ -101,3 +101,62 @@ func TestAuthQueryUserNonASCIIPassword(t *testing.T) {
 	}
 	_ = c.Close(ctx)
 }
+
+// TestAuthQueryPasswordChange: by default auth.query runs at every login,
+// so after ALTER ROLE ... PASSWORD the new password logs in at once and the
+// old one is refused, even while a pooled backend of that user is open (no
+// server login checks it then). With query_cache_ttl set, a cached answer
+// may be stale, but a login it refuses drops it: the next attempt with the
+// new password succeeds. Before, the answer was cached for 30 s: the old
+// password kept working and the new one was refused.
+func TestAuthQueryPasswordChange(t *testing.T) {
+	leakCheck(t)
+	ctx := testCtx(t)
+	e0 := startProxy(t, proxyOpts{})
+	pg := e0.pg
+	const query = "query = \"SELECT rolname, rolpassword FROM pg_authid WHERE rolname = $1\"\nquery_user = \"postgres\"\n"
+	for _, tc := range []struct {
+		name, extra string
+		cached      bool
+	}{{"default", "", false}, {"cache_ttl", "query_cache_ttl = \"1h\"\n", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			role := uniqueName("aqpw")
+			if err := pg.CreateRole(ctx, role, "first-pw", false); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = pg.Exec(context.Background(), "DROP ROLE IF EXISTS "+role) })
+			e := startProxy(t, proxyOpts{authType: "scram-sha-256", dbUser: "-",
+				users:     map[string]string{"postgres": pg.SuperPassword},
+				authExtra: query + tc.extra})
+			login := func(pw string) error {
+				c, err := pgx.Connect(ctx, e.dsn(role, pw, "app"))
+				if err != nil {
+					return err
+				}
+				defer c.Close(ctx)
+				_, err = c.Exec(ctx, "SELECT 1")
+				return err
+			}
+			// A backend of this user stays in the pool from here on.
+			if err := login("first-pw"); err != nil {
+				t.Fatalf("first password: %v", err)
+			}
+			if err := pg.Exec(ctx, "ALTER ROLE "+role+" PASSWORD 'second-pw'"); err != nil {
+				t.Fatal(err)
+			}
+			if tc.cached {
+				if err := login("second-pw"); pgCode(err) != "28P01" {
+					t.Fatalf("new password against the cached answer: %v, want 28P01", err)
+				}
+			} else if err := login("first-pw"); pgCode(err) != "28P01" {
+				t.Fatalf("old password after ALTER ROLE: %v, want 28P01", err)
+			}
+			if err := login("second-pw"); err != nil {
+				t.Fatalf("new password: %v", err)
+			}
+			if err := login("first-pw"); pgCode(err) != "28P01" {
+				t.Fatalf("old password once the new one is seen: %v, want 28P01", err)
+			}
+		})
+	}
+}
