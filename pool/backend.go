@@ -49,6 +49,13 @@ type Backend struct {
 	// ran a session-level SET on this backend in transaction pooling; 0:
 	// none. Another client gets the backend only after a reset.
 	SettingsOwner uint64
+	// Carried is the SQL of the session-level SETs this backend has run
+	// for its owner as the proxy replays them (the proxy's carry.go; ""
+	// none), and SettingsDirty marks any other session state: a client
+	// whose own carried SETs equal Carried may take a clean backend over
+	// without a reset.
+	Carried       string
+	SettingsDirty bool
 	// Unnamed names whose unnamed prepared statement the backend holds
 	// (a key of the proxy's; 0: none or unknown). A simple query destroys
 	// it, so SimpleQuery clears this.

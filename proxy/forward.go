@@ -482,6 +482,9 @@ func (s *session) relayOne(b *pool.Backend, fatal **clientError) relayResult {
 			return relayed
 		}
 	}
+	if (typ == wire.MsgCommandComplete || typ == wire.MsgErrorResponse || typ == wire.MsgReadyForQuery) && s.carryWatch.Load() {
+		s.carryReply(b, typ, msg)
+	}
 	switch typ {
 	case wire.MsgReadyForQuery:
 		if len(msg) != wire.HeaderLen+1 {
@@ -935,7 +938,7 @@ func (s *session) finish() {
 	if ok {
 		ok = s.runResetQuery(b)
 	}
-	if ok && s.txMode && b.SettingsOwner == s.id {
+	if ok && s.txMode && b.SettingsOwner == s.id && b.SettingsDirty {
 		// Now rather than when another client gets it: the client's
 		// advisory locks and temporary tables go with it, as they would
 		// on PostgreSQL, instead of blocking others meanwhile.
@@ -980,7 +983,7 @@ func (s *session) runResetQuery(b *pool.Backend) bool {
 	b.SetProxySet(nil)
 	q := strings.ToLower(opts.ServerResetQuery)
 	if strings.Contains(q, "discard all") {
-		b.SettingsOwner = 0 // it includes SET SESSION AUTHORIZATION DEFAULT and RESET ALL
+		b.SettingsOwner, b.Carried, b.SettingsDirty = 0, "", false // it includes SET SESSION AUTHORIZATION DEFAULT and RESET ALL
 	}
 	if strings.Contains(q, "discard all") || strings.Contains(q, "deallocate all") {
 		b.Statements.Clear()

@@ -69,6 +69,9 @@ type session struct {
 	// DISCARD ALL must bring back (restoreStartupSettings); restoreNeeded:
 	// one did, and they are not back yet (client goroutine only).
 	restoreOnReset, restoreNeeded bool
+	// carryWatch: a SET the client sent may be carried once its replies
+	// confirm it (carry.go).
+	carryWatch atomic.Bool
 	// resets is what the client's resets left to restore, allocated at
 	// its first reset (client goroutine only; most clients never reset,
 	// and every idle client pays for the fields of session).
@@ -926,9 +929,33 @@ func (s *session) loginAcquireError(ctx context.Context, err error, loginBound b
 
 // applyParams brings a backend's settings to this client's.
 func (s *session) applyParams(b *pool.Backend) error {
-	if b.SettingsOwner != 0 && b.SettingsOwner != s.id {
+	carried, path := s.carried()
+	if b.SettingsOwner != 0 && (b.Carried != carried || b.SettingsDirty && b.SettingsOwner != s.id) {
+		// Another client's settings, or an outdated set of this one's.
+		s.log.Debug("resetting the server connection's session state")
 		if err := resetSessionSettings(b); err != nil {
 			return err
+		}
+	}
+	if b.SettingsOwner != 0 {
+		// This client's, or another's that ran exactly its carried SETs
+		// and nothing else: nothing to undo or redo.
+		b.SettingsOwner = s.id
+	} else if carried != "" {
+		// Whatever the replay leaves, another client gets it reset.
+		b.SettingsOwner, b.SettingsDirty = s.id, true
+		if err := runSetup(b, carried); err != nil {
+			var qe *pool.QueryError
+			if errors.As(err, &qe) {
+				s.forgetCarried()
+				s.log.Warn("setting a client's session settings again on another server connection failed; they are dropped", zap.String("error", qe.Message))
+				return &pool.QueryError{Code: qe.Code, Message: "pgrecycle: your session settings (SET) could not be set again on another server connection, and are dropped: " + qe.Message}
+			}
+			return err
+		}
+		b.Carried, b.SettingsDirty = carried, false
+		if path != "" {
+			b.PathScope = path // statement names follow search_path (serverStmtName)
 		}
 	}
 	// A set found to match this backend since its settings last changed

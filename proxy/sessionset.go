@@ -28,8 +28,9 @@ import (
 // would run with it: another tenant's schema, another role's privileges.
 // The proxy notices such a SET in the client's query text, marks the
 // backend with the client, and resets the backend before any other client
-// uses it. The client that set it keeps it only while it lands on that
-// backend again, as with any pooler; SET LOCAL, SET TRANSACTION and SET
+// uses it. A plain SET statement of the client's own follows it to its
+// next backends (carry.go); others it keeps only while it lands on that
+// backend again, as with any pooler. SET LOCAL, SET TRANSACTION and SET
 // CONSTRAINTS end with their transaction and cost nothing. The same holds
 // for settings changed by set_config() or inside a DO block, and for
 // LISTEN, whose notifications would reach the next client: all are reset.
@@ -66,7 +67,7 @@ func resetSessionSettings(b *pool.Backend) error {
 		}
 	}
 	b.SetProxySet(nil)
-	b.SettingsOwner = 0
+	b.SettingsOwner, b.Carried, b.SettingsDirty = 0, "", false
 	b.PathScope, b.PathLocal = "", false
 	b.Pinned.Store(false)
 	return nil
@@ -91,9 +92,15 @@ func runSetup(b *pool.Backend, sql string) error {
 // found for the statement mapping. Called on the client goroutine in
 // transaction pooling, before the message is consumed.
 func (s *session) noteSessionSet(b *pool.Backend, typ byte, bodyLen int) stmtKinds {
+	if s.carryWatch.Load() {
+		s.voidCarry(b) // anything sent after a SET keeps it from being carried
+	}
 	k := s.scanSessionState(typ, bodyLen)
 	if k.set || k.reset || k.prepare {
 		b.SettingsOwner = s.id
+		if !k.set || !s.noteCarry(typ, bodyLen) {
+			b.SettingsDirty = true // state no replay describes
+		}
 	}
 	if k.prepare {
 		// Left on the backend, the next client's PREPARE of the same
@@ -136,6 +143,9 @@ type resetState struct {
 	// stmts: the client's prepared statements ("" the unnamed one) that
 	// run RESET or DISCARD, for their Binds.
 	stmts map[string]resetInfo
+	// carry: the client's session-level SETs (carry.go; guarded by mu,
+	// unlike the fields above).
+	carry carryState
 }
 
 // resetsNoted returns the session's reset record, allocating it.
@@ -195,7 +205,7 @@ func (s *session) noteBoundReset(b *pool.Backend) {
 	}
 	if r, found := s.resets.stmts[string(name)]; found {
 		if s.txMode {
-			b.SettingsOwner = s.id
+			b.SettingsOwner, b.SettingsDirty = s.id, true
 		}
 		s.applyReset(b, r)
 	}
@@ -208,6 +218,9 @@ func (s *session) noteBoundReset(b *pool.Backend) {
 // only; RESET ALL and DISCARD ALL all of them.
 func (s *session) applyReset(b *pool.Backend, r resetInfo) {
 	b.SettingsMatched = 0
+	if s.resets != nil && s.txMode {
+		s.dropCarried(b, r)
+	}
 	if r.all {
 		b.ProxySet = nil
 	} else {
@@ -311,6 +324,8 @@ func resetsSetting(stmt []byte) (all bool, name string) {
 			return false, strings.Trim(fields[1], `"`)
 		case len(fields) == 3 && fields[1] == "time" && fields[2] == "zone":
 			return false, "timezone"
+		case len(fields) == 3 && fields[1] == "session" && fields[2] == "authorization":
+			return false, "session_authorization"
 		}
 		return false, ""
 	case "set":
@@ -326,6 +341,8 @@ func resetsSetting(stmt []byte) (all bool, name string) {
 		return false, "timezone"
 	case len(fields) == 2 && fields[0] == "names" && fields[1] == "default":
 		return false, "client_encoding"
+	case len(fields) == 4 && fields[0] == "session" && fields[1] == "authorization" && fields[2] == "default":
+		return false, "session_authorization"
 	case len(fields) == 3 && (fields[1] == "to" || fields[1] == "=") && fields[2] == "default":
 		return false, strings.Trim(fields[0], `"`)
 	}
