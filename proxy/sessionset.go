@@ -341,7 +341,7 @@ func resetsSetting(stmt []byte) (all bool, name string) {
 		return false, "timezone"
 	case len(fields) == 2 && fields[0] == "names" && fields[1] == "default":
 		return false, "client_encoding"
-	case len(fields) == 4 && fields[0] == "session" && fields[1] == "authorization" && fields[2] == "default":
+	case len(fields) == 3 && fields[0] == "session" && fields[1] == "authorization" && fields[2] == "default":
 		return false, "session_authorization"
 	case len(fields) == 3 && (fields[1] == "to" || fields[1] == "=") && fields[2] == "default":
 		return false, strings.Trim(fields[0], `"`)

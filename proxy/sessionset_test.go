@@ -111,6 +111,7 @@ func TestResetScope(t *testing.T) {
 		{`RESET "TimeZone"; RESET statement_timeout`, false, []string{"timezone", "statement_timeout"}},
 		{"DISCARD TEMP", false, nil},
 		{"RESET SESSION AUTHORIZATION", false, []string{"session_authorization"}},
+		{"SET SESSION AUTHORIZATION DEFAULT", false, []string{"session_authorization"}},
 		{"/* c */ RESET ALL; SELECT 1\x00", true, nil},
 		{"SELECT 'reset all'", false, nil},
 		{"RESET TIME ZONE", false, []string{"timezone"}},
@@ -120,7 +121,6 @@ func TestResetScope(t *testing.T) {
 		{"SET SESSION IntervalStyle TO DEFAULT; SET x=DEFAULT; SET y =DEFAULT; SET z= default", false, []string{"intervalstyle", "x", "y", "z"}},
 		{"SET LOCAL DateStyle TO DEFAULT", false, nil},
 		{"SET DateStyle TO 'ISO, DMY'", false, nil},
-		{"SET SESSION AUTHORIZATION DEFAULT", false, nil},
 	} {
 		all, names := resetScope([]byte(tc.q))
 		if all != tc.all || !slices.Equal(names, tc.names) {
