@@ -231,7 +231,7 @@ func (c *carryState) changed() {
 	c.path = ""
 	for i, cs := range c.sets {
 		if i > 0 {
-			sb.WriteString("; ")
+			sb.WriteString("\n; ") // a statement may end in a -- comment
 		}
 		sb.WriteString(cs.sql)
 		if cs.name == "search_path" {

@@ -17,6 +17,7 @@ func TestPlainSessionSet(t *testing.T) {
 		{"SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY", "session_characteristics", "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY"},
 		{"SET XML OPTION DOCUMENT", "xmloption", "SET XML OPTION DOCUMENT"},
 		{"SET work_mem TO DEFAULT", "work_mem", "SET work_mem TO DEFAULT"},
+		{"SET work_mem TO '8MB' -- note\n", "work_mem", "SET work_mem TO '8MB' -- note"},
 		// Not carried: transaction-scoped, reported, several statements.
 		{"SET LOCAL search_path TO a", "", ""},
 		{"SET TRANSACTION ISOLATION LEVEL SERIALIZABLE", "", ""},
@@ -44,7 +45,7 @@ func TestCarryStateReplacesAndDrops(t *testing.T) {
 	c.carry(carriedSet{"search_path", "SET search_path TO a"})
 	c.carry(carriedSet{"role", "SET ROLE r"})
 	c.carry(carriedSet{"search_path", "SET search_path TO b"})
-	if len(c.sets) != 2 || c.sql != "SET ROLE r; SET search_path TO b" || c.path != "SET search_path TO b" {
+	if len(c.sets) != 2 || c.sql != "SET ROLE r\n; SET search_path TO b" || c.path != "SET search_path TO b" {
 		t.Fatalf("after three SETs: %+v", c)
 	}
 	s := &session{resets: &resetState{carry: c}, txMode: true}

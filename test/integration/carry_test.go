@@ -57,7 +57,7 @@ func TestSessionSetsFollowClient(t *testing.T) {
 	defaults := look(other)
 
 	exec(a, "SET search_path TO carried_schema, public")
-	exec(a, "SET app.tenant = '42'")
+	exec(a, "SET app.tenant = '42' -- a comment ends the statement")
 	exec(a, "SET ROLE "+role)
 	ranOn := pid(a)
 	want := view{"carried_schema, public", "42", role}
