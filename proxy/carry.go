@@ -24,8 +24,8 @@ import (
 // carried, and only when it committed: its CommandComplete "SET", then
 // ReadyForQuery 'I', with no error and no BEGIN between. SETs inside a
 // transaction block, SET LOCAL, set_config() and DO blocks are reset but
-// not carried. RESET name, RESET ALL and DISCARD ALL drop what they
-// reset. The settings the server reports (TimeZone, DateStyle and the
+// not carried. RESET name, RESET ALL, DISCARD ALL and SET name TO DEFAULT
+// drop what they reset. The settings the server reports (TimeZone, DateStyle and the
 // like) follow the client through ParameterStatus already (params.go).
 
 // carriedSet is one SET statement to replay, under the setting it sets.
@@ -97,6 +97,12 @@ func plainSessionSet(q []byte) (name, stmt string, ok bool) {
 		}
 	}
 	if canonicalTracked(name) != "" {
+		return "", "", false
+	}
+	if all, reset := resetsSetting(first); all || reset != "" {
+		// SET x TO DEFAULT returns to the client's startup value, which
+		// the proxy restores (sessionset.go); replayed, it would mean the
+		// backend's own.
 		return "", "", false
 	}
 	return name, string(first), true

@@ -16,7 +16,9 @@ func TestPlainSessionSet(t *testing.T) {
 		{"SET SCHEMA 'x'", "search_path", "SET SCHEMA 'x'"},
 		{"SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY", "session_characteristics", "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY"},
 		{"SET XML OPTION DOCUMENT", "xmloption", "SET XML OPTION DOCUMENT"},
-		{"SET work_mem TO DEFAULT", "work_mem", "SET work_mem TO DEFAULT"},
+		{"SET work_mem TO DEFAULT", "", ""},
+		{"SET SESSION AUTHORIZATION DEFAULT", "", ""},
+		{"SET ROLE NONE", "role", "SET ROLE NONE"},
 		{"SET work_mem TO '8MB' -- note\n", "work_mem", "SET work_mem TO '8MB' -- note"},
 		// Not carried: transaction-scoped, reported, several statements.
 		{"SET LOCAL search_path TO a", "", ""},

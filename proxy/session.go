@@ -927,7 +927,10 @@ func (s *session) loginAcquireError(ctx context.Context, err error, loginBound b
 	return s.acquireError(ctx, err)
 }
 
-// applyParams brings a backend's settings to this client's.
+// applyParams brings a backend's settings to this client's: another
+// client's session state is reset, the client's tracked and startup
+// settings are applied, and then its carried SETs (carry.go), which are
+// later than its startup settings and win over them.
 func (s *session) applyParams(b *pool.Backend) error {
 	carried, path := s.carried()
 	if b.SettingsOwner != 0 && (b.Carried != carried || b.SettingsDirty && b.SettingsOwner != s.id) {
@@ -937,27 +940,26 @@ func (s *session) applyParams(b *pool.Backend) error {
 			return err
 		}
 	}
+	replay := carried != "" && b.SettingsOwner == 0
 	if b.SettingsOwner != 0 {
 		// This client's, or another's that ran exactly its carried SETs
-		// and nothing else: nothing to undo or redo.
+		// and nothing else: nothing to undo.
 		b.SettingsOwner = s.id
-	} else if carried != "" {
-		// Whatever the replay leaves, another client gets it reset.
-		b.SettingsOwner, b.SettingsDirty = s.id, true
-		if err := runSetup(b, carried); err != nil {
-			var qe *pool.QueryError
-			if errors.As(err, &qe) {
-				s.forgetCarried()
-				s.log.Warn("setting a client's session settings again on another server connection failed; they are dropped", zap.String("error", qe.Message))
-				return &pool.QueryError{Code: qe.Code, Message: "pgrecycle: your session settings (SET) could not be set again on another server connection, and are dropped: " + qe.Message}
-			}
-			return err
-		}
-		b.Carried, b.SettingsDirty = carried, false
-		if path != "" {
-			b.PathScope = path // statement names follow search_path (serverStmtName)
-		}
 	}
+	applied, err := s.applyClientSettings(b)
+	if err != nil {
+		return err
+	}
+	if carried != "" && (replay || applied) {
+		// Applied settings may have overwritten a carried one.
+		return s.replayCarried(b, carried, path)
+	}
+	return nil
+}
+
+// applyClientSettings sets the client's tracked and startup settings where
+// b's differ, and reports whether it ran anything.
+func (s *session) applyClientSettings(b *pool.Backend) (bool, error) {
 	// A set found to match this backend since its settings last changed
 	// needs no look: the common case, a dozen map lookups saved.
 	memo := s.wantSet
@@ -965,22 +967,45 @@ func (s *session) applyParams(b *pool.Backend) error {
 		memo = 0 // the set number doesn't cover extra
 	}
 	if memo != 0 && b.SettingsMatched == memo {
-		return nil
+		return false, nil
 	}
 	sql := paramSQL(s.want, s.extra, b.Params, b.ProxySet)
 	if sql == "" {
 		b.SettingsMatched = memo
-		return nil
+		return false, nil
 	}
 	b.SettingsMatched = 0
 	if err := runSetup(b, sql); err != nil {
-		return err
+		return false, err
 	}
 	var set map[string]string
 	if len(s.extra) > 0 {
 		set = maps.Clone(s.extra)
 	}
 	b.SetProxySet(set)
+	return true, nil
+}
+
+// replayCarried runs the client's carried SETs on b. If that fails (a role
+// membership revoked since, say), the client is told and they are dropped,
+// so that its next transaction does not fail the same way.
+func (s *session) replayCarried(b *pool.Backend, carried, path string) error {
+	dirty := b.SettingsDirty
+	// Whatever a failed replay leaves, another client gets it reset.
+	b.SettingsOwner, b.SettingsDirty = s.id, true
+	if err := runSetup(b, carried); err != nil {
+		var qe *pool.QueryError
+		if errors.As(err, &qe) {
+			s.forgetCarried()
+			s.log.Warn("setting a client's session settings again on another server connection failed; they are dropped", zap.String("error", qe.Message))
+			return &pool.QueryError{Code: qe.Code, Message: "pgrecycle: your session settings (SET) could not be set again on another server connection, and are dropped: " + qe.Message}
+		}
+		return err
+	}
+	b.Carried, b.SettingsDirty = carried, dirty
+	if path != "" {
+		b.PathScope = path // statement names follow search_path (serverStmtName)
+	}
 	return nil
 }
 

@@ -177,3 +177,53 @@ func TestSessionSetsSharedWithoutReset(t *testing.T) {
 		t.Fatalf("%d resets for a client without the settings, want 1", n)
 	}
 }
+
+// TestSessionSetOverStartupOption: a client's own SET of a setting it also
+// gave at startup (options=-c search_path=...) wins on every backend, as
+// on PostgreSQL, where the later SET replaces the startup value: the
+// startup settings are applied first and the carried SET after them.
+func TestSessionSetOverStartupOption(t *testing.T) {
+	leakCheck(t)
+	ctx := testCtx(t)
+	e := startProxy(t, proxyOpts{size: 2})
+	simple := pgx.QueryExecModeSimpleProtocol
+	a := e.connect(ctx, "options=-c%20search_path%3Dstartup_schema")
+	other := e.connect(ctx)
+	pathOf := func(c *pgx.Conn) (path string) {
+		t.Helper()
+		if err := c.QueryRow(ctx, "SELECT current_setting('search_path')", simple).Scan(&path); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	if p := pathOf(a); p != "startup_schema" {
+		t.Fatalf("startup option: search_path %q", p)
+	}
+	if _, err := a.Exec(ctx, "SET search_path TO own_schema", simple); err != nil {
+		t.Fatal(err)
+	}
+	// other takes a's backend and holds it, so a's next query runs on a
+	// backend that gets a's startup settings and then its SET.
+	if _, err := other.Exec(ctx, "BEGIN", simple); err != nil {
+		t.Fatal(err)
+	}
+	if p := pathOf(a); p != "own_schema" {
+		t.Fatalf("on another backend: search_path %q, want the client's own SET, own_schema", p)
+	}
+	if _, err := other.Exec(ctx, "COMMIT", simple); err != nil {
+		t.Fatal(err)
+	}
+	// SET ... TO DEFAULT returns to the startup value, here and elsewhere.
+	if _, err := a.Exec(ctx, "SET search_path TO DEFAULT", simple); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.Exec(ctx, "BEGIN", simple); err != nil {
+		t.Fatal(err)
+	}
+	if p := pathOf(a); p != "startup_schema" {
+		t.Fatalf("after SET search_path TO DEFAULT, on another backend: search_path %q, want startup_schema", p)
+	}
+	if _, err := other.Exec(ctx, "COMMIT", simple); err != nil {
+		t.Fatal(err)
+	}
+}
