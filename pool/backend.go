@@ -144,6 +144,18 @@ func (b *Backend) close(graceful bool) {
 	_ = b.Conn.Close()
 }
 
+// MarkSessionState records that client session owner left session state
+// on b that only a reset undoes (a SET, a temporary table, a LISTEN...).
+func (b *Backend) MarkSessionState(owner uint64) {
+	b.SettingsOwner, b.SettingsDirty = owner, true
+}
+
+// ClearSessionState records that b holds no client's session state any
+// more (after a reset).
+func (b *Backend) ClearSessionState() {
+	b.SettingsOwner, b.Carried, b.SettingsDirty = 0, "", false
+}
+
 // SetParam records a setting the server reported; the remembered settings
 // match (SettingsMatched) no longer holds.
 func (b *Backend) SetParam(name, value string) {

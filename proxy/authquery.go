@@ -56,7 +56,8 @@ func (aq *authQuery) cached(key string, now time.Time) (authQueryEntry, bool) {
 }
 
 // store caches an answer, making room first: expired entries go, and if
-// that is not enough, arbitrary ones.
+// that is not enough, arbitrary ones down to nine tenths of the bound, so
+// that a full cache is swept once per many stores, not at each.
 func (aq *authQuery) store(key string, e authQueryEntry, now time.Time) {
 	aq.mu.Lock()
 	defer aq.mu.Unlock()
@@ -67,7 +68,7 @@ func (aq *authQuery) store(key string, e authQueryEntry, now time.Time) {
 			}
 		}
 		for k := range aq.cache {
-			if len(aq.cache) < maxAuthQueryCache {
+			if len(aq.cache) < maxAuthQueryCache*9/10 {
 				break
 			}
 			delete(aq.cache, k)

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"slices"
 	"strings"
 
 	"github.com/pgrecycle/pgrecycle/pool"
@@ -226,7 +227,7 @@ func (s *session) carryReply(b *pool.Backend, typ byte, msg []byte) {
 
 // carry records set, replacing an earlier SET of the same setting.
 func (c *carryState) carry(set carriedSet) {
-	c.sets = deleteCarried(c.sets, func(old carriedSet) bool { return old.name == set.name })
+	c.sets = slices.DeleteFunc(c.sets, func(old carriedSet) bool { return old.name == set.name })
 	c.sets = append(c.sets, set)
 	c.changed()
 }
@@ -247,17 +248,6 @@ func (c *carryState) changed() {
 	c.sql = sb.String()
 }
 
-func deleteCarried(sets []carriedSet, drop func(carriedSet) bool) []carriedSet {
-	out := sets[:0]
-	for _, cs := range sets {
-		if !drop(cs) {
-			out = append(out, cs)
-		}
-	}
-	clear(sets[len(out):])
-	return out
-}
-
 // dropCarried forgets the carried settings a reset returns to their
 // defaults on b (all, or those named). Client goroutine.
 func (s *session) dropCarried(b *pool.Backend, r resetInfo) {
@@ -266,16 +256,9 @@ func (s *session) dropCarried(b *pool.Backend, r resetInfo) {
 	c := &s.resets.carry
 	n := len(c.sets)
 	if r.all {
-		c.sets = c.sets[:0]
+		c.sets = nil
 	} else {
-		c.sets = deleteCarried(c.sets, func(cs carriedSet) bool {
-			for _, name := range r.names {
-				if cs.name == name || name == "session authorization" && cs.name == "session_authorization" {
-					return true
-				}
-			}
-			return false
-		})
+		c.sets = slices.DeleteFunc(c.sets, func(cs carriedSet) bool { return slices.Contains(r.names, cs.name) })
 	}
 	if len(c.sets) != n {
 		c.changed()
@@ -295,14 +278,4 @@ func (s *session) carried() (sql, path string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.resets.carry.sql, s.resets.carry.path
-}
-
-// forgetCarried drops every carried setting after a replay failed, so the
-// client's next transaction does not fail the same way.
-func (s *session) forgetCarried() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	c := &s.resets.carry
-	c.sets = c.sets[:0]
-	c.changed()
 }

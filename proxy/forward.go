@@ -983,7 +983,7 @@ func (s *session) runResetQuery(b *pool.Backend) bool {
 	b.SetProxySet(nil)
 	q := strings.ToLower(opts.ServerResetQuery)
 	if strings.Contains(q, "discard all") {
-		b.SettingsOwner, b.Carried, b.SettingsDirty = 0, "", false // it includes SET SESSION AUTHORIZATION DEFAULT and RESET ALL
+		b.ClearSessionState() // it includes SET SESSION AUTHORIZATION DEFAULT and RESET ALL
 	}
 	if strings.Contains(q, "discard all") || strings.Contains(q, "deallocate all") {
 		b.Statements.Clear()

@@ -692,7 +692,7 @@ func (s *session) mapBind(b *pool.Backend, bodyLen int) (bool, error) {
 			// Bound where it may not have been parsed (a later round
 			// trip on another backend): mark that backend as its Parse did.
 			if s.unnamedSet && s.unnamedKey != 0 {
-				b.SettingsOwner, b.SettingsDirty = s.id, true
+				b.MarkSessionState(s.id)
 			}
 			if s.unnamedPin && s.unnamedKey != 0 && s.pinsBackends() {
 				b.Pinned.Store(true)
@@ -704,7 +704,7 @@ func (s *session) mapBind(b *pool.Backend, bodyLen int) (bool, error) {
 		return false, nil
 	}
 	if cs.sessionSet {
-		b.SettingsOwner, b.SettingsDirty = s.id, true
+		b.MarkSessionState(s.id)
 	}
 	if cs.pin && s.pinsBackends() {
 		b.Pinned.Store(true)

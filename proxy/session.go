@@ -992,11 +992,11 @@ func (s *session) applyClientSettings(b *pool.Backend) (bool, error) {
 func (s *session) replayCarried(b *pool.Backend, carried, path string) error {
 	dirty := b.SettingsDirty
 	// Whatever a failed replay leaves, another client gets it reset.
-	b.SettingsOwner, b.SettingsDirty = s.id, true
+	b.MarkSessionState(s.id)
 	if err := runSetup(b, carried); err != nil {
 		var qe *pool.QueryError
 		if errors.As(err, &qe) {
-			s.forgetCarried()
+			s.dropCarried(nil, resetInfo{all: true})
 			s.log.Warn("setting a client's session settings again on another server connection failed; they are dropped", zap.String("error", qe.Message))
 			return &pool.QueryError{Code: qe.Code, Message: "pgrecycle: your session settings (SET) could not be set again on another server connection, and are dropped: " + qe.Message}
 		}

@@ -67,7 +67,7 @@ func resetSessionSettings(b *pool.Backend) error {
 		}
 	}
 	b.SetProxySet(nil)
-	b.SettingsOwner, b.Carried, b.SettingsDirty = 0, "", false
+	b.ClearSessionState()
 	b.PathScope, b.PathLocal = "", false
 	b.Pinned.Store(false)
 	return nil
@@ -97,9 +97,10 @@ func (s *session) noteSessionSet(b *pool.Backend, typ byte, bodyLen int) stmtKin
 	}
 	k := s.scanSessionState(typ, bodyLen)
 	if k.set || k.reset || k.prepare {
-		b.SettingsOwner = s.id
-		if !k.set || !s.noteCarry(typ, bodyLen) {
-			b.SettingsDirty = true // state no replay describes
+		if k.set && s.noteCarry(typ, bodyLen) {
+			b.SettingsOwner = s.id // a SET its replay describes (carry.go)
+		} else {
+			b.MarkSessionState(s.id)
 		}
 	}
 	if k.prepare {
@@ -205,7 +206,7 @@ func (s *session) noteBoundReset(b *pool.Backend) {
 	}
 	if r, found := s.resets.stmts[string(name)]; found {
 		if s.txMode {
-			b.SettingsOwner, b.SettingsDirty = s.id, true
+			b.MarkSessionState(s.id)
 		}
 		s.applyReset(b, r)
 	}

@@ -189,6 +189,12 @@ func TestSessionSetOverStartupOption(t *testing.T) {
 	simple := pgx.QueryExecModeSimpleProtocol
 	a := e.connect(ctx, "options=-c%20search_path%3Dstartup_schema")
 	other := e.connect(ctx)
+	exec := func(c *pgx.Conn, sql string) {
+		t.Helper()
+		if _, err := c.Exec(ctx, sql, simple); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
 	pathOf := func(c *pgx.Conn) (path string) {
 		t.Helper()
 		if err := c.QueryRow(ctx, "SELECT current_setting('search_path')", simple).Scan(&path); err != nil {
@@ -196,34 +202,22 @@ func TestSessionSetOverStartupOption(t *testing.T) {
 		}
 		return path
 	}
+	// elsewhere: other takes a's backend and holds it, so a's query runs
+	// on a backend that gets a's startup settings and then its SETs.
+	elsewhere := func(after, want string) {
+		t.Helper()
+		exec(other, "BEGIN")
+		if p := pathOf(a); p != want {
+			t.Fatalf("after %s, on another backend: search_path %q, want %q", after, p, want)
+		}
+		exec(other, "COMMIT")
+	}
 	if p := pathOf(a); p != "startup_schema" {
 		t.Fatalf("startup option: search_path %q", p)
 	}
-	if _, err := a.Exec(ctx, "SET search_path TO own_schema", simple); err != nil {
-		t.Fatal(err)
-	}
-	// other takes a's backend and holds it, so a's next query runs on a
-	// backend that gets a's startup settings and then its SET.
-	if _, err := other.Exec(ctx, "BEGIN", simple); err != nil {
-		t.Fatal(err)
-	}
-	if p := pathOf(a); p != "own_schema" {
-		t.Fatalf("on another backend: search_path %q, want the client's own SET, own_schema", p)
-	}
-	if _, err := other.Exec(ctx, "COMMIT", simple); err != nil {
-		t.Fatal(err)
-	}
+	exec(a, "SET search_path TO own_schema")
+	elsewhere("the client's own SET", "own_schema")
 	// SET ... TO DEFAULT returns to the startup value, here and elsewhere.
-	if _, err := a.Exec(ctx, "SET search_path TO DEFAULT", simple); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := other.Exec(ctx, "BEGIN", simple); err != nil {
-		t.Fatal(err)
-	}
-	if p := pathOf(a); p != "startup_schema" {
-		t.Fatalf("after SET search_path TO DEFAULT, on another backend: search_path %q, want startup_schema", p)
-	}
-	if _, err := other.Exec(ctx, "COMMIT", simple); err != nil {
-		t.Fatal(err)
-	}
+	exec(a, "SET search_path TO DEFAULT")
+	elsewhere("SET search_path TO DEFAULT", "startup_schema")
 }
