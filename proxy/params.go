@@ -160,10 +160,18 @@ func paramSQL(want map[string]string, extra map[string]string, current map[strin
 	}
 	for k := range proxySet {
 		if _, ok := extra[k]; !ok {
-			fmt.Fprintf(&sb, "RESET %s;", k)
+			fmt.Fprintf(&sb, "RESET %s;", quoteSettingName(k))
 		}
 	}
 	return sb.String()
+}
+
+// quoteSettingName quotes each part of a setting's name, which
+// checkParameterName limited to letters, digits, "_" and ".": a part
+// that is a reserved word (some.var, select.x) is a syntax error unquoted.
+// Setting names compare case-insensitively, so quoting keeps the meaning.
+func quoteSettingName(name string) string {
+	return `"` + strings.ReplaceAll(name, ".", `"."`) + `"`
 }
 
 // paramsMatch reports whether the backend already has the client's

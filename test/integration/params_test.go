@@ -319,3 +319,29 @@ func TestParamsExplicitOverOptions(t *testing.T) {
 		}
 	})
 }
+
+// TestParamsReservedWordSettingName: a client's custom startup setting
+// whose name has a reserved-word part (some.var: SOME is reserved) is
+// reset on its backend before another client uses it; unquoted, that
+// RESET was a syntax error, sent to the next client (postgres.js's suite,
+// found by a sweep helper).
+func TestParamsReservedWordSettingName(t *testing.T) {
+	leakCheck(t)
+	e := startProxy(t, proxyOpts{mode: "transaction", size: 1})
+	ctx := testCtx(t)
+	a := e.connect(ctx, "default_query_exec_mode=exec", "some.var=yay", "select.Mixed=1")
+	var v string
+	if err := a.QueryRow(ctx, "SELECT current_setting('some.var') || current_setting('select.mixed')").Scan(&v); err != nil || v != "yay1" {
+		t.Fatalf("A: some.var and select.mixed = %q, %v; want yay1", v, err)
+	}
+	b := e.connect(ctx, "default_query_exec_mode=exec")
+	if pa, pb := backendPID(ctx, t, a), backendPID(ctx, t, b); pa != pb {
+		t.Fatalf("pool of one gave two backends: %d, %d", pa, pb)
+	}
+	if err := b.QueryRow(ctx, "SELECT coalesce(current_setting('some.var', true), '')").Scan(&v); err != nil || v != "" {
+		t.Fatalf("B (no startup setting): some.var = %q, %v; want it reset", v, err)
+	}
+	if err := a.QueryRow(ctx, "SELECT current_setting('some.var')").Scan(&v); err != nil || v != "yay" {
+		t.Fatalf("A again: some.var = %q, %v; want yay", v, err)
+	}
+}
