@@ -699,7 +699,7 @@ func (s *session) pump(b *pool.Backend, done chan struct{}) {
 			idle := s.pending == 0 && !s.unsynced
 			s.mu.Unlock()
 			if idle && (s.srv.draining.Load() || (status != 'I' && s.pool.Options().Pool.IdleTransactionTimeout > 0) ||
-				(status == 'I' && (!s.txMode || pinned) && s.pool.Options().Pool.ClientIdleTimeout > 0)) {
+				(status == 'I' && !s.txMode && s.pool.Options().Pool.ClientIdleTimeout > 0)) {
 				// The client goroutine armed its read deadline before this
 				// state was known: let it re-arm (or end the session).
 				s.poke()
@@ -710,6 +710,11 @@ func (s *session) pump(b *pool.Backend, done chan struct{}) {
 				// checks the pin at its end (here the client goroutine
 				// may be writing to b; it can't be asked).
 				if s.leavePump(b) {
+					// The client goroutine armed its wait before the pin
+					// was known: it re-arms it as an idle client on a
+					// backend it keeps, watched for notifications and
+					// client_idle_timeout.
+					s.poke()
 					return
 				}
 				continue

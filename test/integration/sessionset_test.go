@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgproto3"
 )
 
 // TestSessionSetIsolation: in transaction pooling a client's session-level
@@ -698,5 +699,46 @@ func TestListenTransactionPooling(t *testing.T) {
 	var one int
 	if err := third.QueryRow(qctx, "SELECT 1").Scan(&one); err != nil {
 		t.Fatalf("after UNLISTEN the backend stayed with the listener: %v", err)
+	}
+}
+
+// TestListenExtendedSplitTransactionPooling: a LISTEN sent with the
+// extended protocol, its messages in separate writes (asyncpg's
+// add_listener), pins the backend from the reply pump; the idle listener
+// still gets its notifications within the pinned watch, not only at its
+// next query (asyncpg's test_listeners hung 120 s).
+func TestListenExtendedSplitTransactionPooling(t *testing.T) {
+	leakCheck(t)
+	e := startProxy(t, proxyOpts{mode: "transaction", size: 2})
+	ctx := testCtx(t)
+	fe, c := e.rawFrontend(t)
+	defer c.Close()
+	for _, m := range []pgproto3.FrontendMessage{
+		&pgproto3.Parse{Query: "LISTEN split_jobs"},
+		&pgproto3.Bind{},
+		&pgproto3.Execute{},
+		&pgproto3.Sync{},
+	} {
+		fe.Send(m)
+		if err := fe.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond) // each its own write, and seen alone
+	}
+	expectUntilReady(t, fe)
+	other := e.connect(ctx)
+	for i := 0; i < 2; i++ {
+		if _, err := other.Exec(ctx, "SELECT pg_notify('split_jobs', $1)", fmt.Sprint("job ", i)); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
+		m, err := fe.Receive()
+		if err != nil {
+			t.Fatalf("notification %d not delivered to the idle listener: %v", i, err)
+		}
+		n, ok := m.(*pgproto3.NotificationResponse)
+		if !ok || n.Channel != "split_jobs" || n.Payload != fmt.Sprint("job ", i) {
+			t.Fatalf("notification %d: got %#v", i, m)
+		}
 	}
 }
