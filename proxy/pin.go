@@ -10,7 +10,7 @@ import (
 // may use and what must outlast its transaction: a session-level advisory
 // lock (Rails takes one around migrations, on a connection of its own), a
 // cursor WITH HOLD (Django's iterator() outside a transaction), a
-// temporary table, a LISTEN (whose notifications the client waits for
+// temporary table, type or function, a LISTEN (whose notifications the client waits for
 // between its transactions; pgrecycle looks for them on the idle backend
 // every pinnedWatchInterval). Handed to another client, the backend would
 // be reset first and the client would lose them; so the client keeps the
@@ -31,6 +31,8 @@ func (s *session) pinsBackends() bool {
 const pinCheckSQL = `SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_locks WHERE locktype = 'advisory' AND pid = pg_catalog.pg_backend_pid())` +
 	` OR EXISTS (SELECT 1 FROM pg_catalog.pg_cursors WHERE is_holdable)` +
 	` OR EXISTS (SELECT 1 FROM pg_catalog.pg_class WHERE relnamespace = pg_catalog.pg_my_temp_schema())` +
+	` OR EXISTS (SELECT 1 FROM pg_catalog.pg_type WHERE typnamespace = pg_catalog.pg_my_temp_schema())` +
+	` OR EXISTS (SELECT 1 FROM pg_catalog.pg_proc WHERE pronamespace = pg_catalog.pg_my_temp_schema())` +
 	` OR EXISTS (SELECT 1 FROM pg_catalog.pg_listening_channels())`
 
 // stillPinned reports whether a pinned backend, idle outside a

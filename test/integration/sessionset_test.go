@@ -742,3 +742,35 @@ func TestListenExtendedSplitTransactionPooling(t *testing.T) {
 		}
 	}
 }
+
+// TestPinnedTempTypesAndFunctions: a temporary type (enum, domain, range)
+// or function has no pg_class row, yet pins its client's backend like a
+// temporary table; before, the end-of-transaction check let the backend
+// go, another client's reset dropped them, and the owner got 42704
+// (tokio-postgres's custom_enum, custom_domain and custom_range tests).
+func TestPinnedTempTypesAndFunctions(t *testing.T) {
+	leakCheck(t)
+	e := startProxy(t, proxyOpts{mode: "transaction", size: 2})
+	ctx := testCtx(t)
+	a := e.connect(ctx, "default_query_exec_mode=simple_protocol")
+	b := e.connect(ctx, "default_query_exec_mode=simple_protocol")
+	for _, sql := range []string{
+		"CREATE TYPE pg_temp.mood AS ENUM ('sad', 'ok')",
+		"CREATE DOMAIN pg_temp.posint AS int CHECK (VALUE > 0)",
+		"CREATE FUNCTION pg_temp.twice(int) RETURNS int LANGUAGE sql AS 'SELECT $1 * 2'",
+	} {
+		if _, err := a.Exec(ctx, sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	tx, otherPID := beginOnBackend(ctx, t, b) // on a's backend, were it let go
+	defer tx.Rollback(ctx)
+	var mood string
+	var n, pid int
+	if err := a.QueryRow(ctx, "SELECT 'ok'::mood::text, pg_temp.twice(21::posint), pg_backend_pid()").Scan(&mood, &n, &pid); err != nil || mood != "ok" || n != 42 {
+		t.Fatalf("a's temporary type, domain and function in a later transaction: %q %d, %v", mood, n, err)
+	}
+	if pid == otherPID {
+		t.Fatalf("a and b share backend %d", pid)
+	}
+}
