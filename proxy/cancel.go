@@ -9,6 +9,9 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/pgrecycle/pgrecycle/pool"
+	"github.com/pgrecycle/pgrecycle/wire"
 )
 
 // cancelKey is the BackendKeyData the proxy hands a client in place of a
@@ -196,5 +199,16 @@ func (s *session) interruptWaitLocked() {
 		s.pool.Interrupt(s.waitingOn)
 	} else {
 		s.srv.cancels.cancelWait(s)
+	}
+}
+
+// ownNotification gives a NotificationResponse that b's own session sent
+// (a client notifying a channel it listens on) the process ID the client
+// knows, its cancel key's, rather than the backend's: clients tell their
+// own notifications apart by comparing the two (libpq's PQbackendPID,
+// asyncpg's get_server_pid). msg is rewritten in place.
+func (s *session) ownNotification(b *pool.Backend, msg []byte) {
+	if len(msg) >= wire.HeaderLen+4 && binary.BigEndian.Uint32(msg[wire.HeaderLen:]) == b.PID {
+		binary.BigEndian.PutUint32(msg[wire.HeaderLen:], s.key.pid)
 	}
 }

@@ -536,6 +536,8 @@ func (s *session) relayOne(b *pool.Backend, fatal **clientError) relayResult {
 				s.mu.Unlock()
 			}
 		}
+	case wire.MsgNotification:
+		s.ownNotification(b, msg)
 	case wire.MsgErrorResponse:
 		s.mu.Lock()
 		s.copyInFailed()

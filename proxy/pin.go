@@ -47,7 +47,10 @@ func (s *session) stillPinned(b *pool.Backend) bool {
 		if len(row) >= 7 && binary.BigEndian.Uint16(row) == 1 && binary.BigEndian.Uint32(row[2:]) == 1 {
 			held = row[6] == 't'
 		}
-	}, func(msg []byte) { _, _ = s.cw.Write(msg) })
+	}, func(msg []byte) {
+		s.ownNotification(b, msg)
+		_, _ = s.cw.Write(msg)
+	})
 	if err != nil || status != 'I' {
 		return true
 	}

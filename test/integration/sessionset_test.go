@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 )
 
@@ -741,6 +742,44 @@ func TestListenExtendedSplitTransactionPooling(t *testing.T) {
 			t.Fatalf("notification %d: got %#v", i, m)
 		}
 	}
+}
+
+// TestOwnNotificationPID: a notification a client sends itself carries the
+// process ID its BackendKeyData gave (PQbackendPID, asyncpg's
+// get_server_pid), as directly, so clients can tell their own apart; one
+// from another client does not (asyncpg's test_listen_01, libpqxx's
+// test_notification).
+func TestOwnNotificationPID(t *testing.T) {
+	leakCheck(t)
+	forModes(t, proxyOpts{size: 2}, func(t *testing.T, e *env, mode string) {
+		ctx := testCtx(t)
+		listener, other := e.connect(ctx), e.connect(ctx)
+		if _, err := listener.Exec(ctx, "LISTEN own_pid"); err != nil {
+			t.Fatal(err)
+		}
+		wait := func(what string) *pgconn.Notification {
+			t.Helper()
+			wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			n, err := listener.WaitForNotification(wctx)
+			if err != nil {
+				t.Fatalf("%s: %v", what, err)
+			}
+			return n
+		}
+		if _, err := listener.Exec(ctx, "NOTIFY own_pid, 'self'"); err != nil {
+			t.Fatal(err)
+		}
+		if n, key := wait("own notification"), listener.PgConn().PID(); n.Payload != "self" || n.PID != key {
+			t.Fatalf("own notification %+v: PID %d, want the client's key PID %d", n, n.PID, key)
+		}
+		if _, err := other.Exec(ctx, "NOTIFY own_pid, 'other'"); err != nil {
+			t.Fatal(err)
+		}
+		if n := wait("other's notification"); n.Payload != "other" || n.PID == listener.PgConn().PID() {
+			t.Fatalf("another client's notification %+v carries the listener's own PID", n)
+		}
+	})
 }
 
 // TestPinnedTempTypesAndFunctions: a temporary type (enum, domain, range)
