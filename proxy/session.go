@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 	"go.uber.org/zap"
@@ -779,11 +780,12 @@ func (s *session) loginParams(db *config.Database, client map[string]string) err
 	s.restoreOnReset = len(client) > 0
 	for name, v := range client {
 		if k := canonicalTracked(name); k != "" {
-			s.want[k] = v
-			given = append(given, k)
 			if k == "application_name" {
+				v = s.truncateAppName(v)
 				s.appName = v
 			}
+			s.want[k] = v
+			given = append(given, k)
 			continue
 		}
 		if ce := checkParameterName(name); ce != nil {
@@ -845,6 +847,27 @@ func (s *session) loginParams(db *config.Database, client map[string]string) err
 	s.pool.Release(b)
 	s.srv.checkedLogins.store(key, canonical)
 	return nil
+}
+
+// maxIdentifierLen is PostgreSQL's NAMEDATALEN - 1: the bytes kept of an
+// application_name.
+const maxIdentifierLen = 63
+
+// truncateAppName cuts a startup application_name to what PostgreSQL
+// keeps (whole UTF-8 characters) and queues the NOTICE PostgreSQL gives
+// at login, which the client would otherwise miss: the proxy applies the
+// value with a SET whose replies it hides.
+func (s *session) truncateAppName(v string) string {
+	if len(v) <= maxIdentifierLen {
+		return v
+	}
+	cut := maxIdentifierLen
+	for cut > 0 && !utf8.RuneStart(v[cut]) {
+		cut--
+	}
+	_ = s.cw.Append((&pgproto3.NoticeResponse{Severity: "NOTICE", SeverityUnlocalized: "NOTICE", Code: "42622",
+		Message: `identifier "` + v + `" will be truncated to "` + v[:cut] + `"`}).Encode)
+	return v[:cut]
 }
 
 // sendWelcome sends AuthenticationOk's followers: ParameterStatus,

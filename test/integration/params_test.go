@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 type paramView struct {
@@ -344,4 +345,37 @@ func TestParamsReservedWordSettingName(t *testing.T) {
 	if err := a.QueryRow(ctx, "SELECT current_setting('some.var')").Scan(&v); err != nil || v != "yay" {
 		t.Fatalf("A again: some.var = %q, %v; want yay", v, err)
 	}
+}
+
+// TestParamsLongApplicationName: a startup application_name longer than
+// PostgreSQL keeps is cut to 63 bytes (whole characters) with the NOTICE
+// PostgreSQL gives at login, in the welcome as in SHOW (tokio-postgres's
+// notices test).
+func TestParamsLongApplicationName(t *testing.T) {
+	leakCheck(t)
+	forModes(t, proxyOpts{size: 1}, func(t *testing.T, e *env, mode string) {
+		ctx := testCtx(t)
+		for _, tc := range []struct{ name, want string }{
+			{strings.Repeat("x", 65), strings.Repeat("x", 63)},
+			{strings.Repeat("é", 40), strings.Repeat("é", 31)}, // 2 bytes each: 62 kept
+		} {
+			var notices []*pgconn.Notice
+			c := e.mustConnect(ctx, func(cfg *pgx.ConnConfig) {
+				cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) { notices = append(notices, n) }
+			}, "application_name="+qEscape(tc.name))
+			want := `identifier "` + tc.name + `" will be truncated to "` + tc.want + `"`
+			if len(notices) != 1 || notices[0].Code != "42622" || notices[0].Message != want {
+				t.Fatalf("login notices %+v, want one 42622 %q", notices, want)
+			}
+			if got := c.PgConn().ParameterStatus("application_name"); got != tc.want {
+				t.Fatalf("ParameterStatus application_name = %q, want %q", got, tc.want)
+			}
+			if tc.want[0] == 'x' { // the server shows non-ASCII as '?'
+				var shown string
+				if err := c.QueryRow(ctx, "SHOW application_name").Scan(&shown); err != nil || shown != tc.want {
+					t.Fatalf("SHOW application_name = %q, %v; want %q", shown, err, tc.want)
+				}
+			}
+		}
+	})
 }
