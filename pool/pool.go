@@ -85,7 +85,7 @@ type Pool struct {
 	closed   bool
 	// starvedOn: the limiter that left waiters without a slot, or nil.
 	starvedOn *Limiter
-	params    map[string]string // ParameterStatus of the first backend
+	params    map[string]string // ParameterStatus of the newest backend
 	nextID    uint64
 	retired   map[string]int64
 	connErrs  int64
@@ -720,7 +720,11 @@ func (p *Pool) openWith(ahead bool, lastUsed time.Time) {
 		b.ID = p.nextID
 		b.pool = p
 		p.all[b] = struct{}{}
-		if p.params == nil {
+		if p.params == nil || !maps.Equal(p.params, b.Params) {
+			// The newest backend's view: after a server restart (a new
+			// version, new defaults) clients that log in from now on
+			// see what the server now says. Replaced, never changed in
+			// place: sessions read the map they got without the lock.
 			p.params = maps.Clone(b.Params)
 		}
 		b.Deadline = p.drawDeadlineLocked(b.Created)

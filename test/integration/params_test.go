@@ -379,3 +379,59 @@ func TestParamsLongApplicationName(t *testing.T) {
 		}
 	})
 }
+
+// TestParamsFollowServerChanges: the server's parameters that clients are
+// told at login come from the pool's newest backend, so after the server's
+// defaults change (a restart with a new version or configuration) clients
+// that log in later see the new values, as they would directly; before,
+// the first backend's stayed until pgrecycle restarted (asyncpg's
+// test_server_version_01 after a minor upgrade).
+func TestParamsFollowServerChanges(t *testing.T) {
+	leakCheck(t)
+	ctx := testCtx(t)
+	// A role of its own, whose default the test changes, so no other
+	// test sees it.
+	role, pw := poolRole(ctx, t)
+	e := startProxy(t, proxyOpts{mode: "transaction", size: 1, dbUser: role, users: map[string]string{role: pw}})
+	d := e.direct(ctx)
+	a := e.connect(ctx)
+	if tz := a.PgConn().ParameterStatus("TimeZone"); tz == "" || tz == "Asia/Tokyo" {
+		t.Fatalf("first client's TimeZone = %q", tz)
+	}
+	oldPID := backendPID(ctx, t, a)
+	if _, err := d.Exec(ctx, "ALTER ROLE "+role+" SET TimeZone = 'Asia/Tokyo'"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Exec(ctx, "SELECT pg_terminate_backend($1)", oldPID); err != nil {
+		t.Fatal(err)
+	}
+	// The old backend is gone; the next query opens one with the new
+	// default (the first query may see the loss: 08006, and retry).
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if pid, err := pidOf(ctx, a); err == nil && uint32(pid) != oldPID {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no new backend after the old one was terminated")
+		}
+	}
+	b := e.connect(ctx)
+	var tz string
+	if err := b.QueryRow(ctx, "SHOW TimeZone").Scan(&tz); err != nil {
+		t.Fatal(err)
+	}
+	if got := b.PgConn().ParameterStatus("TimeZone"); got != "Asia/Tokyo" || tz != "Asia/Tokyo" {
+		t.Fatalf("client logged in after the change: ParameterStatus TimeZone %q, SHOW %q; want Asia/Tokyo", got, tz)
+	}
+	// The client logged in before keeps what it was told, on any backend.
+	first := a.PgConn().ParameterStatus("TimeZone")
+	if err := a.QueryRow(ctx, "SHOW TimeZone").Scan(&tz); err != nil || tz != first {
+		t.Fatalf("client logged in before the change: SHOW TimeZone %q, %v; want %q", tz, err, first)
+	}
+}
+
+func pidOf(ctx context.Context, c *pgx.Conn) (int, error) {
+	var pid int
+	err := c.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&pid)
+	return pid, err
+}
