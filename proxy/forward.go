@@ -480,6 +480,9 @@ func (s *session) relayOne(b *pool.Backend, fatal **clientError) relayResult {
 		case replyWithClientName:
 			_ = s.cw.Append(func(dst []byte) ([]byte, error) { return appendRenamedError(dst, msg, tag) })
 			return relayed
+		case replyAsStalePlan:
+			_ = s.cw.Append(func(dst []byte) ([]byte, error) { return appendStaleBindError(dst, tag) })
+			return relayed
 		}
 	}
 	if (typ == wire.MsgCommandComplete || typ == wire.MsgErrorResponse || typ == wire.MsgReadyForQuery) && s.carryWatch.Load() {

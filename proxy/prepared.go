@@ -48,6 +48,9 @@ type clientStmt struct {
 	sessionSet, pin bool
 	// batch is the batch of its Parse until the server answers it, then 0.
 	batch uint64
+	// shape is the shape of its rows the client was last told (shape.go),
+	// 0 when it never asked.
+	shape uint64
 }
 
 // emptyQueryTail is the Parse tail of an empty query without parameters.
@@ -71,13 +74,14 @@ const (
 	reqExecuteDeallocate                // Execute of a DEALLOCATE parsed as an empty query
 	reqParseDuplicate                   // Parse of a name the client holds: its error shown as 42P05
 	reqParseProbe                       // Parse of a shared statement's text under a throwaway name: ParseComplete forwarded
+	reqBindStale                        // Bind of a statement whose rows changed shape, or whose Parse failed: its error shown as that (tag)
 )
 
 type request struct {
 	kind   reqKind
 	client string // client statement name, for reqParse*, reqExecuteDeallocate
 	server string // backend statement name, for reqParse*
-	tag    string // CommandComplete tag to show, for reqQueryDeallocate and reqExecuteDeallocate; tagDeallocates on a reqQuery
+	tag    string // CommandComplete tag to show, for reqQueryDeallocate and reqExecuteDeallocate; tagDeallocates on a reqQuery; the error to show, for reqBindStale
 	batch  uint64 // for reqParse*: the batch it was sent in (StatementSet, clientStmt.batch)
 }
 
@@ -256,6 +260,7 @@ const (
 	replyAsCommandComplete
 	replyAsDuplicateStatement // an ErrorResponse shown as 42P05 for the named statement
 	replyWithClientName       // an ErrorResponse naming a shared statement, shown with the client's name
+	replyAsStalePlan          // an ErrorResponse shown as the one its tag holds, or as 0A000 "cached plan must not change result type"
 )
 
 // track matches a server message against the reply queue. body is nil for
@@ -311,7 +316,7 @@ func (s *session) track(b *pool.Backend, typ byte, body []byte) (reply, string) 
 		}
 	case 'T', 'n':
 		if h.kind == reqDescribe {
-			s.pop()
+			s.recordShape(s.pop(), typ, body)
 		}
 	case 'C', 's':
 		if h.kind == reqExecute {
@@ -345,6 +350,8 @@ func (s *session) track(b *pool.Backend, typ byte, body []byte) (reply, string) 
 		case h.kind == reqParseDuplicate:
 			// The server's syntax error stands for PostgreSQL's own.
 			rewritten, name = replyAsDuplicateStatement, h.client
+		case h.kind == reqBindStale:
+			rewritten, name = replyAsStalePlan, h.tag
 		case body != nil && bytes.Contains(body, []byte(`"pgrecycle_`)):
 			// The server names a shared statement: the client knows it
 			// by its own name.
@@ -709,8 +716,28 @@ func (s *session) mapBind(b *pool.Backend, bodyLen int) (bool, error) {
 	if cs.pin && s.pinsBackends() {
 		b.Pinned.Store(true)
 	}
+	if s.shapeCheckDue(b, cs) {
+		s.mu.Unlock()
+		changed, failure, err := s.shapeChanged(b, cs)
+		s.mu.Lock()
+		switch {
+		case err != nil:
+			// As a failed forward: the read of the reply reports it.
+			s.sw.err = err
+			b.Broken = true
+			_ = b.Conn.Close()
+		case changed || failure != nil:
+			s.push(request{kind: reqBindStale, tag: string(failure)})
+			s.mu.Unlock()
+			return true, s.writeStaleBind()
+		}
+	}
 	evicted, parse := s.ensurePrepared(b, cs)
-	s.push(request{kind: reqBind, server: cs.server})
+	bound := ""
+	if len(portal) == 0 {
+		bound = string(name) // a Describe of the portal tells its shape
+	}
+	s.push(request{kind: reqBind, server: cs.server, client: bound})
 	s.mu.Unlock()
 	s.writeEnsure(cs, evicted, parse)
 
@@ -746,14 +773,17 @@ func (s *session) mapDescribeClose(b *pool.Backend, typ byte) (bool, error) {
 	}
 	if !ok || len(name) == 0 {
 		var parse, closeIt bool
+		r := request{kind: kind}
 		s.mu.Lock()
 		switch {
 		case ok && typ == wire.MsgDescribe:
 			parse, closeIt = s.ensureUnnamedLocked(b)
 		case ok: // Close of the unnamed statement
 			s.unnamedKey, b.Unnamed = 0, 0
+		case typ == wire.MsgDescribe && len(body) == 2 && body[0] == 'P':
+			r.client, r.server = s.boundStatementLocked() // the unnamed portal's statement
 		}
-		s.push(request{kind: kind})
+		s.push(r)
 		s.mu.Unlock()
 		s.writeUnnamed(parse, closeIt)
 		_, _ = s.sw.Write(msg)
@@ -775,7 +805,7 @@ func (s *session) mapDescribeClose(b *pool.Backend, typ byte) (bool, error) {
 		return true, nil
 	}
 	evicted, parse := s.ensurePrepared(b, cs)
-	s.push(request{kind: reqDescribe, server: cs.server})
+	s.push(request{kind: reqDescribe, server: cs.server, client: string(name)})
 	s.mu.Unlock()
 	s.writeEnsure(cs, evicted, parse)
 	_ = s.sw.w.WriteHeader(wire.MsgDescribe, 1+len(cs.server)+1)

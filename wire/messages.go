@@ -35,6 +35,8 @@ const (
 	MsgCommandComplete = 'C'
 	MsgBackendKeyData  = 'K'
 	MsgAuthentication  = 'R'
+	MsgRowDescription  = 'T'
+	MsgNoData          = 'n'
 )
 
 // CString splits a NUL-terminated string off the front of b.

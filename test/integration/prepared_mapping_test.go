@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -1202,5 +1203,92 @@ func TestPreparedAfterDDLRolledBackByDisconnect(t *testing.T) {
 		if err := c.Close(ctx); err != nil { // inside the transaction: rolled back
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestPreparedShapeCheckedOnAnotherBackend: a client that described its
+// statement decodes later executions with that description. When a table
+// it reads changes shape and the client's next execution lands on a
+// backend that lacks the statement, the statement is not silently
+// prepared afresh (rows in the new shape under the old description: wrong
+// values, postgres.js's RangeError) but fails with 0A000 as on
+// PostgreSQL; the client's re-prepare then works. A table recreated with
+// the same columns is no change, and a table that is gone gives the
+// server's own error, also inside a transaction block.
+func TestPreparedShapeCheckedOnAnotherBackend(t *testing.T) {
+	leakCheck(t)
+	e := startProxy(t, proxyOpts{size: 2})
+	ctx := testCtx(t)
+	d := e.direct(ctx)
+	setup := func(sql string) {
+		t.Helper()
+		if _, err := d.Exec(ctx, sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	setup(`DROP TABLE IF EXISTS shape_changed, shape_same, shape_gone;
+		CREATE TABLE shape_changed (x int, y int, z int); INSERT INTO shape_changed VALUES (1, 2, 3);
+		CREATE TABLE shape_same (v int); INSERT INTO shape_same VALUES (7);
+		CREATE TABLE shape_gone (v int);
+		GRANT ALL ON shape_changed, shape_same, shape_gone TO PUBLIC`)
+	t.Cleanup(func() {
+		_, _ = e.direct(context.Background()).Exec(context.Background(), "DROP TABLE IF EXISTS shape_changed, shape_same, shape_gone")
+	})
+	a := e.connect(ctx) // pgx's statement cache: prepared and described once
+	var x, y, z, v int
+	if err := a.QueryRow(ctx, "SELECT * FROM shape_changed").Scan(&x, &y, &z); err != nil || x+y+z != 6 {
+		t.Fatalf("before: %d %d %d, %v", x, y, z, err)
+	}
+	if err := a.QueryRow(ctx, "SELECT * FROM shape_same").Scan(&v); err != nil || v != 7 {
+		t.Fatalf("before: %d, %v", v, err)
+	}
+	if _, err := a.Exec(ctx, "SELECT * FROM shape_gone"); err != nil {
+		t.Fatal(err)
+	}
+	setup(`DROP TABLE shape_changed; CREATE TABLE shape_changed (a int, b bool); INSERT INTO shape_changed VALUES (2, true);
+		DROP TABLE shape_same; CREATE TABLE shape_same (v int); INSERT INTO shape_same VALUES (8);
+		DROP TABLE shape_gone;
+		GRANT ALL ON shape_changed, shape_same TO PUBLIC`)
+	// a's next transactions run on a backend that lacks its statements.
+	oldPID, err := pidOf(ctx, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	setup(fmt.Sprintf("SELECT pg_terminate_backend(%d)", oldPID))
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if pid, err := pidOf(ctx, a); err == nil && pid != oldPID {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no new backend after the old one was terminated")
+		}
+	}
+	if err := a.QueryRow(ctx, "SELECT * FROM shape_same").Scan(&v); err != nil || v != 8 {
+		t.Fatalf("same columns, new table: %d, %v; want 8", v, err)
+	}
+	var n int
+	var b bool
+	err = a.QueryRow(ctx, "SELECT * FROM shape_changed").Scan(&x, &y, &z)
+	if sqlState(err) != "0A000" || !strings.Contains(err.Error(), "cached plan must not change result type") {
+		t.Fatalf("statement whose table changed shape: %v; want 0A000 as on PostgreSQL", err)
+	}
+	if err := a.QueryRow(ctx, "SELECT * FROM shape_changed").Scan(&n, &b); err != nil || n != 2 || !b {
+		t.Fatalf("after pgx's re-prepare: %d %v, %v; want 2 true", n, b, err)
+	}
+	tx, err := a.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "SELECT * FROM shape_gone"); sqlState(err) != "42P01" {
+		t.Fatalf("statement whose table is gone, in a transaction: %v; want 42P01", err)
+	}
+	if _, err := tx.Exec(ctx, "SELECT 1"); sqlState(err) != "25P02" {
+		t.Fatalf("after the failed statement: %v; want 25P02 (the transaction is aborted)", err)
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.QueryRow(ctx, "SELECT * FROM shape_same").Scan(&v); err != nil || v != 8 {
+		t.Fatalf("after the rollback: %d, %v", v, err)
 	}
 }

@@ -1,0 +1,188 @@
+package proxy
+
+import (
+	"encoding/binary"
+	"hash/fnv"
+
+	"github.com/pgrecycle/pgrecycle/pool"
+	"github.com/pgrecycle/pgrecycle/wire"
+)
+
+// Result shapes of client statements in transaction pooling.
+//
+// A client that described its named statement (pgx, asyncpg,
+// postgres.js, Npgsql) decodes the rows of its later executions with that
+// description, without asking again. On PostgreSQL, once a table it reads
+// changes shape, executing the statement fails with 0A000 "cached plan must
+// not change result type" and the client prepares it again. Through the
+// proxy, an execution on a backend that lacks the statement prepares it
+// there afresh, and it would return rows in the new shape under the old
+// description: wrong values, or a client that cannot decode them. So the
+// shape a client was told is recorded (from its Describe), and a statement
+// prepared again for it is first described under a throwaway name; if the
+// shape differs, the Bind fails as on PostgreSQL.
+
+// shapeNoData is the shape of a statement that returns no rows.
+const shapeNoData = 1
+
+// rowShape fingerprints a RowDescription by what PostgreSQL compares:
+// column names, types and type modifiers (not the table a column came
+// from, nor its format). It returns 0 for a malformed one.
+func rowShape(body []byte) uint64 {
+	if len(body) < 2 {
+		return 0
+	}
+	h := fnv.New64a()
+	n := int(binary.BigEndian.Uint16(body))
+	rest := body[2:]
+	for i := 0; i < n; i++ {
+		name, after, ok := wire.CString(rest)
+		if !ok || len(after) < 18 {
+			return 0
+		}
+		h.Write(name)
+		h.Write([]byte{0})
+		h.Write(after[6:10])  // type OID
+		h.Write(after[12:16]) // type modifier
+		rest = after[18:]
+	}
+	if sum := h.Sum64(); sum > shapeNoData {
+		return sum
+	}
+	return shapeNoData + 1
+}
+
+// recordShape keeps the shape a Describe reply (RowDescription or NoData)
+// tells the client of the statement it asked about. Callers hold s.mu.
+func (s *session) recordShape(r request, typ byte, body []byte) {
+	if r.client == "" {
+		return
+	}
+	cs := s.stmts[r.client]
+	if cs == nil || cs.server != r.server {
+		return
+	}
+	switch {
+	case typ == wire.MsgNoData:
+		cs.shape = shapeNoData
+	case body == nil:
+		cs.shape = 0 // too large to look at: not checked
+	default:
+		cs.shape = rowShape(body)
+	}
+}
+
+// boundStatementLocked returns the client statement the unnamed portal was
+// bound from earlier in the batch being forwarded, for a Describe of that
+// portal. Callers hold s.mu.
+func (s *session) boundStatementLocked() (client, server string) {
+	for i := len(s.reqs) - 1; i >= s.reqHead; i-- {
+		if s.reqs[i].kind == reqBind {
+			return s.reqs[i].client, s.reqs[i].server
+		}
+	}
+	return "", ""
+}
+
+// shapeCheckDue reports whether a Bind of cs needs its shape checked
+// first: the client was told one, b lacks the statement, and nothing is
+// owed or buffered on b, so the check can take a round trip of its own.
+// Callers hold s.mu.
+func (s *session) shapeCheckDue(b *pool.Backend, cs *clientStmt) bool {
+	if cs.shape == 0 || s.pumping || s.head() != nil || b.W.Buffered() > 0 || b.R.Buffered() > 0 || b.TxStatus == 'E' || b.TxStatus == 0 {
+		return false
+	}
+	exists, _ := b.Statements.Lookup(cs.server)
+	return !exists
+}
+
+// shapeChanged prepares cs's text on b under a throwaway name, describes
+// and closes it in one round trip, and reports whether its rows now have
+// another shape than the one the client was told. When the text fails to
+// prepare, failure is the server's ErrorResponse body, for the client: in
+// a transaction block the failure has aborted it, so the Parse that would
+// follow could only report that. A notification that arrives meanwhile
+// goes to the client's writer.
+func (s *session) shapeChanged(b *pool.Backend, cs *clientStmt) (changed bool, failure []byte, err error) {
+	err = b.W.Append(func(dst []byte) ([]byte, error) {
+		dst = wire.AppendHeader(dst, wire.MsgParse, len(probeStatement)+1+len(cs.tail))
+		dst = append(append(append(dst, probeStatement...), 0), cs.tail...)
+		dst = wire.AppendHeader(dst, wire.MsgDescribe, 1+len(probeStatement)+1)
+		dst = append(append(append(dst, 'S'), probeStatement...), 0)
+		dst = wire.AppendHeader(dst, wire.MsgClose, 1+len(probeStatement)+1)
+		dst = append(append(append(dst, 'S'), probeStatement...), 0)
+		return wire.AppendHeader(dst, wire.MsgSync, 0), nil
+	})
+	if err == nil {
+		err = b.W.Flush()
+	}
+	if err != nil {
+		return false, nil, err
+	}
+	var shape uint64
+	for {
+		typ, _, err := b.R.Next()
+		if err != nil {
+			return false, nil, err
+		}
+		if !b.R.Fits() {
+			if err := b.R.Skip(); err != nil {
+				return false, nil, err
+			}
+			continue
+		}
+		msg, err := b.R.Message()
+		if err != nil {
+			return false, nil, err
+		}
+		body := msg[wire.HeaderLen:]
+		switch typ {
+		case wire.MsgRowDescription:
+			shape = rowShape(body)
+		case wire.MsgNoData:
+			shape = shapeNoData
+		case wire.MsgErrorResponse:
+			if failure == nil {
+				failure = append([]byte(nil), body...)
+			}
+		case wire.MsgNotification:
+			s.ownNotification(b, msg)
+			_, _ = s.cw.Write(msg)
+		case wire.MsgParameterStatus:
+			if k, v, ok := wire.ParameterStatus(body); ok {
+				b.SetParam(string(k), string(v))
+			}
+		case wire.MsgReadyForQuery:
+			if len(body) == 1 {
+				b.TxStatus = body[0]
+			}
+			return failure == nil && shape != 0 && shape != cs.shape, failure, nil
+		}
+	}
+}
+
+// writeStaleBind replaces the client's Bind, whose statement changed
+// shape or failed to prepare, with one of a statement that never exists:
+// the server fails it and skips the rest of the batch, as PostgreSQL does
+// on the error, and track shows that error in its place (reqBindStale).
+func (s *session) writeStaleBind() error {
+	if err := s.cr.Skip(); err != nil {
+		return err
+	}
+	_ = s.sw.w.WriteHeader(wire.MsgBind, 1+len(noopStatement)+1+6)
+	_, _ = s.sw.Write([]byte{0})
+	_, _ = s.sw.Write([]byte(noopStatement))
+	_, _ = s.sw.Write([]byte{0, 0, 0, 0, 0, 0, 0})
+	return nil
+}
+
+// appendStaleBindError appends what the client's Bind got (reqBindStale):
+// the error its statement's Parse met, or PostgreSQL's error for a
+// prepared statement whose rows changed shape.
+func appendStaleBindError(dst []byte, failure string) ([]byte, error) {
+	if failure != "" {
+		dst = wire.AppendHeader(dst, wire.MsgErrorResponse, len(failure))
+		return append(dst, failure...), nil
+	}
+	return appendError(dst, errorf(codeFeatureNotSupported, "cached plan must not change result type"))
+}
