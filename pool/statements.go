@@ -22,6 +22,9 @@ type statement struct {
 	// sessionBound: parsed while the backend held a client's temporary
 	// tables (or other session objects), which its text may name.
 	sessionBound bool
+	// shape fingerprints the rows it returns, as a Describe told the
+	// proxy (0: not known).
+	shape uint64
 }
 
 // Has reports whether name exists on the backend and marks it used.
@@ -53,7 +56,8 @@ func (s *StatementSet) Add(name string, max int, batch uint64) (evicted []string
 	}
 	if e, ok := s.byName[name]; ok {
 		s.order.MoveToFront(e)
-		e.Value.(*statement).pending = batch
+		st := e.Value.(*statement)
+		st.pending, st.shape = batch, 0
 	} else {
 		s.byName[name] = s.order.PushFront(&statement{name: name, pending: batch})
 	}
@@ -91,6 +95,22 @@ func (s *StatementSet) TakeSessionBound() []string {
 		e = next
 	}
 	return names
+}
+
+// SetShape records the shape of the rows name returns (a fingerprint the
+// caller defines), as a Describe of it told.
+func (s *StatementSet) SetShape(name string, shape uint64) {
+	if e, ok := s.byName[name]; ok {
+		e.Value.(*statement).shape = shape
+	}
+}
+
+// Shape returns what SetShape recorded for name, 0 when nothing was.
+func (s *StatementSet) Shape(name string) uint64 {
+	if e, ok := s.byName[name]; ok {
+		return e.Value.(*statement).shape
+	}
+	return 0
 }
 
 // Confirm records that the server created name (its ParseComplete).

@@ -170,3 +170,28 @@ func TestStatementSetSessionBound(t *testing.T) {
 		t.Fatalf("second TakeSessionBound = %v", got)
 	}
 }
+
+// TestStatementShape: a recorded shape belongs to the statement as
+// parsed; parsing the name again forgets it, and so does removing it.
+func TestStatementShape(t *testing.T) {
+	var s StatementSet
+	s.Add("a", 10, 0)
+	if s.Shape("a") != 0 || s.Shape("missing") != 0 {
+		t.Fatal("a shape before any was recorded")
+	}
+	s.SetShape("a", 42)
+	s.SetShape("missing", 7)
+	if s.Shape("a") != 42 || s.Shape("missing") != 0 {
+		t.Fatalf("shapes a=%d missing=%d, want 42 and 0", s.Shape("a"), s.Shape("missing"))
+	}
+	s.Add("a", 10, 3)
+	if s.Shape("a") != 0 {
+		t.Fatal("a Parse again kept the old statement's shape")
+	}
+	s.SetShape("a", 43)
+	s.Remove("a")
+	s.Add("a", 10, 0)
+	if s.Shape("a") != 0 {
+		t.Fatal("a removed statement's shape came back")
+	}
+}

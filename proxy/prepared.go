@@ -316,7 +316,7 @@ func (s *session) track(b *pool.Backend, typ byte, body []byte) (reply, string) 
 		}
 	case 'T', 'n':
 		if h.kind == reqDescribe {
-			s.recordShape(s.pop(), typ, body)
+			s.recordShape(b, s.pop(), typ, body)
 		}
 	case 'C', 's':
 		if h.kind == reqExecute {
@@ -716,9 +716,11 @@ func (s *session) mapBind(b *pool.Backend, bodyLen int) (bool, error) {
 	if cs.pin && s.pinsBackends() {
 		b.Pinned.Store(true)
 	}
-	if s.shapeCheckDue(b, cs) {
+	check := s.checkShapeLocked(b, cs)
+	var asked uint64
+	if check == shapeDescribe || check == shapePrepare {
 		s.mu.Unlock()
-		changed, failure, err := s.shapeChanged(b, cs)
+		shape, failure, err := s.askShape(b, cs, check)
 		s.mu.Lock()
 		switch {
 		case err != nil:
@@ -726,13 +728,34 @@ func (s *session) mapBind(b *pool.Backend, bodyLen int) (bool, error) {
 			s.sw.err = err
 			b.Broken = true
 			_ = b.Conn.Close()
-		case changed || failure != nil:
+			check = shapeFine
+		case failure != nil && check == shapeDescribe:
+			// Not on the server after all: prepared again below.
+			b.Statements.Remove(cs.server)
+			check = shapeFine
+		case failure != nil:
 			s.push(request{kind: reqBindStale, tag: string(failure)})
 			s.mu.Unlock()
 			return true, s.writeStaleBind()
+		case check == shapeDescribe:
+			b.Statements.SetShape(cs.server, shape)
+			fallthrough
+		default:
+			asked = shape
+			if shape != 0 && shape != cs.shape {
+				check = shapeStale
+			}
 		}
 	}
+	if check == shapeStale {
+		s.push(request{kind: reqBindStale})
+		s.mu.Unlock()
+		return true, s.writeStaleBind()
+	}
 	evicted, parse := s.ensurePrepared(b, cs)
+	if parse && asked != 0 {
+		b.Statements.SetShape(cs.server, asked) // what its text gave just now
+	}
 	bound := ""
 	if len(portal) == 0 {
 		bound = string(name) // a Describe of the portal tells its shape

@@ -53,22 +53,22 @@ func rowShape(body []byte) uint64 {
 }
 
 // recordShape keeps the shape a Describe reply (RowDescription or NoData)
-// tells the client of the statement it asked about. Callers hold s.mu.
-func (s *session) recordShape(r request, typ byte, body []byte) {
-	if r.client == "" {
+// tells the client of the statement it asked about, for the client's
+// statement and for the backend's. Callers hold s.mu.
+func (s *session) recordShape(b *pool.Backend, r request, typ byte, body []byte) {
+	if r.server == "" {
 		return
 	}
-	cs := s.stmts[r.client]
-	if cs == nil || cs.server != r.server {
-		return
-	}
+	var shape uint64 // too large to look at: not known
 	switch {
 	case typ == wire.MsgNoData:
-		cs.shape = shapeNoData
-	case body == nil:
-		cs.shape = 0 // too large to look at: not checked
-	default:
-		cs.shape = rowShape(body)
+		shape = shapeNoData
+	case body != nil:
+		shape = rowShape(body)
+	}
+	b.Statements.SetShape(r.server, shape)
+	if cs := s.stmts[r.client]; r.client != "" && cs != nil && cs.server == r.server {
+		cs.shape = shape
 	}
 }
 
@@ -84,56 +84,91 @@ func (s *session) boundStatementLocked() (client, server string) {
 	return "", ""
 }
 
-// shapeCheckDue reports whether a Bind of cs needs its shape checked
-// first: the client was told one, b lacks the statement, and nothing is
-// owed or buffered on b, so the check can take a round trip of its own.
+// shapeCheck is what a Bind of a client statement needs before it is
+// forwarded (checkShapeLocked).
+type shapeCheck uint8
+
+const (
+	shapeFine     shapeCheck = iota // nothing, or nothing that can be done
+	shapeStale                      // the backend's statement has another shape: fail the Bind
+	shapeDescribe                   // ask the backend: its statement's shape is not known
+	shapePrepare                    // the backend lacks the statement: try its text first
+)
+
+// checkShapeLocked compares the shape the client was told of cs with the
+// backend's statement. A question to the backend takes a round trip of
+// its own, so it is asked only when nothing is owed or buffered on b.
 // Callers hold s.mu.
-func (s *session) shapeCheckDue(b *pool.Backend, cs *clientStmt) bool {
-	if cs.shape == 0 || s.pumping || s.head() != nil || b.W.Buffered() > 0 || b.R.Buffered() > 0 || b.TxStatus == 'E' || b.TxStatus == 0 {
-		return false
+func (s *session) checkShapeLocked(b *pool.Backend, cs *clientStmt) shapeCheck {
+	if cs.shape == 0 {
+		return shapeFine // the client never asked: it reads every reply's description
 	}
-	exists, _ := b.Statements.Lookup(cs.server)
-	return !exists
+	exists, pending := b.Statements.Lookup(cs.server)
+	if exists && pending != 0 {
+		return shapeFine // parsed in a batch not answered yet
+	}
+	if exists {
+		switch shape := b.Statements.Shape(cs.server); {
+		case shape == cs.shape:
+			return shapeFine
+		case shape != 0:
+			return shapeStale
+		}
+	}
+	if s.pumping || s.head() != nil || b.W.Buffered() > 0 || b.R.Buffered() > 0 || b.TxStatus == 'E' {
+		return shapeFine
+	}
+	if exists {
+		return shapeDescribe
+	}
+	return shapePrepare
 }
 
-// shapeChanged prepares cs's text on b under a throwaway name, describes
-// and closes it in one round trip, and reports whether its rows now have
-// another shape than the one the client was told. When the text fails to
+// askShape asks b, in one round trip, for the shape of cs's rows: of the
+// backend's statement (shapeDescribe), or of cs's text prepared under a
+// throwaway name and closed again (shapePrepare). When the text fails to
 // prepare, failure is the server's ErrorResponse body, for the client: in
 // a transaction block the failure has aborted it, so the Parse that would
 // follow could only report that. A notification that arrives meanwhile
 // goes to the client's writer.
-func (s *session) shapeChanged(b *pool.Backend, cs *clientStmt) (changed bool, failure []byte, err error) {
+func (s *session) askShape(b *pool.Backend, cs *clientStmt, check shapeCheck) (shape uint64, failure []byte, err error) {
+	name := cs.server
+	if check == shapePrepare {
+		name = probeStatement
+	}
 	err = b.W.Append(func(dst []byte) ([]byte, error) {
-		dst = wire.AppendHeader(dst, wire.MsgParse, len(probeStatement)+1+len(cs.tail))
-		dst = append(append(append(dst, probeStatement...), 0), cs.tail...)
-		dst = wire.AppendHeader(dst, wire.MsgDescribe, 1+len(probeStatement)+1)
-		dst = append(append(append(dst, 'S'), probeStatement...), 0)
-		dst = wire.AppendHeader(dst, wire.MsgClose, 1+len(probeStatement)+1)
-		dst = append(append(append(dst, 'S'), probeStatement...), 0)
+		if check == shapePrepare {
+			dst = wire.AppendHeader(dst, wire.MsgParse, len(name)+1+len(cs.tail))
+			dst = append(append(append(dst, name...), 0), cs.tail...)
+		}
+		dst = wire.AppendHeader(dst, wire.MsgDescribe, 1+len(name)+1)
+		dst = append(append(append(dst, 'S'), name...), 0)
+		if check == shapePrepare {
+			dst = wire.AppendHeader(dst, wire.MsgClose, 1+len(name)+1)
+			dst = append(append(append(dst, 'S'), name...), 0)
+		}
 		return wire.AppendHeader(dst, wire.MsgSync, 0), nil
 	})
 	if err == nil {
 		err = b.W.Flush()
 	}
 	if err != nil {
-		return false, nil, err
+		return 0, nil, err
 	}
-	var shape uint64
 	for {
 		typ, _, err := b.R.Next()
 		if err != nil {
-			return false, nil, err
+			return 0, nil, err
 		}
 		if !b.R.Fits() {
 			if err := b.R.Skip(); err != nil {
-				return false, nil, err
+				return 0, nil, err
 			}
 			continue
 		}
 		msg, err := b.R.Message()
 		if err != nil {
-			return false, nil, err
+			return 0, nil, err
 		}
 		body := msg[wire.HeaderLen:]
 		switch typ {
@@ -156,7 +191,10 @@ func (s *session) shapeChanged(b *pool.Backend, cs *clientStmt) (changed bool, f
 			if len(body) == 1 {
 				b.TxStatus = body[0]
 			}
-			return failure == nil && shape != 0 && shape != cs.shape, failure, nil
+			if failure != nil {
+				shape = 0
+			}
+			return shape, failure, nil
 		}
 	}
 }

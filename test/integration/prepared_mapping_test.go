@@ -1292,3 +1292,70 @@ func TestPreparedShapeCheckedOnAnotherBackend(t *testing.T) {
 		t.Fatalf("after the rollback: %d, %v", v, err)
 	}
 }
+
+// TestPreparedShapeCheckedOnSharedStatement: after a table changed shape
+// (DDL run directly, which pgrecycle does not see), another client
+// prepares the same text on another backend and gets the new shape. A
+// client that described the statement before the change and lands on
+// that backend gets 0A000, as on PostgreSQL, not rows of the new shape
+// under its old description.
+func TestPreparedShapeCheckedOnSharedStatement(t *testing.T) {
+	leakCheck(t)
+	e := startProxy(t, proxyOpts{size: 2})
+	ctx := testCtx(t)
+	d := e.direct(ctx)
+	setup := func(sql string) {
+		t.Helper()
+		if _, err := d.Exec(ctx, sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	setup(`DROP TABLE IF EXISTS shape_shared; CREATE TABLE shape_shared (x int, y int, z int);
+		INSERT INTO shape_shared VALUES (1, 2, 3); GRANT ALL ON shape_shared TO PUBLIC`)
+	t.Cleanup(func() {
+		_, _ = e.direct(context.Background()).Exec(context.Background(), "DROP TABLE IF EXISTS shape_shared")
+	})
+	const query = "SELECT * FROM shape_shared"
+	old := e.connect(ctx)
+	var x, y, z, n int
+	var b bool
+	if err := old.QueryRow(ctx, query).Scan(&x, &y, &z); err != nil {
+		t.Fatal(err)
+	}
+	setup(`DROP TABLE shape_shared; CREATE TABLE shape_shared (a int, b bool);
+		INSERT INTO shape_shared VALUES (2, true); GRANT ALL ON shape_shared TO PUBLIC`)
+	// old holds its backend in a transaction; a new client prepares the
+	// same text on the other one.
+	tx, oldPID := beginOnBackend(ctx, t, old)
+	fresh := e.connect(ctx)
+	if err := fresh.QueryRow(ctx, query).Scan(&n, &b); err != nil || n != 2 || !b {
+		t.Fatalf("new client after the change: %d %v, %v", n, b, err)
+	}
+	freshPID, err := pidOf(ctx, fresh)
+	if err != nil || uint32(freshPID) == uint32(oldPID) {
+		t.Fatalf("new client on backend %d, %v; want another than %d", freshPID, err, oldPID)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// old's backend goes away: old's next transactions run on fresh's.
+	setup(fmt.Sprintf("SELECT pg_terminate_backend(%d)", oldPID))
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if pid, err := pidOf(ctx, old); err == nil && pid != oldPID {
+			if pid != freshPID {
+				t.Skipf("old client landed on a new backend %d, not the shared one %d", pid, freshPID)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no other backend after the old one was terminated")
+		}
+	}
+	err = old.QueryRow(ctx, query).Scan(&x, &y, &z)
+	if sqlState(err) != "0A000" {
+		t.Fatalf("old client's statement on the backend where it has the new shape: %v; want 0A000", err)
+	}
+	if err := old.QueryRow(ctx, query).Scan(&n, &b); err != nil || n != 2 || !b {
+		t.Fatalf("after the re-prepare: %d %v, %v; want 2 true", n, b, err)
+	}
+}
