@@ -381,10 +381,18 @@ func (s *session) track(b *pool.Backend, typ byte, body []byte) (reply, string) 
 		case reqQuery, reqQueryDeallocate, reqSync:
 			// ReadyForQuery follows and completes it.
 		default:
-			// The server skips everything up to the next Sync.
+			// The server skips everything up to the next Sync, simple
+			// queries too (pgjdbc's autosave sends SAVEPOINT as one
+			// before its Sync): they get no ReadyForQuery.
 			s.forgetFailedParse(b, s.pop())
-			for h := s.head(); h != nil && h.kind != reqSync && h.kind != reqQuery && h.kind != reqQueryDeallocate; h = s.head() {
-				s.forgetFailedParse(b, s.pop())
+			for h := s.head(); h != nil && h.kind != reqSync; h = s.head() {
+				if r := s.pop(); r.kind == reqQuery || r.kind == reqQueryDeallocate {
+					if s.pending > 0 {
+						s.pending--
+					}
+				} else {
+					s.forgetFailedParse(b, r)
+				}
 			}
 		}
 		if rewritten != replyForward {

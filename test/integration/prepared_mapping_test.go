@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
 )
 
 // serverStatements counts the statements pgrecycle prepared on the one
@@ -1357,5 +1358,53 @@ func TestPreparedShapeCheckedOnSharedStatement(t *testing.T) {
 	}
 	if err := old.QueryRow(ctx, query).Scan(&n, &b); err != nil || n != 2 || !b {
 		t.Fatalf("after the re-prepare: %d %v, %v; want 2 true", n, b, err)
+	}
+}
+
+// TestQuerySkippedAfterExtendedError: after an error in an extended-protocol
+// message the server skips everything up to the next Sync, a simple Query
+// sent before that Sync included, which then gets no ReadyForQuery
+// (pgjdbc's autosave: Bind, Execute, then SAVEPOINT as a simple query,
+// then the next statement and its Sync). The proxy waited for that
+// ReadyForQuery and stopped reading the client for good (pgjdbc's
+// AutoRollbackTestSuite hung).
+func TestQuerySkippedAfterExtendedError(t *testing.T) {
+	leakCheck(t)
+	e := startProxy(t, proxyOpts{size: 1})
+	fe, c := e.rawFrontend(t)
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	fe.Send(&pgproto3.Bind{PreparedStatement: "never_prepared"})
+	fe.Send(&pgproto3.Execute{})
+	fe.Send(&pgproto3.Query{String: "SAVEPOINT skipped"})
+	fe.Send(&pgproto3.Parse{Query: "SELECT 1"})
+	fe.Send(&pgproto3.Bind{})
+	fe.Send(&pgproto3.Execute{})
+	fe.Send(&pgproto3.Sync{})
+	if err := fe.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	m, err := fe.Receive()
+	if er, ok := m.(*pgproto3.ErrorResponse); err != nil || !ok || er.Code != "26000" {
+		t.Fatalf("first reply %#v, %v; want the Bind's 26000", m, err)
+	}
+	if m, err := fe.Receive(); err != nil {
+		t.Fatalf("no ReadyForQuery after the skipped batch: %v", err)
+	} else if _, ok := m.(*pgproto3.ReadyForQuery); !ok {
+		t.Fatalf("after the error: %#v, want ReadyForQuery (the rest up to Sync is skipped)", m)
+	}
+	// The session goes on, on a released backend.
+	fe.Send(&pgproto3.Query{String: "SELECT 2"})
+	if err := fe.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	got := expectUntilReady(t, fe)
+	if !strings.Contains(strings.Join(got, " "), "DataRow") {
+		t.Fatalf("next query after the skipped batch: %v", got)
+	}
+	d := e.connect(testCtx(t))
+	var n int
+	if err := d.QueryRow(testCtx(t), "SELECT 3").Scan(&n); err != nil || n != 3 {
+		t.Fatalf("another client on the pool of one: %d, %v", n, err)
 	}
 }
