@@ -182,12 +182,36 @@ func (s *session) noteCarry(typ byte, bodyLen int) bool {
 	return true
 }
 
+// noteCarryBindLocked is noteCarry for a Bind of the client's named
+// statement cs, which runs a session-level SET (pgjdbc prepares a
+// statement it runs often, SETs included): a plain SET, bound when nothing
+// earlier is owed and outside a transaction block, is carried like one
+// sent as a query; anything else marks b as before. Callers hold s.mu.
+func (s *session) noteCarryBindLocked(b *pool.Backend, cs *clientStmt) {
+	s.voidCarryLocked(b) // an earlier SET of this batch is followed by more
+	q, _, _ := wire.CString(cs.tail)
+	name, stmt, ok := plainSessionSet(q)
+	if !ok || s.txStatus != 'I' || s.pending != 0 {
+		b.MarkSessionState(s.id)
+		return
+	}
+	c := &s.resetsNoted().carry
+	c.pending = carriedSet{name: name, sql: stmt}
+	c.confirmed, c.inBlock, c.failed = false, false, false
+	s.carryWatch.Store(true)
+	b.SettingsOwner = s.id // a SET its replay describes
+}
+
 // voidCarry gives up the pending SET: the client sent more before its
 // batch ended. It may still run, so b counts as holding state that no
 // replay describes. Client goroutine.
 func (s *session) voidCarry(b *pool.Backend) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.voidCarryLocked(b)
+}
+
+func (s *session) voidCarryLocked(b *pool.Backend) {
 	if s.carryWatch.Load() {
 		s.resets.carry.pending = carriedSet{}
 		s.carryWatch.Store(false)

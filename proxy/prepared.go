@@ -719,7 +719,7 @@ func (s *session) mapBind(b *pool.Backend, bodyLen int) (bool, error) {
 		return false, nil
 	}
 	if cs.sessionSet {
-		b.MarkSessionState(s.id)
+		s.noteCarryBindLocked(b, cs)
 	}
 	if cs.pin && s.pinsBackends() {
 		b.Pinned.Store(true)

@@ -2,6 +2,8 @@ package integration
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -220,4 +222,50 @@ func TestSessionSetOverStartupOption(t *testing.T) {
 	// SET ... TO DEFAULT returns to the startup value, here and elsewhere.
 	exec(a, "SET search_path TO DEFAULT")
 	elsewhere("SET search_path TO DEFAULT", "startup_schema")
+}
+
+// TestSessionSetNamedStatementFollowsClient: a SET the client runs as a
+// named prepared statement (pgjdbc does, from a statement's fifth use, or
+// at once with prepareThreshold=-1) follows it to its next backends like
+// one sent as a query; before, it was reset away and the client silently
+// ran with its old search_path or isolation level.
+func TestSessionSetNamedStatementFollowsClient(t *testing.T) {
+	leakCheck(t)
+	ctx := testCtx(t)
+	e := startProxy(t, proxyOpts{size: 2})
+	a, other := e.connect(ctx), e.connect(ctx)
+	for i, stmt := range []string{
+		"SET search_path TO carried_named, public",
+		"SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL SERIALIZABLE",
+	} {
+		name := fmt.Sprintf("named_set_%d", i)
+		if _, err := a.PgConn().Prepare(ctx, name, stmt, nil); err != nil {
+			t.Fatal(err)
+		}
+		if r := a.PgConn().ExecPrepared(ctx, name, nil, nil, nil).Read(); r.Err != nil {
+			t.Fatalf("%s: %v", stmt, r.Err)
+		}
+	}
+	for i := 0; i < 2; i++ {
+		// other holds the backend a used; a runs on the other one.
+		tx, pidOther := beginOnBackend(ctx, t, other)
+		var path, iso string
+		var pid int
+		if err := a.QueryRow(ctx, "SELECT current_setting('search_path'), current_setting('transaction_isolation'), pg_backend_pid()", pgx.QueryExecModeSimpleProtocol).Scan(&path, &iso, &pid); err != nil {
+			t.Fatal(err)
+		}
+		if pid == pidOther {
+			t.Fatalf("a and other share backend %d", pid)
+		}
+		if path != "carried_named, public" || iso != "serializable" {
+			t.Fatalf("round %d, backend %d: search_path %q, isolation %q; want the named statements' SETs", i, pid, path, iso)
+		}
+		var otherPath string
+		if err := tx.QueryRow(ctx, "SHOW search_path", pgx.QueryExecModeSimpleProtocol).Scan(&otherPath); err != nil || strings.Contains(otherPath, "carried_named") {
+			t.Fatalf("other sees search_path %q, %v", otherPath, err)
+		}
+		if err := tx.Rollback(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
