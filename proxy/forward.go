@@ -422,15 +422,16 @@ func (s *session) forward(b *pool.Backend, typ byte, bodyLen int) (nextStep, err
 type relayResult uint8
 
 const (
-	relayed     relayResult = iota // forwarded, rewritten or swallowed
-	relayReady                     // a ReadyForQuery was forwarded (status in b.TxStatus)
-	relayCopyIn                    // COPY FROM STDIN began: the server now waits for the client
-	relayFailed                    // the backend is gone; backendFailed has dealt with it
+	relayed      relayResult = iota // forwarded, rewritten or swallowed
+	relayReady                      // a ReadyForQuery was forwarded (status in b.TxStatus)
+	relayCopyIn                     // COPY FROM STDIN began: the server now waits for the client
+	relayFailed                     // the backend is gone; backendFailed has dealt with it
+	relaySkipped                    // an error: the server skips to a Sync the client has yet to send
 )
 
 // relayOne reads one message from the backend and relays it to the client,
 // flushing the client writer when nothing more is buffered.
-func (s *session) relayOne(b *pool.Backend, fatal **clientError) relayResult {
+func (s *session) relayOne(b *pool.Backend, fatal **clientError) (result relayResult) {
 	if b.R.Buffered() == 0 {
 		_ = s.cw.Flush()
 	}
@@ -459,7 +460,11 @@ func (s *session) relayOne(b *pool.Backend, fatal **clientError) relayResult {
 		return relayed
 	}
 	if s.mapStmt && typ != wire.MsgReadyForQuery {
-		switch r, tag := s.track(b, typ, msg[wire.HeaderLen:]); r {
+		r, tag := s.track(b, typ, msg[wire.HeaderLen:])
+		if typ == wire.MsgErrorResponse {
+			defer s.afterSkippedError(&result)
+		}
+		switch r {
 		case replySwallow:
 			return relayed
 		case replyAsParseComplete:
@@ -565,6 +570,19 @@ func (s *session) relayOne(b *pool.Backend, fatal **clientError) relayResult {
 	return relayed
 }
 
+// afterSkippedError turns the result of relaying an ErrorResponse into
+// relaySkipped when the error left nothing owed (track: skipped).
+func (s *session) afterSkippedError(result *relayResult) {
+	s.mu.Lock()
+	if s.skipped {
+		s.skipped = false
+		if *result == relayed {
+			*result = relaySkipped
+		}
+	}
+	s.mu.Unlock()
+}
+
 // readyReceived records a ReadyForQuery: one fewer owed to the client.
 // Callers hold s.mu.
 func (s *session) readyReceived(b *pool.Backend) {
@@ -591,6 +609,9 @@ func (s *session) readInline(b *pool.Backend) {
 		switch s.relayOne(b, &fatal) {
 		case relayFailed:
 			return
+		case relaySkipped:
+			_ = s.cw.Flush()
+			return // the client's loop reads the rest of its batch
 		case relayCopyIn:
 			_ = s.cw.Flush()
 			s.startPump(b)

@@ -385,8 +385,10 @@ func (s *session) track(b *pool.Backend, typ byte, body []byte) (reply, string) 
 			// queries too (pgjdbc's autosave sends SAVEPOINT as one
 			// before its Sync): they get no ReadyForQuery.
 			s.forgetFailedParse(b, s.pop())
+			queries := false
 			for h := s.head(); h != nil && h.kind != reqSync; h = s.head() {
 				if r := s.pop(); r.kind == reqQuery || r.kind == reqQueryDeallocate {
+					queries = true
 					if s.pending > 0 {
 						s.pending--
 					}
@@ -394,6 +396,9 @@ func (s *session) track(b *pool.Backend, typ byte, body []byte) (reply, string) 
 					s.forgetFailedParse(b, r)
 				}
 			}
+			// The Sync the server waits for may still be with the client:
+			// the proxy must go back to reading it.
+			s.skipped = queries && s.pending == 0
 		}
 		if rewritten != replyForward {
 			return rewritten, name

@@ -105,6 +105,9 @@ type session struct {
 	unsynced  bool
 	stopping  bool
 	flushSent bool // a Flush since the last Sync: replies may come with none owed
+	// skipped: an error left the server skipping to a Sync not yet sent,
+	// and nothing more is owed (track); readInline gives the client back.
+	skipped   bool
 	copyTrack copyTrack
 	pumping   bool // a pump goroutine relays this attachment's replies
 	pumpDone  chan struct{}

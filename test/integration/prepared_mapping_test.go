@@ -1371,40 +1371,50 @@ func TestPreparedShapeCheckedOnSharedStatement(t *testing.T) {
 func TestQuerySkippedAfterExtendedError(t *testing.T) {
 	leakCheck(t)
 	e := startProxy(t, proxyOpts{size: 1})
-	fe, c := e.rawFrontend(t)
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-	fe.Send(&pgproto3.Bind{PreparedStatement: "never_prepared"})
-	fe.Send(&pgproto3.Execute{})
-	fe.Send(&pgproto3.Query{String: "SAVEPOINT skipped"})
-	fe.Send(&pgproto3.Parse{Query: "SELECT 1"})
-	fe.Send(&pgproto3.Bind{})
-	fe.Send(&pgproto3.Execute{})
-	fe.Send(&pgproto3.Sync{})
-	if err := fe.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	m, err := fe.Receive()
-	if er, ok := m.(*pgproto3.ErrorResponse); err != nil || !ok || er.Code != "26000" {
-		t.Fatalf("first reply %#v, %v; want the Bind's 26000", m, err)
-	}
-	if m, err := fe.Receive(); err != nil {
-		t.Fatalf("no ReadyForQuery after the skipped batch: %v", err)
-	} else if _, ok := m.(*pgproto3.ReadyForQuery); !ok {
-		t.Fatalf("after the error: %#v, want ReadyForQuery (the rest up to Sync is skipped)", m)
-	}
-	// The session goes on, on a released backend.
-	fe.Send(&pgproto3.Query{String: "SELECT 2"})
-	if err := fe.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	got := expectUntilReady(t, fe)
-	if !strings.Contains(strings.Join(got, " "), "DataRow") {
-		t.Fatalf("next query after the skipped batch: %v", got)
-	}
-	d := e.connect(testCtx(t))
-	var n int
-	if err := d.QueryRow(testCtx(t), "SELECT 3").Scan(&n); err != nil || n != 3 {
-		t.Fatalf("another client on the pool of one: %d, %v", n, err)
+	// In one write, and with the Sync in a later one, as pgjdbc's
+	// autosave sends them: the server waits for that Sync.
+	for _, split := range []bool{false, true} {
+		fe, c := e.rawFrontend(t)
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		fe.Send(&pgproto3.Bind{PreparedStatement: "never_prepared"})
+		fe.Send(&pgproto3.Execute{})
+		fe.Send(&pgproto3.Query{String: "SAVEPOINT skipped"})
+		if split {
+			if err := fe.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		fe.Send(&pgproto3.Parse{Query: "SELECT 1"})
+		fe.Send(&pgproto3.Bind{})
+		fe.Send(&pgproto3.Execute{})
+		fe.Send(&pgproto3.Sync{})
+		if err := fe.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		m, err := fe.Receive()
+		if er, ok := m.(*pgproto3.ErrorResponse); err != nil || !ok || er.Code != "26000" {
+			t.Fatalf("split %v: first reply %#v, %v; want the Bind's 26000", split, m, err)
+		}
+		if m, err := fe.Receive(); err != nil {
+			t.Fatalf("split %v: no ReadyForQuery after the skipped batch: %v", split, err)
+		} else if _, ok := m.(*pgproto3.ReadyForQuery); !ok {
+			t.Fatalf("split %v: after the error: %#v, want ReadyForQuery (the rest up to Sync is skipped)", split, m)
+		}
+		// The session goes on, on a released backend.
+		fe.Send(&pgproto3.Query{String: "SELECT 2"})
+		if err := fe.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		got := expectUntilReady(t, fe)
+		if !strings.Contains(strings.Join(got, " "), "DataRow") {
+			t.Fatalf("split %v: next query after the skipped batch: %v", split, got)
+		}
+		d := e.connect(testCtx(t))
+		var n int
+		if err := d.QueryRow(testCtx(t), "SELECT 3").Scan(&n); err != nil || n != 3 {
+			t.Fatalf("split %v: another client on the pool of one: %d, %v", split, n, err)
+		}
+		c.Close()
 	}
 }
