@@ -39,6 +39,7 @@ const noopStatement = "pgrecycle_noop"
 
 // clientStmt is a named statement as one client defined it.
 type clientStmt struct {
+	name    string // the client's
 	server  string
 	tail    []byte // Parse body after the name: query, parameter count, types
 	dealloc string // the client statement it DEALLOCATEs, parsed as an empty query
@@ -513,7 +514,7 @@ func (s *session) mapParse(b *pool.Backend, kinds stmtKinds) error {
 		s.writeParse(duplicateStatement, duplicateStatementTail[:])
 		return nil
 	}
-	stmt := &clientStmt{}
+	stmt := &clientStmt{name: client}
 	if stmt.dealloc = s.deallocTarget(tail); stmt.dealloc != "" {
 		tail = emptyQueryTail[:] // a DEALLOCATE prepared by name (pgx's statement cache)
 	}
@@ -771,7 +772,7 @@ func (s *session) mapBind(b *pool.Backend, bodyLen int) (bool, error) {
 	}
 	bound := ""
 	if len(portal) == 0 {
-		bound = string(name) // a Describe of the portal tells its shape
+		bound = cs.name // a Describe of the portal tells its shape
 	}
 	s.push(request{kind: reqBind, server: cs.server, client: bound})
 	s.mu.Unlock()

@@ -433,3 +433,39 @@ func markerTable(ctx context.Context, t *testing.T, e *env, prefix string) strin
 	}
 	return table
 }
+
+// mustExec runs sql on c (a direct connection, usually), failing the test
+// on error.
+func mustExec(ctx context.Context, t *testing.T, c *pgx.Conn, sql string) {
+	t.Helper()
+	if _, err := c.Exec(ctx, sql); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+}
+
+// pidOf returns the pid of the backend c's query runs on.
+func pidOf(ctx context.Context, c *pgx.Conn) (int, error) {
+	var pid int
+	err := c.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&pid)
+	return pid, err
+}
+
+// leaveBackend terminates (through d) the backend c's last query ran on and
+// waits until c's queries run on another (the first may see the loss);
+// it returns both pids.
+func leaveBackend(ctx context.Context, t *testing.T, d, c *pgx.Conn) (oldPID, newPID int) {
+	t.Helper()
+	oldPID, err := pidOf(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustExec(ctx, t, d, fmt.Sprintf("SELECT pg_terminate_backend(%d)", oldPID))
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if pid, err := pidOf(ctx, c); err == nil && pid != oldPID {
+			return oldPID, pid
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no new backend after the old one was terminated")
+		}
+	}
+}

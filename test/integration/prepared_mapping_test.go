@@ -1221,12 +1221,7 @@ func TestPreparedShapeCheckedOnAnotherBackend(t *testing.T) {
 	e := startProxy(t, proxyOpts{size: 2})
 	ctx := testCtx(t)
 	d := e.direct(ctx)
-	setup := func(sql string) {
-		t.Helper()
-		if _, err := d.Exec(ctx, sql); err != nil {
-			t.Fatalf("%s: %v", sql, err)
-		}
-	}
+	setup := func(sql string) { t.Helper(); mustExec(ctx, t, d, sql) }
 	setup(`DROP TABLE IF EXISTS shape_changed, shape_same, shape_gone;
 		CREATE TABLE shape_changed (x int, y int, z int); INSERT INTO shape_changed VALUES (1, 2, 3);
 		CREATE TABLE shape_same (v int); INSERT INTO shape_same VALUES (7);
@@ -1251,25 +1246,13 @@ func TestPreparedShapeCheckedOnAnotherBackend(t *testing.T) {
 		DROP TABLE shape_gone;
 		GRANT ALL ON shape_changed, shape_same TO PUBLIC`)
 	// a's next transactions run on a backend that lacks its statements.
-	oldPID, err := pidOf(ctx, a)
-	if err != nil {
-		t.Fatal(err)
-	}
-	setup(fmt.Sprintf("SELECT pg_terminate_backend(%d)", oldPID))
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if pid, err := pidOf(ctx, a); err == nil && pid != oldPID {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("no new backend after the old one was terminated")
-		}
-	}
+	leaveBackend(ctx, t, d, a)
 	if err := a.QueryRow(ctx, "SELECT * FROM shape_same").Scan(&v); err != nil || v != 8 {
 		t.Fatalf("same columns, new table: %d, %v; want 8", v, err)
 	}
 	var n int
 	var b bool
-	err = a.QueryRow(ctx, "SELECT * FROM shape_changed").Scan(&x, &y, &z)
+	err := a.QueryRow(ctx, "SELECT * FROM shape_changed").Scan(&x, &y, &z)
 	if sqlState(err) != "0A000" || !strings.Contains(err.Error(), "cached plan must not change result type") {
 		t.Fatalf("statement whose table changed shape: %v; want 0A000 as on PostgreSQL", err)
 	}
@@ -1305,12 +1288,7 @@ func TestPreparedShapeCheckedOnSharedStatement(t *testing.T) {
 	e := startProxy(t, proxyOpts{size: 2})
 	ctx := testCtx(t)
 	d := e.direct(ctx)
-	setup := func(sql string) {
-		t.Helper()
-		if _, err := d.Exec(ctx, sql); err != nil {
-			t.Fatalf("%s: %v", sql, err)
-		}
-	}
+	setup := func(sql string) { t.Helper(); mustExec(ctx, t, d, sql) }
 	setup(`DROP TABLE IF EXISTS shape_shared; CREATE TABLE shape_shared (x int, y int, z int);
 		INSERT INTO shape_shared VALUES (1, 2, 3); GRANT ALL ON shape_shared TO PUBLIC`)
 	t.Cleanup(func() {
@@ -1340,17 +1318,8 @@ func TestPreparedShapeCheckedOnSharedStatement(t *testing.T) {
 		t.Fatal(err)
 	}
 	// old's backend goes away: old's next transactions run on fresh's.
-	setup(fmt.Sprintf("SELECT pg_terminate_backend(%d)", oldPID))
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if pid, err := pidOf(ctx, old); err == nil && pid != oldPID {
-			if pid != freshPID {
-				t.Skipf("old client landed on a new backend %d, not the shared one %d", pid, freshPID)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("no other backend after the old one was terminated")
-		}
+	if _, pid := leaveBackend(ctx, t, d, old); pid != freshPID {
+		t.Skipf("old client landed on a new backend %d, not the shared one %d", pid, freshPID)
 	}
 	err = old.QueryRow(ctx, query).Scan(&x, &y, &z)
 	if sqlState(err) != "0A000" {
