@@ -175,11 +175,17 @@ func (s *session) noteCarry(typ byte, bodyLen int) bool {
 	if s.txStatus != 'I' || (typ == wire.MsgQuery && (s.pending != 1 || s.unsynced)) || (typ == wire.MsgParse && s.pending != 0) {
 		return false
 	}
+	s.watchCarryLocked(carriedSet{name: name, sql: stmt})
+	return true
+}
+
+// watchCarryLocked makes set the pending SET whose replies carryReply
+// follows. Callers hold s.mu.
+func (s *session) watchCarryLocked(set carriedSet) {
 	c := &s.resetsNoted().carry
-	c.pending = carriedSet{name: name, sql: stmt}
+	c.pending = set
 	c.confirmed, c.inBlock, c.failed = false, false, false
 	s.carryWatch.Store(true)
-	return true
 }
 
 // noteCarryBindLocked is noteCarry for a Bind of the client's named
@@ -195,10 +201,7 @@ func (s *session) noteCarryBindLocked(b *pool.Backend, cs *clientStmt) {
 		b.MarkSessionState(s.id)
 		return
 	}
-	c := &s.resetsNoted().carry
-	c.pending = carriedSet{name: name, sql: stmt}
-	c.confirmed, c.inBlock, c.failed = false, false, false
-	s.carryWatch.Store(true)
+	s.watchCarryLocked(carriedSet{name: name, sql: stmt})
 	b.SettingsOwner = s.id // a SET its replay describes
 }
 
