@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"slices"
 	"time"
 
 	"go.uber.org/zap"
@@ -43,6 +44,73 @@ func (s *session) freeDatabaseFor(typ byte, bodyLen int) {
 	if closed > 0 {
 		s.log.Info("closed idle backends so the database can be dropped, renamed or copied",
 			zap.String("dbname", name), zap.Int("backends", closed))
+	}
+}
+
+// freeRolesFor closes the idle backends logged in as the roles that the
+// DROP ROLE (or USER) about to be forwarded drops: a role created again
+// under the same name is another role, and a backend of the old one would
+// give its next client "invalid role OID". Backends in use retire when
+// released.
+func (s *session) freeRolesFor(typ byte, bodyLen int) {
+	q, ok := s.peekQueryText(typ, bodyLen)
+	if !ok {
+		return
+	}
+	roles := droppedRoles(q)
+	if len(roles) == 0 {
+		return
+	}
+	target := s.pool.Options().Target
+	for _, p := range s.srv.poolList() {
+		o := p.Options()
+		if o.Target.Host == target.Host && o.Target.Port == target.Port && slices.Contains(roles, o.User) {
+			if n := p.Vacate("role-dropped", 0); n > 0 {
+				s.log.Info("closed idle backends of a role being dropped", zap.String("role", o.User), zap.Int("backends", n))
+			}
+		}
+	}
+}
+
+// droppedRoles returns the roles a DROP ROLE or DROP USER statement, the
+// query's first, names; nil for any other statement.
+func droppedRoles(q []byte) []string {
+	if i := bytes.IndexByte(q, 0); i >= 0 {
+		q = q[:i]
+	}
+	q = skipBlanksAndComments(q)
+	if !hasWordFold(q, "drop") {
+		return nil
+	}
+	q = skipBlanksAndComments(q[len("drop"):])
+	switch {
+	case hasWordFold(q, "role"):
+		q = q[len("role"):]
+	case hasWordFold(q, "user"):
+		q = q[len("user"):]
+	default:
+		return nil
+	}
+	q = skipBlanksAndComments(q)
+	if hasWordFold(q, "if") {
+		q = skipBlanksAndComments(q[len("if"):])
+		if !hasWordFold(q, "exists") {
+			return nil
+		}
+		q = skipBlanksAndComments(q[len("exists"):])
+	}
+	var roles []string
+	for {
+		name, rest := sqlIdentifier(q)
+		if name == "" {
+			return roles
+		}
+		roles = append(roles, name)
+		q = skipBlanksAndComments(rest)
+		if len(q) == 0 || q[0] != ',' {
+			return roles
+		}
+		q = skipBlanksAndComments(q[1:])
 	}
 }
 

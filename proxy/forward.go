@@ -382,6 +382,7 @@ func (s *session) forward(b *pool.Backend, typ byte, bodyLen int) (nextStep, err
 	}
 	if (typ == wire.MsgQuery || typ == wire.MsgParse) && (kinds.ddl || !s.txMode) {
 		s.freeDatabaseFor(typ, bodyLen) // DROP DATABASE and the like (dbcommand.go)
+		s.freeRolesFor(typ, bodyLen)
 	}
 	handled := false
 	if s.mapStmt {

@@ -227,3 +227,20 @@ func TestSelectsIntoTempEveryOffset(t *testing.T) {
 		}
 	}
 }
+
+func TestDroppedRoles(t *testing.T) {
+	for q, want := range map[string][]string{
+		"DROP ROLE app":                            {"app"},
+		"drop user if exists App, \"Mixed\" ;":     {"app", "Mixed"},
+		"/* c */ DROP ROLE a,b , c; CREATE ROLE a": {"a", "b", "c"},
+		"DROP ROLE IF EXISTS":                      nil,
+		"DROP ROLES x":                             nil,
+		"DROP TABLE app":                           nil,
+		"ALTER ROLE app RENAME TO b":               nil,
+		"SELECT 'DROP ROLE app'":                   nil,
+	} {
+		if got := droppedRoles([]byte(q)); !slices.Equal(got, want) {
+			t.Errorf("droppedRoles(%q) = %q, want %q", q, got, want)
+		}
+	}
+}

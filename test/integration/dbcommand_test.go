@@ -76,3 +76,44 @@ func TestDatabaseCommandsCloseIdleBackends(t *testing.T) {
 		})
 	}
 }
+
+// TestDropRoleClosesIdleBackends: a role dropped and created again under
+// the same name through pgrecycle is another role; the pooled idle backend
+// logged in as the old one is closed, so the next login as the name works
+// instead of failing with "invalid role OID" (pgjdbc's ScramTest).
+func TestDropRoleClosesIdleBackends(t *testing.T) {
+	leakCheck(t)
+	ctx := testCtx(t)
+	role := uniqueName("dropped")
+	const pw = "pw-dropped"
+	adminRole, adminPw := poolRole(ctx, t) // a superuser with a password, as backends log in as their client
+	e := startProxy(t, proxyOpts{size: 2, dbUser: "-", users: map[string]string{role: pw, adminRole: adminPw}})
+	if err := e.pg.CreateRole(ctx, role, pw, false); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.pg.Exec(context.Background(), "DROP ROLE IF EXISTS "+role) })
+	whoAmI := func() (string, error) {
+		c, err := pgx.Connect(ctx, e.dsn(role, pw, "app"))
+		if err != nil {
+			return "", err
+		}
+		defer c.Close(ctx)
+		var who string
+		err = c.QueryRow(ctx, "SELECT current_user").Scan(&who)
+		return who, err
+	}
+	if who, err := whoAmI(); err != nil || who != role {
+		t.Fatalf("before: %q, %v", who, err)
+	}
+	admin, err := pgx.Connect(ctx, e.dsn(adminRole, adminPw, "app"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	if _, err := admin.Exec(ctx, "DROP ROLE "+role+"; CREATE ROLE "+role+" LOGIN PASSWORD '"+pw+"'"); err != nil {
+		t.Fatal(err)
+	}
+	if who, err := whoAmI(); err != nil || who != role {
+		t.Fatalf("after the role was dropped and created again: %q, %v", who, err)
+	}
+}
