@@ -91,13 +91,9 @@ func droppedRoles(q []byte) []string {
 	default:
 		return nil
 	}
-	q = skipBlanksAndComments(q)
-	if hasWordFold(q, "if") {
-		q = skipBlanksAndComments(q[len("if"):])
-		if !hasWordFold(q, "exists") {
-			return nil
-		}
-		q = skipBlanksAndComments(q[len("exists"):])
+	q, ok := skipIfExists(skipBlanksAndComments(q))
+	if !ok {
+		return nil
 	}
 	var roles []string
 	for {
@@ -137,12 +133,11 @@ func blockingDatabase(q []byte) string {
 		return ""
 	}
 	q = skipBlanksAndComments(q[len("database"):])
-	if verb == "drop" && hasWordFold(q, "if") {
-		q = skipBlanksAndComments(q[len("if"):])
-		if !hasWordFold(q, "exists") {
+	if verb == "drop" {
+		var ok bool
+		if q, ok = skipIfExists(q); !ok {
 			return ""
 		}
-		q = skipBlanksAndComments(q[len("exists"):])
 	}
 	name, rest := sqlIdentifier(q)
 	switch verb {
@@ -167,6 +162,19 @@ func blockingDatabase(q []byte) string {
 		q = skipToken(q)
 	}
 	return ""
+}
+
+// skipIfExists passes a DROP's optional IF EXISTS; ok is false for an IF
+// without EXISTS.
+func skipIfExists(q []byte) (rest []byte, ok bool) {
+	if !hasWordFold(q, "if") {
+		return q, true
+	}
+	q = skipBlanksAndComments(q[len("if"):])
+	if !hasWordFold(q, "exists") {
+		return nil, false
+	}
+	return skipBlanksAndComments(q[len("exists"):]), true
 }
 
 // sqlIdentifier reads an identifier as PostgreSQL does: quoted verbatim

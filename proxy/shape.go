@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"encoding/binary"
-	"hash/fnv"
 
 	"github.com/pgrecycle/pgrecycle/pool"
 	"github.com/pgrecycle/pgrecycle/wire"
@@ -18,21 +17,31 @@ import (
 // proxy, an execution on a backend that lacks the statement prepares it
 // there afresh, and it would return rows in the new shape under the old
 // description: wrong values, or a client that cannot decode them. So the
-// shape a client was told is recorded (from its Describe), and a statement
-// prepared again for it is first described under a throwaway name; if the
-// shape differs, the Bind fails as on PostgreSQL.
+// shape a client was told is recorded (from its Describe), as is the shape
+// of each backend statement a Describe reveals; a Bind checks the two, and
+// asks the backend in a round trip of its own where its shape is unknown
+// or it lacks the statement. If they differ, the Bind fails as on
+// PostgreSQL.
 
 // shapeNoData is the shape of a statement that returns no rows.
 const shapeNoData = 1
 
 // rowShape fingerprints a RowDescription by what PostgreSQL compares:
 // column names, types and type modifiers (not the table a column came
-// from, nor its format). It returns 0 for a malformed one.
+// from, nor its format), with FNV-1a computed inline: it runs on the
+// reply path, where a hash.Hash would allocate. It returns 0 for a
+// malformed one.
 func rowShape(body []byte) uint64 {
 	if len(body) < 2 {
 		return 0
 	}
-	h := fnv.New64a()
+	const prime = 1099511628211
+	sum := uint64(14695981039346656037)
+	mix := func(b []byte) {
+		for _, c := range b {
+			sum = (sum ^ uint64(c)) * prime
+		}
+	}
 	n := int(binary.BigEndian.Uint16(body))
 	rest := body[2:]
 	for i := 0; i < n; i++ {
@@ -40,13 +49,13 @@ func rowShape(body []byte) uint64 {
 		if !ok || len(after) < 18 {
 			return 0
 		}
-		h.Write(name)
-		h.Write([]byte{0})
-		h.Write(after[6:10])  // type OID
-		h.Write(after[12:16]) // type modifier
+		mix(name)
+		sum *= prime      // the name's terminating zero byte
+		mix(after[6:10])  // type OID
+		mix(after[12:16]) // type modifier
 		rest = after[18:]
 	}
-	if sum := h.Sum64(); sum > shapeNoData {
+	if sum > shapeNoData {
 		return sum
 	}
 	return shapeNoData + 1

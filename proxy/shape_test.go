@@ -55,4 +55,8 @@ func TestRowShape(t *testing.T) {
 	if rowShape([]byte{0, 1, 'x'}) != 0 {
 		t.Error("a malformed RowDescription got a shape")
 	}
+	body := rowDescription(f{"x", 100, 23, -1, 0, 1})
+	if n := testing.AllocsPerRun(100, func() { rowShape(body) }); n != 0 {
+		t.Errorf("rowShape allocates %v times; it runs on the reply path", n)
+	}
 }
