@@ -51,7 +51,7 @@ func (s *session) copyInStarted() {
 	c := &s.copyTrack
 	if n := c.syncsBeforeEnd; n > 0 {
 		s.pending = max(0, s.pending-n)
-		if s.mapStmt {
+		if s.txMode {
 			s.dropIgnoredSyncs(n)
 		}
 		if c.extended && !c.syncAfterEnd {

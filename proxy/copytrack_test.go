@@ -16,7 +16,7 @@ func queuedKinds(s *session) []reqKind {
 // The client's stream, as attachAndMark records it with statement mapping:
 // Bind, Execute, Sync (early), then the server's CopyInResponse.
 func TestCopyInStartedForgetsEarlySyncs(t *testing.T) {
-	s := &session{mapStmt: true}
+	s := &session{txMode: true, mapStmt: true}
 	s.push(request{kind: reqBind})
 	s.copyTrack.command(true)
 	s.push(request{kind: reqExecute})
@@ -48,7 +48,7 @@ func TestCopyInStartedForgetsEarlySyncs(t *testing.T) {
 // A client that sent all of it before the CopyInResponse reached the proxy:
 // Execute, Sync, CopyData, CopyDone, Sync. Only the first Sync is ignored.
 func TestCopyInStartedAfterTheWholeCopyWasSent(t *testing.T) {
-	s := &session{mapStmt: true}
+	s := &session{txMode: true, mapStmt: true}
 	s.copyTrack.command(true)
 	s.push(request{kind: reqExecute})
 	for range 2 {

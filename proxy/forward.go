@@ -246,7 +246,7 @@ func (s *session) attachAndMark(typ byte) (b *pool.Backend, owedUnread bool, err
 		s.copyTrack.sync()
 		s.unsynced = false
 		s.flushSent = false
-		if s.mapStmt {
+		if s.txMode {
 			s.push(request{kind: reqSync})
 		}
 	case wire.MsgFlush:
@@ -385,7 +385,7 @@ func (s *session) forward(b *pool.Backend, typ byte, bodyLen int) (nextStep, err
 		s.freeRolesFor(typ, bodyLen)
 	}
 	handled := false
-	if s.mapStmt {
+	if s.txMode {
 		var err error
 		if handled, err = s.forwardMapped(b, typ, bodyLen, kinds); err != nil {
 			return nextClient, err
@@ -460,7 +460,7 @@ func (s *session) relayOne(b *pool.Backend, fatal **clientError) (result relayRe
 	if s.hiddenReplies.Load() > 0 && s.swallowHidden(b, typ, msg) {
 		return relayed
 	}
-	if s.mapStmt && typ != wire.MsgReadyForQuery {
+	if s.txMode && typ != wire.MsgReadyForQuery {
 		r, tag := s.track(b, typ, msg[wire.HeaderLen:])
 		if typ == wire.MsgErrorResponse {
 			defer s.afterSkippedError(&result)
@@ -590,7 +590,7 @@ func (s *session) readyReceived(b *pool.Backend) {
 	if s.pending > 0 {
 		s.pending--
 	}
-	if s.mapStmt {
+	if s.txMode {
 		s.completeThroughSync(b)
 	}
 	s.txStatus = b.TxStatus

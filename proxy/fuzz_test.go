@@ -176,7 +176,7 @@ func FuzzReplyTracking(f *testing.F) {
 	f.Add([]byte{1, 2, 3, 4, 5, 8, 110, 114, 115, 116, 117, 118})
 	f.Add([]byte{92, 94, 112, 95, 98, 105, 110}) // Execute, Sync, CopyIn, CopyDone, Sync, CommandComplete, ReadyForQuery
 	f.Fuzz(func(t *testing.T, ops []byte) {
-		s := &session{stmts: map[string]*clientStmt{"c": {server: "pgrecycle_x"}}, mapStmt: true}
+		s := &session{stmts: map[string]*clientStmt{"c": {server: "pgrecycle_x"}}, txMode: true, mapStmt: true}
 		b := &pool.Backend{}
 		b.Statements.Add("pgrecycle_x", 10, 0)
 		replies := []byte{'1', '2', '3', 'T', 'n', 'C', 'I', 's', 'E', 'D', 'Z', 'N', 'G'}

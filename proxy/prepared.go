@@ -430,7 +430,10 @@ func isDiscardAllTag(body []byte) bool {
 // rewriting statement names and recording what the server owes. It returns
 // false when the message needs no mapping and should be forwarded raw
 // after the request was recorded. kinds is what noteSessionSet found in a
-// Parse or Query.
+// Parse or Query. Without statement mapping (max_prepared_statements = 0)
+// named statements pass as they are, but the unnamed statement is still
+// followed across backends and the replies still matched: an error's skip
+// to the next Sync must be seen, and no client may bind another's query.
 func (s *session) forwardMapped(b *pool.Backend, typ byte, bodyLen int, kinds stmtKinds) (handled bool, err error) {
 	switch typ {
 	case wire.MsgParse:
@@ -474,7 +477,8 @@ func (s *session) mapParse(b *pool.Backend, kinds stmtKinds) error {
 	if !scanned && ok {
 		kinds = statementKinds(tail)
 	}
-	if !ok || len(name) == 0 {
+	if !ok || len(name) == 0 || !s.mapStmt {
+		// Unnamed, or named without statement mapping: forwarded as is.
 		s.mu.Lock()
 		s.push(request{kind: reqParse})
 		target := ""
@@ -494,7 +498,7 @@ func (s *session) mapParse(b *pool.Backend, kinds stmtKinds) error {
 		} else {
 			_, _ = s.sw.Write(msg)
 		}
-		if ok {
+		if ok && len(name) == 0 {
 			s.keepUnnamed(b, tail, kinds)
 		}
 		return nil
@@ -828,6 +832,12 @@ func (s *session) mapDescribeClose(b *pool.Backend, typ byte) (bool, error) {
 	}
 	s.mu.Lock()
 	cs := s.stmts[string(name)]
+	if typ == wire.MsgClose && !s.mapStmt {
+		s.push(request{kind: reqClose})
+		s.mu.Unlock()
+		_, _ = s.sw.Write(msg)
+		return true, nil
+	}
 	if typ == wire.MsgClose {
 		delete(s.stmts, string(name))
 		s.push(request{kind: reqClose})
@@ -857,7 +867,7 @@ func (s *session) mapDescribeClose(b *pool.Backend, typ byte) (bool, error) {
 func (s *session) mapQuery(b *pool.Backend, bodyLen int, kinds stmtKinds) (bool, error) {
 	// A simple query destroys the unnamed statement, the client's too.
 	b.Unnamed, s.unnamedKey = 0, 0
-	if bodyLen > 256 {
+	if bodyLen > 256 || !s.mapStmt {
 		s.mu.Lock()
 		s.push(request{kind: reqQuery})
 		s.mu.Unlock()

@@ -614,10 +614,22 @@ func TestPreparedDeallocateInFailedTransaction(t *testing.T) {
 // land on another backend; before, its Bind then ran the other client's
 // query (wrong results) or failed with 26000. The client's unnamed
 // statement is now parsed again where needed; one destroyed by a simple
-// query stays destroyed, as on PostgreSQL.
+// query stays destroyed, as on PostgreSQL. The same holds without
+// statement mapping (max_prepared_statements = 0).
 func TestUnnamedStatementAcrossRoundTrips(t *testing.T) {
 	leakCheck(t)
-	e := startProxy(t, proxyOpts{size: 1})
+	for _, mapped := range []bool{true, false} {
+		t.Run(fmt.Sprintf("mapped=%v", mapped), func(t *testing.T) {
+			opts := proxyOpts{size: 1}
+			if !mapped {
+				opts.dbExtra = "[databases.app.pool]\nmax_prepared_statements = 0\n"
+			}
+			unnamedStatementAcrossRoundTrips(t, startProxy(t, opts))
+		})
+	}
+}
+
+func unnamedStatementAcrossRoundTrips(t *testing.T, e *env) {
 	ctx := testCtx(t)
 	a, b := e.connect(ctx), e.connect(ctx)
 	if _, err := a.PgConn().Prepare(ctx, "", "SELECT 'a:' || $1::text", nil); err != nil {
@@ -1339,7 +1351,21 @@ func TestPreparedShapeCheckedOnSharedStatement(t *testing.T) {
 // AutoRollbackTestSuite hung).
 func TestQuerySkippedAfterExtendedError(t *testing.T) {
 	leakCheck(t)
-	e := startProxy(t, proxyOpts{size: 1})
+	// With statement mapping, and without (max_prepared_statements = 0,
+	// PgBouncer's old default, which pgjdbc users pair with
+	// prepareThreshold=0): the skip is tracked either way.
+	for _, mapped := range []bool{true, false} {
+		t.Run(fmt.Sprintf("mapped=%v", mapped), func(t *testing.T) {
+			opts := proxyOpts{size: 1}
+			if !mapped {
+				opts.dbExtra = "[databases.app.pool]\nmax_prepared_statements = 0\n"
+			}
+			querySkippedAfterExtendedError(t, startProxy(t, opts))
+		})
+	}
+}
+
+func querySkippedAfterExtendedError(t *testing.T, e *env) {
 	// In one write, and with the Sync in a later one, as pgjdbc's
 	// autosave sends them: the server waits for that Sync.
 	for _, split := range []bool{false, true} {
@@ -1381,7 +1407,9 @@ func TestQuerySkippedAfterExtendedError(t *testing.T) {
 		}
 		d := e.connect(testCtx(t))
 		var n int
-		if err := d.QueryRow(testCtx(t), "SELECT 3").Scan(&n); err != nil || n != 3 {
+		// Simple protocol: without statement mapping a named statement
+		// would stay on the pool's one backend for the next round.
+		if err := d.QueryRow(testCtx(t), "SELECT 3", pgx.QueryExecModeSimpleProtocol).Scan(&n); err != nil || n != 3 {
 			t.Fatalf("split %v: another client on the pool of one: %d, %v", split, n, err)
 		}
 		c.Close()
