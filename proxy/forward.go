@@ -78,7 +78,10 @@ func (s *session) loop() error {
 		}
 		if typ == wire.MsgCopyData || typ == wire.MsgCopyDone || typ == wire.MsgCopyFail {
 			s.mu.Lock()
-			ignored := s.backend == nil || s.pending == 0 && !s.copyTrack.in
+			// An Execute not yet synced may be a COPY whose CopyInResponse
+			// is still on its way: clients stream data behind it without
+			// waiting (Postgrex does).
+			ignored := s.backend == nil || s.pending == 0 && !s.unsynced && !s.copyTrack.in
 			s.mu.Unlock()
 			if ignored {
 				// The COPY already failed (its backend may even be back in

@@ -346,3 +346,89 @@ func TestPipelineWaitTimeoutThenSync(t *testing.T) {
 	}
 	expectUntilReady(t, fe)
 }
+
+// TestCopyDataBeforeCopyInResponse: a client may stream COPY data right
+// behind the Execute that starts the COPY, without waiting for the
+// server's CopyInResponse (Postgrex does; so may any pipelining client).
+// Before, pgrecycle took that data for the leftovers of a failed COPY and
+// dropped it: the server waited in copy mode for good, or, with part of
+// the data sent after another reply, the COPY lost rows and reported
+// success. Both pooling modes.
+func TestCopyDataBeforeCopyInResponse(t *testing.T) {
+	leakCheck(t)
+	forModes(t, proxyOpts{size: 1}, func(t *testing.T, e *env, mode string) {
+		table := intTable(t, e, "copyearly")
+		ctx := testCtx(t)
+
+		// Everything in one write.
+		fe, conn := e.rawFrontend(t)
+		_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+		fe.Send(&pgproto3.Parse{Query: "COPY " + table + " FROM STDIN"})
+		fe.Send(&pgproto3.Bind{})
+		fe.Send(&pgproto3.Execute{})
+		fe.Send(&pgproto3.CopyData{Data: []byte("1\n")})
+		fe.Send(&pgproto3.CopyDone{})
+		fe.Send(&pgproto3.Sync{})
+		if err := fe.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		expectType[*pgproto3.ParseComplete](t, fe)
+		expectType[*pgproto3.BindComplete](t, fe)
+		expectType[*pgproto3.CopyInResponse](t, fe)
+		if cc := expectType[*pgproto3.CommandComplete](t, fe); string(cc.CommandTag) != "COPY 1" {
+			t.Fatalf("one-write COPY: %q, want COPY 1", cc.CommandTag)
+		}
+		expectType[*pgproto3.ReadyForQuery](t, fe)
+
+		// Postgrex's savepoint pattern: the portal bound in a transaction,
+		// then SAVEPOINT, Execute and the first row in one write, the
+		// next rows right after the SAVEPOINT's ReadyForQuery.
+		fe.Send(&pgproto3.Query{String: "BEGIN"})
+		fe.Send(&pgproto3.Parse{Query: "COPY " + table + " FROM STDIN"})
+		fe.Send(&pgproto3.Bind{DestinationPortal: "copy_portal"})
+		fe.Send(&pgproto3.Sync{})
+		if err := fe.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		expectUntilReady(t, fe)
+		expectUntilReady(t, fe)
+		fe.Send(&pgproto3.Query{String: "SAVEPOINT before_copy"})
+		fe.Send(&pgproto3.Execute{Portal: "copy_portal"})
+		fe.Send(&pgproto3.CopyData{Data: []byte("2\n")})
+		if err := fe.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		expectUntilReady(t, fe) // the SAVEPOINT's
+		fe.Send(&pgproto3.CopyData{Data: []byte("3\n")})
+		fe.Send(&pgproto3.CopyData{Data: []byte("4\n")})
+		if err := fe.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		fe.Send(&pgproto3.CopyDone{})
+		fe.Send(&pgproto3.Query{String: "RELEASE SAVEPOINT before_copy"})
+		if err := fe.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		expectType[*pgproto3.CopyInResponse](t, fe)
+		if cc := expectType[*pgproto3.CommandComplete](t, fe); string(cc.CommandTag) != "COPY 3" {
+			t.Fatalf("savepoint COPY: %q, want COPY 3 (rows dropped)", cc.CommandTag)
+		}
+		expectUntilReady(t, fe) // RELEASE
+		fe.Send(&pgproto3.Sync{})
+		fe.Send(&pgproto3.Query{String: "COMMIT"})
+		if err := fe.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		expectUntilReady(t, fe)
+		expectUntilReady(t, fe)
+
+		var n, sum int
+		if err := e.direct(ctx).QueryRow(ctx, "SELECT count(*), sum(i) FROM "+table).Scan(&n, &sum); err != nil || n != 4 || sum != 10 {
+			t.Fatalf("table holds %d rows summing to %d (%v), want 4 and 10", n, sum, err)
+		}
+		fe.Send(&pgproto3.Terminate{})
+		_ = fe.Flush()
+		_ = conn.Close()
+		assertBackendFree(ctx, t, e)
+	})
+}
