@@ -448,7 +448,8 @@ type stmtKinds struct {
 	path, pathLocal bool
 	// pin: it may leave what only this client may use and what must last
 	// beyond its transaction (a session-level advisory lock, a cursor WITH
-	// HOLD, a temporary table): the client keeps the backend (pin.go).
+	// HOLD, a temporary table, a LISTEN; a DO block may): the client keeps
+	// the backend while pinCheckSQL finds any (pin.go).
 	pin bool
 	// dealloc: a statement starts with DEALLOCATE.
 	dealloc bool
@@ -508,8 +509,13 @@ func (k *stmtKinds) add(stmt []byte, calls sessionMentions) {
 		k.set, k.pin = true, true
 	case isSessionSet(stmt):
 		k.set = true
-		// A DO block may run DDL (migrations do), out of sight.
-		k.ddl = k.ddl || hasWordFold(stmt, "do")
+		if hasWordFold(stmt, "do") {
+			// A DO block may run DDL (migrations do), LISTEN (Postgrex
+			// re-listens that way), create a temporary table or take an
+			// advisory lock, out of sight: the pin check at the end of
+			// the transaction finds out whether it left anything.
+			k.ddl, k.pin = true, true
+		}
 	case calls.settingsView && hasWordFold(stmt, "update") && containsFold(stmt, "pg_settings"):
 		k.set = true // UPDATE pg_settings SET setting = ...: a SET
 	case hasWordFold(stmt, "alter") || hasWordFold(stmt, "drop") || hasWordFold(stmt, "create") ||

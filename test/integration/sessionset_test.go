@@ -703,6 +703,49 @@ func TestListenTransactionPooling(t *testing.T) {
 	}
 }
 
+// TestListenInDoBlockTransactionPooling: a LISTEN inside a DO block
+// (Postgrex's notifications re-listen that way after a reconnect) pins the
+// backend as a plain LISTEN does. Before, the block was only reset away:
+// the listener silently lost its channel. A DO block that leaves nothing
+// behind gives the backend back at the end of its transaction.
+func TestListenInDoBlockTransactionPooling(t *testing.T) {
+	leakCheck(t)
+	e := startProxy(t, proxyOpts{mode: "transaction", size: 2})
+	ctx := testCtx(t)
+	listener, other := e.connect(ctx), e.connect(ctx)
+	if _, err := listener.Exec(ctx, `DO $$BEGIN LISTEN "do_jobs"; END$$`); err != nil {
+		t.Fatal(err)
+	}
+	// The other client takes a backend in between, as a busy pool would.
+	if _, err := other.Exec(ctx, "SELECT 1"); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ {
+		if _, err := other.Exec(ctx, "SELECT pg_notify('do_jobs', $1)", fmt.Sprint("job ", i)); err != nil {
+			t.Fatal(err)
+		}
+		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		n, err := listener.WaitForNotification(wctx)
+		cancel()
+		if err != nil || n.Channel != "do_jobs" || n.Payload != fmt.Sprint("job ", i) {
+			t.Fatalf("notification %d after LISTEN in a DO block: %+v, %v", i, n, err)
+		}
+	}
+
+	// Nothing left behind: a pool of one serves the next client at once.
+	single := startProxy(t, proxyOpts{mode: "transaction", size: 1})
+	a, b := single.connect(ctx), single.connect(ctx)
+	if _, err := a.Exec(ctx, "DO $$BEGIN PERFORM 1; END$$"); err != nil {
+		t.Fatal(err)
+	}
+	qctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	var one int
+	if err := b.QueryRow(qctx, "SELECT 1").Scan(&one); err != nil {
+		t.Fatalf("a DO block that left nothing kept the backend: %v", err)
+	}
+}
+
 // TestListenExtendedSplitTransactionPooling: a LISTEN sent with the
 // extended protocol, its messages in separate writes (asyncpg's
 // add_listener), pins the backend from the reply pump; the idle listener
