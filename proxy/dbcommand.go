@@ -3,8 +3,10 @@ package proxy
 import (
 	"bytes"
 	"slices"
+	"strings"
 	"time"
 
+	"github.com/pgrecycle/pgrecycle/wire"
 	"go.uber.org/zap"
 )
 
@@ -230,4 +232,22 @@ func skipToken(q []byte) []byte {
 		return q[i:]
 	}
 	return q[1:]
+}
+
+// isDroppedRoleError recognises the error of a backend whose role was
+// dropped (by a DROP ROLE run outside pgrecycle) while it was logged in:
+// PostgreSQL can no longer name the session's user.
+func isDroppedRoleError(body []byte) bool {
+	return strings.HasPrefix(wire.ErrorMessage(body), "invalid role OID")
+}
+
+// vacateDroppedRole closes the pool's backends once one shows its role is
+// gone: they all logged in as that role, and each would fail every client
+// it serves, the same way, until it retired (a role created again under
+// the same name is another role). The client that saw the error keeps its
+// backend until it releases it.
+func (s *session) vacateDroppedRole() {
+	if n := s.pool.Vacate("role-dropped", 0); n > 0 {
+		s.log.Warn("closed the backends of a role dropped outside pgrecycle", zap.Int("backends", n))
+	}
 }

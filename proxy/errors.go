@@ -24,6 +24,7 @@ const (
 	codeInsufficientPriv           = "42501"
 	codeObjectNotInState           = "55000"
 	codeDuplicatePreparedStatement = "42P05"
+	codeUndefinedObject            = "42704"
 	codeInvalidParameterValue      = "22023"
 )
 

@@ -555,6 +555,9 @@ func (s *session) relayOne(b *pool.Backend, fatal **clientError) (result relayRe
 		s.copyInFailed()
 		s.mu.Unlock()
 		code, severity := wire.ErrorCode(msg[wire.HeaderLen:])
+		if string(code) == codeUndefinedObject && isDroppedRoleError(msg[wire.HeaderLen:]) {
+			s.vacateDroppedRole()
+		}
 		if string(severity) == "FATAL" || string(severity) == "PANIC" {
 			// The server is about to close this connection. In
 			// transaction pooling the client's session survives: it is

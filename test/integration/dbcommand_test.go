@@ -117,3 +117,52 @@ func TestDropRoleClosesIdleBackends(t *testing.T) {
 		t.Fatalf("after the role was dropped and created again: %q, %v", who, err)
 	}
 }
+
+// TestDroppedRoleOutsideClosesBackends: a role dropped and created again
+// directly on PostgreSQL, not through pgrecycle, leaves backends logged in
+// as the old role, which fail with "invalid role OID" (42704). The first
+// such error closes the pool's backends: before, every later client of
+// them failed the same way until they retired (an hour by default).
+func TestDroppedRoleOutsideClosesBackends(t *testing.T) {
+	leakCheck(t)
+	for _, mode := range poolModes() {
+		t.Run(mode, func(t *testing.T) { droppedRoleOutside(t, mode) })
+	}
+}
+
+func droppedRoleOutside(t *testing.T, mode string) {
+	ctx := testCtx(t)
+	role := uniqueName("dropout")
+	const pw = "pw-dropout"
+	e := startProxy(t, proxyOpts{mode: mode, size: 2, dbUser: "-", users: map[string]string{role: pw}})
+	if err := e.pg.CreateRole(ctx, role, pw, false); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.pg.Exec(context.Background(), "DROP ROLE IF EXISTS "+role) })
+	whoAmI := func() (string, error) {
+		c, err := pgx.Connect(ctx, e.dsn(role, pw, "app"))
+		if err != nil {
+			return "", err
+		}
+		defer c.Close(ctx)
+		var who string
+		err = c.QueryRow(ctx, "SELECT current_user").Scan(&who)
+		return who, err
+	}
+	if who, err := whoAmI(); err != nil || who != role {
+		t.Fatalf("before: %q, %v", who, err)
+	}
+	if err := e.pg.Exec(ctx, "DROP ROLE "+role+"; CREATE ROLE "+role+" LOGIN PASSWORD '"+pw+"'"); err != nil {
+		t.Fatal(err)
+	}
+	// The first client may see the stale backend's error, as it would
+	// through any pooler; the next ones must not.
+	if _, err := whoAmI(); err != nil && sqlState(err) != "42704" {
+		t.Fatalf("first login after the role was recreated: %v", err)
+	}
+	for i := 0; i < 3; i++ {
+		if who, err := whoAmI(); err != nil || who != role {
+			t.Fatalf("login %d after the role was recreated: %q, %v", i+2, who, err)
+		}
+	}
+}
