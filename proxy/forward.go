@@ -1099,9 +1099,11 @@ func (s *session) sendErrorDetached(ce *clientError) {
 func (s *session) armIdleDeadline() (detached bool) {
 	opts := &s.pool.Options().Pool // not a copy: once per batch
 	s.mu.Lock()
-	attached := s.backend != nil
+	b := s.backend
+	attached := b != nil
 	inTx := attached && s.pending == 0 && !s.unsynced && s.txStatus != 'I' && s.txStatus != 0
-	idleSession := attached && (!s.txMode || s.backend.Pinned.Load()) && s.pending == 0 && !s.unsynced && s.txStatus == 'I'
+	idleSession := attached && (!s.txMode || b.Pinned.Load()) && s.pending == 0 && !s.unsynced && s.txStatus == 'I'
+	pinnedUnread := idleSession && s.txMode && !s.pumping && b.R.Buffered() > 0
 	s.mu.Unlock()
 	var limit time.Duration
 	switch {
@@ -1132,8 +1134,17 @@ func (s *session) armIdleDeadline() (detached bool) {
 	// may be waiting for notifications, which are looked for more often.
 	watch := inTx && s.txMode || pinnedIdle
 	interval := backendWatchInterval
-	if pinnedIdle {
+	watchSocket := false
+	switch {
+	case pinnedUnread:
+		interval = 0 // a notification came with the last reply
+	case pinnedIdle && s.srv.parked != nil:
+		watchSocket = true // the watcher wakes the wait (pinwatch.go)
+	case pinnedIdle:
 		interval = pinnedWatchInterval
+	}
+	if !watchSocket {
+		s.unwatchPinnedBackend()
 	}
 	switch {
 	case limit > 0:
@@ -1151,6 +1162,11 @@ func (s *session) armIdleDeadline() (detached bool) {
 	case s.armed && !s.watchArmed:
 		_ = s.conn.SetReadDeadline(time.Time{})
 		s.armed = false
+	}
+	// Armed after the deadline, which a report at once must override.
+	if watchSocket && !s.watchPinnedBackend(b) {
+		_ = s.conn.SetReadDeadline(time.Now().Add(pinnedWatchInterval))
+		s.armed, s.watchArmed = true, limit <= 0
 	}
 	return !attached
 }

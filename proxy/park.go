@@ -34,6 +34,9 @@ type parkSet struct {
 	mu    sync.Mutex
 	byTok map[uint64]*session
 	next  uint64
+	// backendRC: the sockets of pinned backends watched for their idle
+	// clients (pinwatch.go), by token.
+	backendRC map[uint64]syscall.RawConn
 
 	readers sync.Pool // *wire.Reader, empty, of parked clients
 }
@@ -52,7 +55,7 @@ func newParkSet(log *zap.Logger) *parkSet {
 		log.Info("idle clients will not be parked", zap.Error(err))
 		return nil
 	}
-	return &parkSet{w: w, log: log, byTok: make(map[uint64]*session)}
+	return &parkSet{w: w, log: log, byTok: make(map[uint64]*session), backendRC: make(map[uint64]syscall.RawConn)}
 }
 
 // size is the number of parked clients.
@@ -62,7 +65,7 @@ func (p *parkSet) size() int {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return len(p.byTok)
+	return len(p.byTok) - len(p.backendRC)
 }
 
 // add registers s under a fresh token and watches its socket; the caller
@@ -70,7 +73,7 @@ func (p *parkSet) size() int {
 func (p *parkSet) add(s *session, rc syscall.RawConn) (uint64, error) {
 	p.mu.Lock()
 	p.next++
-	tok := p.next
+	tok := p.next &^ backendWatchBit
 	p.byTok[tok] = s
 	p.mu.Unlock()
 	if err := p.w.Watch(rc, tok); err != nil {
@@ -99,7 +102,11 @@ func (srv *Server) runParkSet(sweep time.Duration) {
 		p.mu.Lock()
 		s := p.byTok[tok]
 		p.mu.Unlock()
-		if s != nil {
+		switch {
+		case s == nil:
+		case tok&backendWatchBit != 0:
+			s.wakeForBackend()
+		default:
 			s.unpark()
 		}
 	}
@@ -173,6 +180,18 @@ func (srv *Server) sessionList() []*session {
 // ParkedClients reports how many idle clients wait without a goroutine.
 func (srv *Server) ParkedClients() int { return srv.parked.size() }
 
+// WatchedPinnedBackends reports how many clients idle on a backend they
+// keep wait for it to speak through the watcher (pinwatch.go).
+func (srv *Server) WatchedPinnedBackends() int {
+	p := srv.parked
+	if p == nil {
+		return 0
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.backendRC)
+}
+
 // tryPark parks the session if it may: plaintext socket, no backend, nothing
 // buffered, the server running. On true the calling goroutine must return
 // without touching the session again.
@@ -182,6 +201,7 @@ func (s *session) tryPark() bool {
 		s.cr.Buffered() != 0 || s.cw.Buffered() != 0 {
 		return false
 	}
+	s.unwatchPinnedBackend()
 	sc, ok := s.conn.(syscall.Conn)
 	if !ok {
 		return false

@@ -180,6 +180,9 @@ type session struct {
 	parkRC      syscall.RawConn
 	resumed     bool
 	canPark     bool // plaintext socket, not the admin console (client goroutine only)
+	// backendWatched: the park set's watcher watches the backend this
+	// client keeps while it idles (pinwatch.go; client goroutine only).
+	backendWatched bool
 }
 
 // clientReader reads from the client, retrying reads that a deadline cut
@@ -336,6 +339,7 @@ func (s *session) serve() {
 		if err == errParked {
 			return
 		}
+		s.unwatchPinnedBackend()
 		s.finish()
 	}
 	defer s.ended()

@@ -703,6 +703,59 @@ func TestListenTransactionPooling(t *testing.T) {
 	}
 }
 
+// TestListenWatchedNotPolled: a listening client idle between
+// transactions on the backend it keeps waits for that backend's socket to
+// speak, through the park set's watcher, instead of waking every 50 ms to
+// look; the watch ends when the client stops keeping the backend, and with
+// the session.
+func TestListenWatchedNotPolled(t *testing.T) {
+	leakCheck(t)
+	e := startProxy(t, proxyOpts{mode: "transaction", size: 2})
+	ctx := testCtx(t)
+	watched := func(want int) {
+		t.Helper()
+		deadline := time.Now().Add(3 * time.Second)
+		for e.srv.WatchedPinnedBackends() != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d pinned backends watched, want %d", e.srv.WatchedPinnedBackends(), want)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	listener, other := e.connect(ctx), e.connect(ctx)
+	if _, err := listener.Exec(ctx, "LISTEN watched"); err != nil {
+		t.Fatal(err)
+	}
+	watched(1)
+	if n := e.srv.ParkedClients(); n != 0 {
+		t.Fatalf("%d parked clients: the watch is not a parked client", n)
+	}
+	for i := 0; i < 3; i++ {
+		if _, err := other.Exec(ctx, "SELECT pg_notify('watched', $1)", fmt.Sprint(i)); err != nil {
+			t.Fatal(err)
+		}
+		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		n, err := listener.WaitForNotification(wctx)
+		cancel()
+		if err != nil || n.Payload != fmt.Sprint(i) {
+			t.Fatalf("notification %d: %+v, %v", i, n, err)
+		}
+		watched(1) // armed again for the next one
+	}
+	if _, err := listener.Exec(ctx, "UNLISTEN watched"); err != nil {
+		t.Fatal(err)
+	}
+	watched(0)
+	if _, err := listener.Exec(ctx, "LISTEN watched"); err != nil {
+		t.Fatal(err)
+	}
+	watched(1)
+	if err := listener.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	watched(0)
+}
+
 // TestListenInDoBlockTransactionPooling: a LISTEN inside a DO block
 // (Postgrex's notifications re-listen that way after a reconnect) pins the
 // backend as a plain LISTEN does. Before, the block was only reset away:
