@@ -1,6 +1,9 @@
 package pool
 
-import "container/list"
+import (
+	"container/list"
+	"slices"
+)
 
 // StatementSet is the set of proxy-named prepared statements that exist on
 // one backend, in least-recently-used order, bounded by
@@ -142,6 +145,21 @@ func (s *StatementSet) RemoveFailed(name string, batch uint64) {
 func (s *StatementSet) Clear() {
 	s.byName = nil
 	s.order.Init()
+}
+
+// ClearExcept forgets everything but the statements named in keep (those
+// parsed after a DISCARD ALL the server has just answered).
+func (s *StatementSet) ClearExcept(keep []string) {
+	if len(keep) == 0 {
+		s.Clear()
+		return
+	}
+	for name, e := range s.byName {
+		if !slices.Contains(keep, name) {
+			s.order.Remove(e)
+			delete(s.byName, name)
+		}
+	}
 }
 
 // Len is the number of statements on the backend.

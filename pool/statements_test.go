@@ -195,3 +195,21 @@ func TestStatementShape(t *testing.T) {
 		t.Fatal("a removed statement's shape came back")
 	}
 }
+
+func TestStatementSetClearExcept(t *testing.T) {
+	var s StatementSet
+	for _, name := range []string{"a", "b", "c"} {
+		s.Add(name, 10, 0)
+	}
+	s.ClearExcept([]string{"c"})
+	if s.Len() != 1 || !s.Has("c") || s.Has("a") || s.Has("b") {
+		t.Fatalf("after ClearExcept(c): %d statements, has a %v b %v c %v", s.Len(), s.Has("a"), s.Has("b"), s.Has("c"))
+	}
+	if evicted := s.Add("d", 1, 0); len(evicted) != 1 || evicted[0] != "c" {
+		t.Fatalf("the LRU order survives: evicted %v, want [c]", evicted)
+	}
+	s.ClearExcept(nil)
+	if s.Len() != 0 {
+		t.Fatalf("ClearExcept(nil) left %d", s.Len())
+	}
+}

@@ -276,12 +276,12 @@ func (s *session) track(b *pool.Backend, typ byte, body []byte) (reply, string) 
 	defer s.mu.Unlock()
 	h := s.head()
 	if typ == 'C' && body != nil && isDiscardAllTag(body) {
-		// Sent with the extended protocol (the simple one is rewritten by
-		// mapQuery): the backend's statements and the client's are gone.
-		b.Statements.Clear()
+		// The server ran it (DISCARD ALL, or a DEALLOCATE ALL that must
+		// reach SQL PREPAREs): the backend's statements and the client's
+		// are gone, but for those parsed after it in the stream.
+		s.forgetDiscarded(b)
 		b.SetProxySet(nil)
 		b.SQLPrepared = false
-		s.stmts = nil
 	}
 	if h == nil {
 		return replyForward, ""
@@ -408,6 +408,35 @@ func (s *session) track(b *pool.Backend, typ byte, body []byte) (reply, string) 
 	return replyForward, ""
 }
 
+// forgetDiscarded forgets the statements a DISCARD ALL or DEALLOCATE ALL
+// that the server just ran dropped: all but those whose Parse follows it in
+// the stream, which the server prepares afterwards (the head of the queue
+// is the request it answers). Callers hold s.mu.
+func (s *session) forgetDiscarded(b *pool.Backend) {
+	var keep []string
+	var later map[string]*clientStmt
+	for i := s.reqHead + 1; i < len(s.reqs); i++ {
+		r := &s.reqs[i]
+		switch r.kind {
+		case reqParse, reqParseHidden:
+			if r.server != "" {
+				keep = append(keep, r.server)
+			}
+		case reqParseViaClose, reqParseProbe:
+		default:
+			continue
+		}
+		if cs := s.stmts[r.client]; r.client != "" && cs != nil && cs.server == r.server {
+			if later == nil {
+				later = make(map[string]*clientStmt)
+			}
+			later[r.client] = cs
+		}
+	}
+	b.Statements.ClearExcept(keep)
+	s.stmts = later
+}
+
 // completeThroughSync pops the request a ReadyForQuery answers, and any
 // left unanswered before it. Callers hold s.mu.
 func (s *session) completeThroughSync(b *pool.Backend) {
@@ -483,7 +512,7 @@ func (s *session) mapParse(b *pool.Backend, kinds stmtKinds) error {
 		s.push(request{kind: reqParse})
 		target := ""
 		if ok {
-			target = s.deallocTarget(tail)
+			target = s.deallocTarget(b, tail)
 		}
 		s.unnamedDealloc = target
 		s.mu.Unlock()
@@ -519,7 +548,7 @@ func (s *session) mapParse(b *pool.Backend, kinds stmtKinds) error {
 		return nil
 	}
 	stmt := &clientStmt{name: client}
-	if stmt.dealloc = s.deallocTarget(tail); stmt.dealloc != "" {
+	if stmt.dealloc = s.deallocTarget(b, tail); stmt.dealloc != "" {
 		tail = emptyQueryTail[:] // a DEALLOCATE prepared by name (pgx's statement cache)
 	}
 	stmt.tail = append([]byte(nil), tail...)
@@ -984,12 +1013,16 @@ func (s *session) sendEmptyQuery() error {
 	return nil
 }
 
-// deallocTarget returns the client statement an unnamed Parse's query
-// deallocates, or "" when it is anything else or names no statement of the
-// client's (the server then answers it, with 26000 if it is unknown there
-// too). Callers hold s.mu.
-func (s *session) deallocTarget(tail []byte) string {
-	if len(s.stmts) == 0 || !startsWithDeallocate(tail) {
+// deallocTarget returns the client statement a Parse's query deallocates,
+// deallocAll for DEALLOCATE ALL, or "" when it is anything else or names
+// no statement of the client's (the server then answers it, with 26000 if
+// it is unknown there too). Like the simple-query DEALLOCATE (mapQuery) it
+// acts on the client's statements only: run on the server, DEALLOCATE ALL
+// would also drop the shared statements that Parses later in the stream
+// count on. Only SQL PREPAREs on the backend need the server's. Callers
+// hold s.mu.
+func (s *session) deallocTarget(b *pool.Backend, tail []byte) string {
+	if !s.mapStmt || !startsWithDeallocate(tail) {
 		return "" // almost every Parse: decided without scanning the query
 	}
 	query, _, ok := wire.CString(tail)
@@ -997,11 +1030,22 @@ func (s *session) deallocTarget(tail []byte) string {
 		return ""
 	}
 	target, all, isDealloc, _ := parseStatementReset(query)
-	if !isDealloc || all || s.stmts[target] == nil {
+	switch {
+	case !isDealloc:
+		return ""
+	case all && b.SQLPrepared:
+		return ""
+	case all:
+		return deallocAll
+	case s.stmts[target] == nil:
 		return ""
 	}
 	return target
 }
+
+// deallocAll is deallocTarget's answer for DEALLOCATE ALL (no statement
+// name holds a NUL).
+const deallocAll = "\x00all"
 
 // markExecuteDeallocate records an Execute: of the unnamed portal bound
 // from a rewritten DEALLOCATE, its EmptyQueryResponse is shown as
@@ -1015,6 +1059,12 @@ func (s *session) markExecuteDeallocate() error {
 	s.mu.Lock()
 	if peek[wire.HeaderLen] == 0 { // the unnamed portal
 		r = request{kind: reqExecuteDeallocate, client: s.portalDealloc, tag: "DEALLOCATE"}
+		if r.client == deallocAll {
+			// The statements parsed before it in the stream go; those
+			// parsed after it stay, as on the server.
+			r.client, r.tag = "", "DEALLOCATE ALL"
+			s.stmts = nil
+		}
 	}
 	s.push(r)
 	s.mu.Unlock()

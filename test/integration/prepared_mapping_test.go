@@ -1415,3 +1415,97 @@ func querySkippedAfterExtendedError(t *testing.T, e *env) {
 		c.Close()
 	}
 }
+
+// TestPreparedDeallocateAllInStream: DEALLOCATE ALL and DISCARD ALL sent
+// with the extended protocol, with Parses after them in the same stream
+// (found with the spqr/Odyssey protocol tests). DEALLOCATE ALL now acts on
+// the client's statements, as the simple-query one does; a DISCARD ALL the
+// server runs forgets only the statements parsed before it. Before, the
+// backend's record lost the statements parsed after it, which the server
+// had: every later client parsing the same text there got 42P05 until the
+// backend retired.
+func TestPreparedDeallocateAllInStream(t *testing.T) {
+	leakCheck(t)
+	e := startProxy(t, proxyOpts{size: 1})
+	// replies sends msgs and returns the reply types (error codes for
+	// ErrorResponse, tags for CommandComplete) through n ReadyForQuery.
+	replies := func(fe *pgproto3.Frontend, n int, msgs ...pgproto3.FrontendMessage) string {
+		t.Helper()
+		for _, m := range msgs {
+			fe.Send(m)
+		}
+		if err := fe.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for n > 0 {
+			m, err := fe.Receive()
+			if err != nil {
+				t.Fatalf("after %v: %v", got, err)
+			}
+			switch m := m.(type) {
+			case *pgproto3.ErrorResponse:
+				got = append(got, "E"+m.Code)
+			case *pgproto3.CommandComplete:
+				got = append(got, "C:"+string(m.CommandTag))
+			case *pgproto3.DataRow:
+				got = append(got, "D:"+string(m.Values[0]))
+			case *pgproto3.ReadyForQuery:
+				got = append(got, "Z")
+				n--
+			default:
+				got = append(got, strings.TrimPrefix(fmt.Sprintf("%T", m), "*pgproto3."))
+			}
+		}
+		return strings.Join(got, " ")
+	}
+	execute := func(stmt string) []pgproto3.FrontendMessage {
+		return []pgproto3.FrontendMessage{&pgproto3.Bind{PreparedStatement: stmt}, &pgproto3.Execute{}}
+	}
+	msgs := func(parts ...[]pgproto3.FrontendMessage) []pgproto3.FrontendMessage {
+		var all []pgproto3.FrontendMessage
+		for _, p := range parts {
+			all = append(all, p...)
+		}
+		return all
+	}
+	parse := func(name, query string) []pgproto3.FrontendMessage {
+		return []pgproto3.FrontendMessage{&pgproto3.Parse{Name: name, Query: query}}
+	}
+	sync := []pgproto3.FrontendMessage{&pgproto3.Sync{}}
+	check := func(what, got, want string) {
+		t.Helper()
+		if got != want {
+			t.Errorf("%s:\n got %s\nwant %s", what, got, want)
+		}
+	}
+
+	a, ca := e.rawFrontend(t)
+	defer ca.Close()
+	check("DEALLOCATE ALL, then a Parse, in one batch",
+		replies(a, 1, msgs(parse("r", "DEALLOCATE ALL"), execute("r"), parse("x", "SELECT 4242"), execute("x"), sync)...),
+		"ParseComplete BindComplete C:DEALLOCATE ALL ParseComplete BindComplete D:4242 C:SELECT 1 Z")
+	check("the statement parsed after it", replies(a, 1, msgs(execute("x"), sync)...), "BindComplete D:4242 C:SELECT 1 Z")
+	check("the DEALLOCATE ALL statement itself", replies(a, 1, msgs(execute("r"), sync)...), "E26000 Z")
+	b, cb := e.rawFrontend(t) // the pool's one backend
+	defer cb.Close()
+	check("another client parsing the same text",
+		replies(b, 1, msgs(parse("y", "SELECT 4242"), execute("y"), sync)...),
+		"ParseComplete BindComplete D:4242 C:SELECT 1 Z")
+
+	check("DISCARD ALL, then a Parse, in one batch",
+		replies(a, 1, msgs(parse("", "DISCARD ALL"), execute(""), parse("z", "SELECT 4343"), execute("z"), sync)...),
+		"ParseComplete BindComplete C:DISCARD ALL ParseComplete BindComplete D:4343 C:SELECT 1 Z")
+	check("the statement parsed after DISCARD ALL", replies(a, 1, msgs(execute("z"), sync)...), "BindComplete D:4343 C:SELECT 1 Z")
+	check("a statement parsed before DISCARD ALL", replies(a, 1, msgs(execute("x"), sync)...), "E26000 Z")
+	check("another client parsing the text after DISCARD ALL",
+		replies(b, 1, msgs(parse("w", "SELECT 4343"), execute("w"), sync)...),
+		"ParseComplete BindComplete D:4343 C:SELECT 1 Z")
+
+	c, cc := e.rawFrontend(t)
+	defer cc.Close()
+	check("a statement deallocated earlier in the pipeline",
+		replies(c, 2, msgs(parse("remover", "DEALLOCATE ALL"), parse("pstmt", "SELECT 42"), execute("pstmt"),
+			execute("remover"), sync, execute("pstmt"), sync)...),
+		"ParseComplete ParseComplete BindComplete D:42 C:SELECT 1 BindComplete C:DEALLOCATE ALL Z E26000 Z")
+}
