@@ -36,7 +36,7 @@ type parkSet struct {
 	next  uint64
 	// backendRC: the sockets of pinned backends watched for their idle
 	// clients (pinwatch.go), by token.
-	backendRC map[uint64]syscall.RawConn
+	backendRC map[uint64]watchedBackend
 
 	readers sync.Pool // *wire.Reader, empty, of parked clients
 }
@@ -55,7 +55,7 @@ func newParkSet(log *zap.Logger) *parkSet {
 		log.Info("idle clients will not be parked", zap.Error(err))
 		return nil
 	}
-	return &parkSet{w: w, log: log, byTok: make(map[uint64]*session), backendRC: make(map[uint64]syscall.RawConn)}
+	return &parkSet{w: w, log: log, byTok: make(map[uint64]*session), backendRC: make(map[uint64]watchedBackend)}
 }
 
 // size is the number of parked clients.

@@ -19,6 +19,13 @@ import (
 // clients' tokens never have it.
 const backendWatchBit = 1 << 63
 
+// watchedBackend is the socket of a watched pinned backend, and which
+// backend it is.
+type watchedBackend struct {
+	rc      syscall.RawConn
+	backend uint64 // pool.Backend.ID
+}
+
 // backendWatchToken is the session's token for its backend's watch.
 func (s *session) backendWatchToken() uint64 { return s.id | backendWatchBit }
 
@@ -32,9 +39,12 @@ func (s *session) watchPinnedBackend(b *pool.Backend) bool {
 	tok := s.backendWatchToken()
 	if s.backendWatched {
 		p.mu.Lock()
-		rc := p.backendRC[tok]
+		w := p.backendRC[tok]
 		p.mu.Unlock()
-		return rc != nil && p.w.Watch(rc, tok) == nil // re-arm: the last report used it up
+		if w.backend == b.ID && w.rc != nil {
+			return p.w.Watch(w.rc, tok) == nil // re-arm: the last report used it up
+		}
+		s.unwatchPinnedBackend() // another backend since (pipelined transactions)
 	}
 	sc, ok := b.Conn.(syscall.Conn)
 	if !ok {
@@ -46,7 +56,7 @@ func (s *session) watchPinnedBackend(b *pool.Backend) bool {
 	}
 	p.mu.Lock()
 	p.byTok[tok] = s
-	p.backendRC[tok] = rc
+	p.backendRC[tok] = watchedBackend{rc: rc, backend: b.ID}
 	p.mu.Unlock()
 	s.backendWatched = true
 	if err := p.w.Watch(rc, tok); err != nil {
@@ -66,12 +76,12 @@ func (s *session) unwatchPinnedBackend() {
 	p := s.srv.parked
 	tok := s.backendWatchToken()
 	p.mu.Lock()
-	rc := p.backendRC[tok]
+	w := p.backendRC[tok]
 	delete(p.backendRC, tok)
 	delete(p.byTok, tok)
 	p.mu.Unlock()
-	if rc != nil {
-		p.w.Unwatch(rc)
+	if w.rc != nil {
+		p.w.Unwatch(w.rc)
 	}
 }
 
