@@ -129,8 +129,11 @@ func (s *session) noteSessionSet(b *pool.Backend, typ byte, bodyLen int) stmtKin
 		// Statements shared on backends may no longer match the tables:
 		// once it commits, clients' next Parses get fresh ones, as a
 		// fresh Parse on PostgreSQL never fails with "cached plan must
-		// not change result type".
+		// not change result type". The client's own next Parses, in the
+		// transaction that runs it, need fresh ones at once (Rails
+		// re-prepares after a migration's ALTER TABLE in one).
 		s.ddlSeen.Store(true)
+		s.pool.InvalidateStatements()
 	}
 	s.noteReset(b, typ, bodyLen, k.reset)
 	return k

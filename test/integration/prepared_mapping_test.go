@@ -1509,3 +1509,52 @@ func TestPreparedDeallocateAllInStream(t *testing.T) {
 			execute("remover"), sync, execute("pstmt"), sync)...),
 		"ParseComplete ParseComplete BindComplete D:42 C:SELECT 1 BindComplete C:DEALLOCATE ALL Z E26000 Z")
 }
+
+// TestPreparedReparseAfterDDLInTransaction: a statement parsed again after
+// an ALTER TABLE in the same transaction is a fresh one, as on PostgreSQL
+// (Rails' query cache test after a migration). Before, the new Parse got
+// the shared statement prepared before the ALTER, and its execution failed
+// with 0A000 "cached plan must not change result type" in a transaction
+// the client could not retry.
+func TestPreparedReparseAfterDDLInTransaction(t *testing.T) {
+	leakCheck(t)
+	e := startProxy(t, proxyOpts{size: 1})
+	ctx := testCtx(t)
+	table := uniqueName("reparse")
+	dropTable(t, e, table)
+	d := e.direct(ctx)
+	if _, err := d.Exec(ctx, "CREATE TABLE "+table+" (id int, title varchar(40)); INSERT INTO "+table+" VALUES (1, 'a')"); err != nil {
+		t.Fatal(err)
+	}
+	c := e.connect(ctx).PgConn()
+	query := "SELECT * FROM " + table + " WHERE id = $1"
+	run := func(name string) *pgconn.Result {
+		if _, err := c.Prepare(ctx, name, query, nil); err != nil {
+			t.Fatalf("Prepare %s: %v", name, err)
+		}
+		return c.ExecPrepared(ctx, name, [][]byte{[]byte("1")}, nil, nil).Read()
+	}
+	// Prepared before the transaction, then again inside it after the DDL.
+	if r := run("before"); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	if err := c.Exec(ctx, "BEGIN").Close(); err != nil {
+		t.Fatal(err)
+	}
+	if r := run("in_tx"); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	if err := c.Exec(ctx, "ALTER TABLE "+table+" ALTER COLUMN title TYPE varchar(80)").Close(); err != nil {
+		t.Fatal(err)
+	}
+	r := run("after_alter")
+	if r.Err != nil || len(r.Rows) != 1 || len(r.FieldDescriptions) != 2 {
+		t.Fatalf("fresh Parse after ALTER TABLE in the transaction: %v, %d rows", r.Err, len(r.Rows))
+	}
+	if err := c.Exec(ctx, "COMMIT").Close(); err != nil {
+		t.Fatal(err)
+	}
+	if r := run("after_commit"); r.Err != nil {
+		t.Fatalf("after COMMIT: %v", r.Err)
+	}
+}
