@@ -1033,8 +1033,8 @@ func (s *session) deallocTarget(b *pool.Backend, tail []byte) string {
 	switch {
 	case !isDealloc:
 		return ""
-	case all && b.SQLPrepared:
-		return ""
+	case all && (b.SQLPrepared || s.txStatus == 'E'):
+		return "" // (in a failed transaction the server refuses it, 25P02)
 	case all:
 		return deallocAll
 	case s.stmts[target] == nil:
