@@ -88,23 +88,7 @@ func TestDropRoleClosesIdleBackends(t *testing.T) {
 	const pw = "pw-dropped"
 	adminRole, adminPw := poolRole(ctx, t) // a superuser with a password, as backends log in as their client
 	e := startProxy(t, proxyOpts{size: 2, dbUser: "-", users: map[string]string{role: pw, adminRole: adminPw}})
-	if err := e.pg.CreateRole(ctx, role, pw, false); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = e.pg.Exec(context.Background(), "DROP ROLE IF EXISTS "+role) })
-	whoAmI := func() (string, error) {
-		c, err := pgx.Connect(ctx, e.dsn(role, pw, "app"))
-		if err != nil {
-			return "", err
-		}
-		defer c.Close(ctx)
-		var who string
-		err = c.QueryRow(ctx, "SELECT current_user").Scan(&who)
-		return who, err
-	}
-	if who, err := whoAmI(); err != nil || who != role {
-		t.Fatalf("before: %q, %v", who, err)
-	}
+	whoAmI := loginRole(ctx, t, e, role, pw)
 	admin, err := pgx.Connect(ctx, e.dsn(adminRole, adminPw, "app"))
 	if err != nil {
 		t.Fatal(err)
@@ -135,6 +119,27 @@ func droppedRoleOutside(t *testing.T, mode string) {
 	role := uniqueName("dropout")
 	const pw = "pw-dropout"
 	e := startProxy(t, proxyOpts{mode: mode, size: 2, dbUser: "-", users: map[string]string{role: pw}})
+	whoAmI := loginRole(ctx, t, e, role, pw)
+	if err := e.pg.Exec(ctx, "DROP ROLE "+role+"; CREATE ROLE "+role+" LOGIN PASSWORD '"+pw+"'"); err != nil {
+		t.Fatal(err)
+	}
+	// The first client may see the stale backend's error, as it would
+	// through any pooler; the next ones must not.
+	if _, err := whoAmI(); err != nil && sqlState(err) != "42704" {
+		t.Fatalf("first login after the role was recreated: %v", err)
+	}
+	for i := 0; i < 3; i++ {
+		if who, err := whoAmI(); err != nil || who != role {
+			t.Fatalf("login %d after the role was recreated: %q, %v", i+2, who, err)
+		}
+	}
+}
+
+// loginRole creates role with password pw on e's server (dropped at the
+// end of the test), checks that it logs in through the proxy, and returns
+// a function that logs in as it anew and reports current_user.
+func loginRole(ctx context.Context, t *testing.T, e *env, role, pw string) func() (string, error) {
+	t.Helper()
 	if err := e.pg.CreateRole(ctx, role, pw, false); err != nil {
 		t.Fatal(err)
 	}
@@ -150,19 +155,7 @@ func droppedRoleOutside(t *testing.T, mode string) {
 		return who, err
 	}
 	if who, err := whoAmI(); err != nil || who != role {
-		t.Fatalf("before: %q, %v", who, err)
+		t.Fatalf("%s logging in before: %q, %v", role, who, err)
 	}
-	if err := e.pg.Exec(ctx, "DROP ROLE "+role+"; CREATE ROLE "+role+" LOGIN PASSWORD '"+pw+"'"); err != nil {
-		t.Fatal(err)
-	}
-	// The first client may see the stale backend's error, as it would
-	// through any pooler; the next ones must not.
-	if _, err := whoAmI(); err != nil && sqlState(err) != "42704" {
-		t.Fatalf("first login after the role was recreated: %v", err)
-	}
-	for i := 0; i < 3; i++ {
-		if who, err := whoAmI(); err != nil || who != role {
-			t.Fatalf("login %d after the role was recreated: %q, %v", i+2, who, err)
-		}
-	}
+	return whoAmI
 }

@@ -618,13 +618,21 @@ func TestPreparedDeallocateInFailedTransaction(t *testing.T) {
 // statement mapping (max_prepared_statements = 0).
 func TestUnnamedStatementAcrossRoundTrips(t *testing.T) {
 	leakCheck(t)
+	forStatementMapping(t, unnamedStatementAcrossRoundTrips)
+}
+
+// forStatementMapping runs f against a transaction-pooling proxy with a
+// pool of one, with statement mapping on, then off (max_prepared_statements
+// = 0, PgBouncer's old default).
+func forStatementMapping(t *testing.T, f func(t *testing.T, e *env)) {
+	t.Helper()
 	for _, mapped := range []bool{true, false} {
 		t.Run(fmt.Sprintf("mapped=%v", mapped), func(t *testing.T) {
 			opts := proxyOpts{size: 1}
 			if !mapped {
 				opts.dbExtra = "[databases.app.pool]\nmax_prepared_statements = 0\n"
 			}
-			unnamedStatementAcrossRoundTrips(t, startProxy(t, opts))
+			f(t, startProxy(t, opts))
 		})
 	}
 }
@@ -1351,18 +1359,9 @@ func TestPreparedShapeCheckedOnSharedStatement(t *testing.T) {
 // AutoRollbackTestSuite hung).
 func TestQuerySkippedAfterExtendedError(t *testing.T) {
 	leakCheck(t)
-	// With statement mapping, and without (max_prepared_statements = 0,
-	// PgBouncer's old default, which pgjdbc users pair with
+	// With statement mapping, and without (which pgjdbc users pair with
 	// prepareThreshold=0): the skip is tracked either way.
-	for _, mapped := range []bool{true, false} {
-		t.Run(fmt.Sprintf("mapped=%v", mapped), func(t *testing.T) {
-			opts := proxyOpts{size: 1}
-			if !mapped {
-				opts.dbExtra = "[databases.app.pool]\nmax_prepared_statements = 0\n"
-			}
-			querySkippedAfterExtendedError(t, startProxy(t, opts))
-		})
-	}
+	forStatementMapping(t, querySkippedAfterExtendedError)
 }
 
 func querySkippedAfterExtendedError(t *testing.T, e *env) {
