@@ -15,12 +15,18 @@ import (
 // waitParked waits until the proxy reports want parked clients.
 func waitParked(t *testing.T, e *env, want int) {
 	t.Helper()
+	waitCount(t, "clients parked", e.srv.ParkedClients, want)
+}
+
+// waitCount waits up to 5 s for count to report want.
+func waitCount(t *testing.T, what string, count func() int, want int) {
+	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
-	for e.srv.ParkedClients() != want {
+	for count() != want {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d clients parked, want %d", e.srv.ParkedClients(), want)
+			t.Fatalf("%d %s, want %d", count(), what, want)
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 

@@ -714,13 +714,7 @@ func TestListenWatchedNotPolled(t *testing.T) {
 	ctx := testCtx(t)
 	watched := func(want int) {
 		t.Helper()
-		deadline := time.Now().Add(3 * time.Second)
-		for e.srv.WatchedPinnedBackends() != want {
-			if time.Now().After(deadline) {
-				t.Fatalf("%d pinned backends watched, want %d", e.srv.WatchedPinnedBackends(), want)
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
+		waitCount(t, "pinned backends watched", e.srv.WatchedPinnedBackends, want)
 	}
 	listener, other := e.connect(ctx), e.connect(ctx)
 	if _, err := listener.Exec(ctx, "LISTEN watched"); err != nil {
