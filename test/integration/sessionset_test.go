@@ -665,15 +665,7 @@ func TestListenTransactionPooling(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		// The other client, on the other backend, notifies (in its own
 		// transaction) while the listener idles.
-		if _, err := other.Exec(ctx, "SELECT pg_notify('jobs', $1)", fmt.Sprint("job ", i)); err != nil {
-			t.Fatal(err)
-		}
-		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		n, err := listener.WaitForNotification(wctx)
-		cancel()
-		if err != nil || n.Channel != "jobs" || n.Payload != fmt.Sprint("job ", i) {
-			t.Fatalf("notification %d: %+v, %v", i, n, err)
-		}
+		notifyAndWait(ctx, t, other, listener, "jobs", fmt.Sprint("job ", i))
 		if got := backendPID(ctx, t, listener); got != pid {
 			t.Fatalf("listening client moved from backend %d to %d", pid, got)
 		}
@@ -725,15 +717,7 @@ func TestListenWatchedNotPolled(t *testing.T) {
 		t.Fatalf("%d parked clients: the watch is not a parked client", n)
 	}
 	for i := 0; i < 3; i++ {
-		if _, err := other.Exec(ctx, "SELECT pg_notify('watched', $1)", fmt.Sprint(i)); err != nil {
-			t.Fatal(err)
-		}
-		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		n, err := listener.WaitForNotification(wctx)
-		cancel()
-		if err != nil || n.Payload != fmt.Sprint(i) {
-			t.Fatalf("notification %d: %+v, %v", i, n, err)
-		}
+		notifyAndWait(ctx, t, other, listener, "watched", fmt.Sprint(i))
 		watched(1) // armed again for the next one
 	}
 	if _, err := listener.Exec(ctx, "UNLISTEN watched"); err != nil {
@@ -768,15 +752,7 @@ func TestListenInDoBlockTransactionPooling(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := 0; i < 2; i++ {
-		if _, err := other.Exec(ctx, "SELECT pg_notify('do_jobs', $1)", fmt.Sprint("job ", i)); err != nil {
-			t.Fatal(err)
-		}
-		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		n, err := listener.WaitForNotification(wctx)
-		cancel()
-		if err != nil || n.Channel != "do_jobs" || n.Payload != fmt.Sprint("job ", i) {
-			t.Fatalf("notification %d after LISTEN in a DO block: %+v, %v", i, n, err)
-		}
+		notifyAndWait(ctx, t, other, listener, "do_jobs", fmt.Sprint("job ", i))
 	}
 
 	// Nothing left behind: a pool of one serves the next client at once.
@@ -901,5 +877,20 @@ func TestPinnedTempTypesAndFunctions(t *testing.T) {
 	}
 	if pid == otherPID {
 		t.Fatalf("a and b share backend %d", pid)
+	}
+}
+
+// notifyAndWait has from notify channel with payload, and fails unless
+// to receives that notification within 5 s.
+func notifyAndWait(ctx context.Context, t *testing.T, from, to *pgx.Conn, channel, payload string) {
+	t.Helper()
+	if _, err := from.Exec(ctx, "SELECT pg_notify($1, $2)", channel, payload); err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	n, err := to.WaitForNotification(wctx)
+	if err != nil || n.Channel != channel || n.Payload != payload {
+		t.Fatalf("notification %q on %q: %+v, %v", payload, channel, n, err)
 	}
 }
